@@ -1,0 +1,54 @@
+"""moduletrace: find out why modules intermittently fail to load after being created.
+
+Five lifecycle spans under one trace ID, and ``moduletrace races`` to find, after an incident,
+the loads that ran before their module's commit or cache update::
+
+    import moduletrace
+
+    moduletrace.configure(service_name="module-service")
+
+    with moduletrace.create_start(module_id):
+        with moduletrace.db_commit(module_id):
+            db.commit()
+        with moduletrace.cache_update(module_id):
+            cache.set(module_id, row)
+        carrier = moduletrace.carrier()          # store it with the module
+
+    with moduletrace.load_request(module_id, parent=carrier):
+        with moduletrace.load_db_query(module_id):
+            row = db.get(module_id)
+"""
+
+from moduletrace._version import __version__
+from moduletrace.errors import BackendError, InputError, ModuleTraceError
+from moduletrace.instrumentation import (
+    LifecycleSampler,
+    Stage,
+    StageSpan,
+    cache_update,
+    carrier,
+    configure,
+    create_start,
+    db_commit,
+    load_db_query,
+    load_request,
+    shutdown,
+)
+
+__all__ = [
+    "BackendError",
+    "InputError",
+    "LifecycleSampler",
+    "ModuleTraceError",
+    "Stage",
+    "StageSpan",
+    "__version__",
+    "cache_update",
+    "carrier",
+    "configure",
+    "create_start",
+    "db_commit",
+    "load_db_query",
+    "load_request",
+    "shutdown",
+]

@@ -1,0 +1,1 @@
+"""The ``moduletrace`` command: argument parsing and rendering only."""

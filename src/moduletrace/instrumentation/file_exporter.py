@@ -1,0 +1,174 @@
+"""The embedded default: spans written as OTLP JSON lines, the collector ``file`` exporter's format.
+
+Each export appends one line ``{"resourceSpans": [...]}`` (an ``ExportTraceServiceRequest`` in
+OTLP JSON: lower-case hex ids, integer enums, 64-bit integers as decimal strings), exactly what
+``moduletrace races --file`` reads and what a collector's ``file`` exporter writes, so a service
+with no collector at hand still leaves an incident archive behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import Link, SpanContext
+from opentelemetry.trace.status import StatusCode
+
+from moduletrace.instrumentation._guard import logger
+
+
+class OTLPJsonFileExporter(SpanExporter):
+    """Append finished spans to ``path`` as OTLP JSON lines (one line per export batch)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        self._lock = threading.Lock()
+        self._file: Any = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not spans:
+            return SpanExportResult.SUCCESS
+        line = json.dumps(encode_spans(spans), separators=(",", ":"), ensure_ascii=False)
+        try:
+            with self._lock:
+                if self._file.closed:
+                    return SpanExportResult.FAILURE
+                self._file.write(line + "\n")
+                self._file.flush()
+        except OSError as exc:
+            logger.warning("moduletrace: cannot write spans to %s: %s", self.path, exc)
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        with self._lock:
+            if not self._file.closed:
+                self._file.flush()
+        return True
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.close()
+
+
+def encode_spans(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
+    """Encode SDK spans as one OTLP JSON ``ExportTraceServiceRequest`` (grouped by resource, scope)."""
+    by_resource: dict[int, tuple[Any, dict[Any, list[dict[str, Any]]]]] = {}
+    for span in spans:
+        resource_key = id(span.resource)
+        if resource_key not in by_resource:
+            by_resource[resource_key] = (span.resource, {})
+        scopes = by_resource[resource_key][1]
+        scope = span.instrumentation_scope
+        scope_key = (scope.name, scope.version, scope.schema_url) if scope else None
+        scopes.setdefault(scope_key, []).append(_span(span))
+    resource_spans = []
+    for resource, scopes in by_resource.values():
+        scope_spans = []
+        for key, encoded in scopes.items():
+            entry: dict[str, Any] = {"scope": {}, "spans": encoded}
+            if key is not None:
+                name, version, schema_url = key
+                entry["scope"] = {k: v for k, v in (("name", name), ("version", version)) if v}
+                if schema_url:
+                    entry["schemaUrl"] = schema_url
+            scope_spans.append(entry)
+        item: dict[str, Any] = {"resource": {"attributes": _attributes(resource.attributes)}, "scopeSpans": scope_spans}
+        if resource.schema_url:
+            item["schemaUrl"] = resource.schema_url
+        resource_spans.append(item)
+    return {"resourceSpans": resource_spans}
+
+
+def _span(span: ReadableSpan) -> dict[str, Any]:
+    ctx: SpanContext = span.context  # type: ignore[assignment]
+    out: dict[str, Any] = {
+        "traceId": format(ctx.trace_id, "032x"),
+        "spanId": format(ctx.span_id, "016x"),
+    }
+    trace_state = ctx.trace_state.to_header() if ctx.trace_state else ""
+    if trace_state:
+        out["traceState"] = trace_state
+    if span.parent is not None and span.parent.is_valid:
+        out["parentSpanId"] = format(span.parent.span_id, "016x")
+    out["flags"] = _flags(ctx, span.parent)
+    out["name"] = span.name
+    out["kind"] = span.kind.value + 1  # API SpanKind INTERNAL=0 ... ; OTLP INTERNAL=1 ...
+    out["startTimeUnixNano"] = str(span.start_time or 0)
+    out["endTimeUnixNano"] = str(span.end_time or 0)
+    if span.attributes:
+        out["attributes"] = _attributes(span.attributes)
+    if span.dropped_attributes:
+        out["droppedAttributesCount"] = span.dropped_attributes
+    if span.events:
+        out["events"] = [
+            {
+                "timeUnixNano": str(event.timestamp),
+                "name": event.name,
+                **({"attributes": _attributes(event.attributes)} if event.attributes else {}),
+            }
+            for event in span.events
+        ]
+    if span.dropped_events:
+        out["droppedEventsCount"] = span.dropped_events
+    if span.links:
+        out["links"] = [_link(link) for link in span.links]
+    if span.dropped_links:
+        out["droppedLinksCount"] = span.dropped_links
+    status: dict[str, Any] = {}
+    if span.status.status_code is not StatusCode.UNSET:
+        status["code"] = 2 if span.status.status_code is StatusCode.ERROR else 1
+        if span.status.description:
+            status["message"] = span.status.description
+    out["status"] = status
+    return out
+
+
+def _flags(ctx: SpanContext, parent: SpanContext | None) -> int:
+    # OTLP span flags: low byte = W3C trace flags; 0x100 = "has is_remote", 0x200 = parent remote.
+    flags = int(ctx.trace_flags) | 0x100
+    if parent is not None and parent.is_remote:
+        flags |= 0x200
+    return flags
+
+
+def _link(link: Link) -> dict[str, Any]:
+    ctx = link.context
+    out: dict[str, Any] = {"traceId": format(ctx.trace_id, "032x"), "spanId": format(ctx.span_id, "016x")}
+    if ctx.trace_state:
+        out["traceState"] = ctx.trace_state.to_header()
+    if link.attributes:
+        out["attributes"] = _attributes(link.attributes)
+    out["flags"] = int(ctx.trace_flags) | 0x100 | (0x200 if ctx.is_remote else 0)
+    return out
+
+
+def _attributes(attributes: Any) -> list[dict[str, Any]]:
+    return [{"key": key, "value": _value(value)} for key, value in attributes.items()]
+
+
+def _value(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return {"doubleValue": "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")}
+        return {"doubleValue": value}
+    if isinstance(value, str):
+        return {"stringValue": value}
+    if isinstance(value, bytes):
+        return {"bytesValue": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, (list, tuple)):
+        return {"arrayValue": {"values": [_value(v) for v in value]}}
+    return {"stringValue": str(value)}
