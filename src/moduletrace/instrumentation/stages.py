@@ -143,7 +143,7 @@ def _start(
         token = otel_context.attach(trace.set_span_in_context(span))
         return span, token
     except Exception as exc:  # noqa: BLE001
-        internal_error(f"start {name}", exc)
+        internal_error("start span", exc)
         return None
 
 
