@@ -1,6 +1,6 @@
 """Instrumentation: the stage helpers, propagation, sampling and ``configure()``."""
 
-from moduletrace.instrumentation.configure import configure, shutdown
+from moduletrace.instrumentation.configuration import configure, shutdown
 from moduletrace.instrumentation.propagation import Parent, carrier
 from moduletrace.instrumentation.sampling import LifecycleSampler
 from moduletrace.instrumentation.stages import (

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.util.types import AttributeValue
 
@@ -154,16 +154,16 @@ def _has_processors(provider: TracerProvider) -> bool:
 
 
 def _resource(service_name: str | None, extra: Mapping[str, AttributeValue] | None) -> Resource:
+    # The environment wins over the code, so operators can rename without a code change.
     attributes: dict[str, AttributeValue] = dict(extra or {})
-    env_attributes = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
-    if service_name and not os.environ.get("OTEL_SERVICE_NAME") and "service.name=" not in env_attributes:
+    if service_name:
         attributes["service.name"] = service_name
+    attributes.update(OTELResourceDetector().detect().attributes)
     # The race rule compares timestamps exactly only when two spans share a clock: the same
     # process (service.instance.id) or the same host (host.name). Make sure both are present.
     attributes.setdefault("service.instance.id", str(uuid.uuid4()))
     attributes.setdefault("host.name", socket.gethostname())
-    resource = Resource.create(attributes)
-    return resource
+    return Resource.create(attributes)
 
 
 def _exporters(

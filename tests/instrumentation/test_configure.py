@@ -1,0 +1,161 @@
+"""configure(): the OTEL_* environment, the embedded file default, existing providers, bounded exit."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import json_format
+from opentelemetry import trace
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import TracerProvider
+
+import moduletrace
+from moduletrace.instrumentation import configuration as configure_module
+from tests.conftest import install_provider, reset_trace_globals
+from tests.support.processes import free_port, python_env, start_python
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(autouse=True)
+def clean_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED",
+                 "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "MODULETRACE_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    reset_trace_globals()
+    yield
+    configure_module._reset_for_tests()
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.shutdown()
+    reset_trace_globals()
+    if HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
+        HTTPXClientInstrumentor().uninstrument()
+
+
+def _hex_ids_to_base64(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: base64.b64encode(bytes.fromhex(v)).decode() if k in ("traceId", "spanId", "parentSpanId") else _hex_ids_to_base64(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_hex_ids_to_base64(v) for v in node]
+    return node
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_file_default_writes_otlp_json_lines_that_decode_as_export_requests(tmp_path: Path) -> None:
+    path = tmp_path / "spans.jsonl"
+    provider = moduletrace.configure(service_name="module-service", file=path, instrument_httpx=False)
+    assert provider is trace.get_tracer_provider()
+    with moduletrace.create_start(17):
+        with pytest.raises(ValueError):
+            with moduletrace.db_commit(17):
+                raise ValueError("duplicate key")
+    assert moduletrace.shutdown(timeout=5)
+
+    (line,) = _read_lines(path)
+    request = json_format.ParseDict(_hex_ids_to_base64(line), ExportTraceServiceRequest())
+    (resource_spans,) = request.resource_spans
+    resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+    assert resource["service.name"] == "module-service"
+    assert resource["service.instance.id"] and resource["host.name"]
+    spans = {s.name: s for s in resource_spans.scope_spans[0].spans}
+    assert resource_spans.scope_spans[0].scope.name == "moduletrace"
+    commit = spans["module_create_db_commit"]
+    assert commit.parent_span_id == spans["module_create_start"].span_id
+    assert commit.status.code == 2 and commit.kind == 1
+    assert commit.events[0].name == "exception"
+    raw = line["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    assert len(raw["traceId"]) == 32 and raw["traceId"] == raw["traceId"].lower()
+    assert isinstance(raw["startTimeUnixNano"], str) and isinstance(raw["kind"], int)
+
+
+def test_file_default_sends_nothing_over_otlp_unless_an_endpoint_is_configured(tmp_path: Path) -> None:
+    moduletrace.configure(file=tmp_path / "spans.jsonl", instrument_httpx=False)
+    exporters = [p.span_exporter for p in configure_module._state["processors"]]
+    assert [type(e).__name__ for e in exporters] == ["OTLPJsonFileExporter"]
+
+
+def test_file_and_endpoint_export_to_both(tmp_path: Path) -> None:
+    moduletrace.configure(file=tmp_path / "spans.jsonl", endpoint="http://127.0.0.1:1", instrument_httpx=False)
+    exporters = [p.span_exporter for p in configure_module._state["processors"]]
+    assert [type(e).__name__ for e in exporters] == ["OTLPJsonFileExporter", "OTLPSpanExporter"]
+    assert exporters[1]._endpoint == "http://127.0.0.1:1/v1/traces"  # type: ignore[attr-defined]
+
+
+def test_environment_names_the_service_and_resource_over_the_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=prod,service.instance.id=pod-7")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    provider = moduletrace.configure(service_name="from-code", instrument_httpx=False)
+    assert provider is not None
+    attributes = provider.resource.attributes
+    assert attributes["service.name"] == "from-env"
+    assert attributes["deployment.environment.name"] == "prod"
+    assert attributes["service.instance.id"] == "pod-7"
+    assert configure_module._state["processors"] == []
+
+
+def test_sdk_disabled_leaves_tracing_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert moduletrace.configure(instrument_httpx=False) is None
+    with moduletrace.load_request("m") as span:
+        assert not span.is_recording()
+
+
+def test_an_installed_provider_is_kept_and_only_gets_what_it_lacks(tmp_path: Path) -> None:
+    recorded = install_provider()
+    path = tmp_path / "spans.jsonl"
+    assert moduletrace.configure(file=path, instrument_httpx=False) is recorded.provider
+    assert trace.get_tracer_provider() is recorded.provider
+    with moduletrace.cache_update("m-9"):
+        pass
+    assert moduletrace.shutdown(timeout=5)
+    assert [s.name for s in recorded.all()] == ["module_create_cache_update"]
+    assert len(_read_lines(path)) == 1
+
+
+def test_second_call_keeps_the_first_configuration(tmp_path: Path) -> None:
+    first = moduletrace.configure(file=tmp_path / "a.jsonl", instrument_httpx=False)
+    assert moduletrace.configure(file=tmp_path / "b.jsonl", instrument_httpx=False) is first
+
+
+def test_httpx_is_instrumented_so_traceparent_crosses_hops(tmp_path: Path) -> None:
+    moduletrace.configure(file=tmp_path / "spans.jsonl")
+    assert HTTPXClientInstrumentor().is_instrumented_by_opentelemetry
+
+
+EXIT_SCRIPT = """
+import moduletrace, sys
+moduletrace.configure(service_name="exit-test", exit_timeout=float(sys.argv[1]), instrument_httpx=False)
+for n in range(200):
+    with moduletrace.load_request(f"m-{n}"):
+        pass
+print("ready", flush=True)
+"""
+
+
+def test_exit_is_bounded_when_the_collector_is_down(tmp_path: Path) -> None:
+    # Nothing listens on the port: the SDK's own exit hook would retry for up to 30 s.
+    script = tmp_path / "exit_test.py"
+    script.write_text(EXIT_SCRIPT)
+    env = python_env({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}"})
+    started = time.monotonic()
+    process = start_python([str(script), "1.0"], env)
+    _, err = process.communicate(timeout=60)
+    elapsed = time.monotonic() - started
+    assert process.returncode == 0
+    assert elapsed < 8, f"exit took {elapsed:.1f}s"
+    assert "not flushed within 1.0 s" in err

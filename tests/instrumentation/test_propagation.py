@@ -1,0 +1,100 @@
+"""From a creation to a later load: the W3C carrier, parent mode (default) and link mode."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+import moduletrace
+from tests.conftest import Recorded
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_carrier_holds_the_current_traceparent_and_tracestate(spans: Recorded) -> None:
+    with moduletrace.create_start("m-1") as span:
+        carrier = moduletrace.carrier()
+    ctx = span.get_span_context()
+    assert carrier["traceparent"] == f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+    assert set(carrier) <= {"traceparent", "tracestate"}
+
+
+def test_carrier_is_empty_without_a_span(spans: Recorded) -> None:
+    assert moduletrace.carrier() == {}
+
+
+def test_load_with_the_carrier_continues_the_creation_trace_and_links_the_current_request(spans: Recorded) -> None:
+    with moduletrace.create_start("m-2"):
+        carrier = moduletrace.carrier()
+    request_tracer = trace.get_tracer("http.server")
+    with request_tracer.start_as_current_span("GET /modules/{id}") as request_span:
+        with moduletrace.load_request("m-2", parent=carrier):
+            with moduletrace.load_db_query("m-2"):
+                pass
+    create = spans.one("module_create_start")
+    load = spans.one("module_load_request")
+    assert load.context.trace_id == create.context.trace_id
+    assert load.parent.span_id == create.context.span_id
+    (link,) = load.links
+    assert link.context.span_id == request_span.get_span_context().span_id
+    assert link.attributes == {"module.link.type": "request"}
+    query = spans.one("module_load_db_query")
+    assert query.context.trace_id == create.context.trace_id
+    assert query.parent.span_id == load.context.span_id
+
+
+def test_link_mode_keeps_the_load_in_the_current_trace_and_links_the_creation(spans: Recorded) -> None:
+    with moduletrace.create_start("m-3"):
+        carrier = moduletrace.carrier()
+    with trace.get_tracer("http.server").start_as_current_span("GET") as request_span:
+        with moduletrace.load_request("m-3", parent=carrier, as_link=True):
+            pass
+    create = spans.one("module_create_start")
+    load = spans.one("module_load_request")
+    assert load.context.trace_id == request_span.get_span_context().trace_id != create.context.trace_id
+    (link,) = load.links
+    assert (link.context.trace_id, link.context.span_id) == (create.context.trace_id, create.context.span_id)
+    assert link.attributes == {"module.link.type": "creation"}
+
+
+@pytest.mark.parametrize(
+    "as_parent",
+    [
+        lambda sc: TRACEPARENT,
+        lambda sc: {"Traceparent": TRACEPARENT},
+        lambda sc: trace.set_span_in_context(NonRecordingSpan(sc)),
+        lambda sc: sc,
+        lambda sc: NonRecordingSpan(sc),
+    ],
+    ids=["traceparent-string", "header-case-mapping", "context", "span-context", "span"],
+)
+def test_parent_accepts_strings_mappings_contexts_span_contexts_and_spans(spans: Recorded, as_parent) -> None:  # type: ignore[no-untyped-def]
+    span_context = SpanContext(
+        0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True, trace_flags=TraceFlags(1)
+    )
+    with moduletrace.load_request("m-4", parent=as_parent(span_context)):
+        pass
+    load = spans.one("module_load_request")
+    assert load.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    assert load.parent.span_id == 0xB7AD6B7169203331
+
+
+def test_decorator_reads_the_parent_from_a_parameter(spans: Recorded) -> None:
+    @moduletrace.load_request(parent_param="carrier")
+    def load(module_id: str, carrier: dict[str, str]) -> str:
+        return "loaded"
+
+    assert load("m-5", {"traceparent": TRACEPARENT}) == "loaded"
+    assert spans.one("module_load_request").context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+
+
+@pytest.mark.parametrize("bad", [{}, {"traceparent": "garbage"}, "00-000-000-00", 42])
+def test_an_unusable_carrier_is_logged_once_and_the_load_starts_from_the_current_context(
+    spans: Recorded, bad: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    for _ in range(2):
+        with moduletrace.load_request("m-6", parent=bad):  # type: ignore[arg-type]
+            pass
+    assert len(spans.named("module_load_request")) == 2
+    assert sum("holds no valid trace context" in r.getMessage() for r in caplog.records) == 1

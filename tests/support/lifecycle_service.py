@@ -1,0 +1,89 @@
+"""A small real create or load service, instrumented with moduletrace, for cross-process tests.
+
+    python -m tests.support.lifecycle_service create|load PORT DB_PATH [LOAD_URL]
+
+create: POST /modules/{id}  writes the module row and its trace carrier in SQLite (db_commit),
+        updates an index table (cache_update), then asks the load service to load it through an
+        httpx client (traceparent in headers); answers {"id", "carrier"}.
+load:   GET /modules/{id}   continues the creation's trace from the stored carrier and links
+        the incoming request's context; reads the row (load_db_query).
+Spans go over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT; SIGTERM stops the server and the exit
+hook flushes them.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+from opentelemetry import context, propagate
+
+import moduletrace
+
+
+def main() -> None:
+    role, port, db_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    load_url = sys.argv[4] if len(sys.argv) > 4 else None
+    moduletrace.configure(service_name=f"{role}-service", exit_timeout=10)
+    with sqlite3.connect(db_path) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS modules (id TEXT PRIMARY KEY, carrier TEXT)")
+        db.execute("CREATE TABLE IF NOT EXISTS module_index (id TEXT PRIMARY KEY)")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            module_id = self.path.rsplit("/", 1)[-1]
+            with moduletrace.create_start(module_id):
+                carrier = moduletrace.carrier()
+                with moduletrace.db_commit(module_id), sqlite3.connect(db_path) as db:
+                    db.execute("INSERT INTO modules VALUES (?, ?)", (module_id, json.dumps(carrier)))
+                with moduletrace.cache_update(module_id), sqlite3.connect(db_path) as db:
+                    db.execute("INSERT INTO module_index VALUES (?)", (module_id,))
+                if load_url:
+                    httpx.get(f"{load_url}/modules/{module_id}", timeout=10).raise_for_status()
+            self._reply(200, {"id": module_id, "carrier": carrier})
+
+        def do_GET(self) -> None:  # noqa: N802
+            module_id = self.path.rsplit("/", 1)[-1]
+            # What a server instrumentation does: the incoming request's context becomes current.
+            token = context.attach(propagate.extract(dict(self.headers)))
+            try:
+                with sqlite3.connect(db_path) as db:
+                    row = db.execute("SELECT carrier FROM modules WHERE id = ?", (module_id,)).fetchone()
+                carrier = json.loads(row[0]) if row else None
+                with moduletrace.load_request(module_id, parent=carrier):
+                    self._query(module_id)
+            finally:
+                context.detach(token)
+            self._reply(200, {"id": module_id})
+
+        @moduletrace.load_db_query(id_param="module_id")
+        def _query(self, module_id: str) -> Any:
+            with sqlite3.connect(db_path) as db:
+                return db.execute("SELECT id FROM modules WHERE id = ?", (module_id,)).fetchone()
+
+        def _reply(self, status: int, body: dict[str, Any]) -> None:
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print("ready", flush=True)
+    server.serve_forever()
+    server.server_close()
+
+
+if __name__ == "__main__":
+    main()
