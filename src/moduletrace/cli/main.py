@@ -1,37 +1,281 @@
-"""Entry point of the ``moduletrace`` console command."""
+"""The ``moduletrace`` command: argument parsing, sources, the detector, rendering, exit codes.
+
+Exit status: 0 no race, 1 at least one race, 2 bad usage or unreadable input, 3 backend
+unreachable or answering with an error. Every error is one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+import os
+import re
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn
 
 from moduletrace._version import __version__
-from moduletrace.errors import ModuleTraceError
+from moduletrace.analysis.races import DEFAULT_SKEW_TOLERANCE_MS, RaceDetector, wanted
+from moduletrace.cli.render import as_json, as_table
+from moduletrace.errors import BackendError, InputError, ModuleTraceError
+from moduletrace.spans import Span
+
+EXIT_OK, EXIT_RACES, EXIT_USAGE, EXIT_BACKEND = 0, 1, 2, 3
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = {"ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), as for every other input error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"{message} (see '{self.prog} --help')")
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '15m', '2h', '1d' -> seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise InputError(f"--since {text!r}: expected a duration like 90s, 15m, 2h or 1d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_time(text: str, flag: str) -> int:
+    """RFC 3339 -> Unix nanoseconds."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InputError(f"{flag} {text!r}: expected an RFC 3339 time like 2026-11-29T10:00:00Z") from None
+    if value.tzinfo is None:
+        raise InputError(f"{flag} {text!r}: give a time zone (Z or +hh:mm)")
+    return int(value.timestamp() * 1e9)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="moduletrace",
-        description="Find the module loads that raced their module's creation.",
-    )
+    parser = _Parser(prog="moduletrace", description="Find the module loads that raced their module's creation.")
     parser.add_argument("--version", action="version", version=f"moduletrace {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    races = commands.add_parser(
+        "races",
+        help="list the loads that ran before their module's commit or cache update",
+        description="List the loads that ran before their module's commit or cache update. "
+        "Exit 0: no race; 1: races found; 2: bad usage or input; 3: backend error.",
+    )
+    source = races.add_argument_group("sources (at least one)")
+    source.add_argument("--file", action="append", default=[], metavar="PATH",
+                        help="OTLP JSON lines from the collector file exporter (repeatable, globs; .gz/.zst)")
+    source.add_argument("--jaeger", metavar="URL", help="Jaeger v2 query service, e.g. http://127.0.0.1:16686")
+    source.add_argument("--tempo", metavar="URL", help="Grafana Tempo HTTP API, e.g. http://127.0.0.1:3200")
+    window = races.add_argument_group("window and filters")
+    window.add_argument("--since", metavar="DURATION", help="loads in the last DURATION (90s, 15m, 2h, 1d); "
+                        "backends default to 1h")
+    window.add_argument("--start", metavar="RFC3339", help="loads from this time")
+    window.add_argument("--end", metavar="RFC3339", help="loads up to this time (default: now)")
+    window.add_argument("--service", help="only loads served by this service")
+    window.add_argument("--module", help="only this module id")
+    window.add_argument("--lookback", default="24h", metavar="DURATION",
+                        help="how far before the window to look for a creation found by module id (default 24h)")
+    rule = races.add_argument_group("rule")
+    rule.add_argument("--skew-tolerance", type=float, default=DEFAULT_SKEW_TOLERANCE_MS, metavar="MS",
+                      help=f"clock skew allowed across hosts (default {DEFAULT_SKEW_TOLERANCE_MS:g} ms)")
+    rule.add_argument("--no-derived-bounds", action="store_true",
+                      help="do not derive clock-offset bounds from client/server span pairs")
+    output = races.add_argument_group("output")
+    output.add_argument("--format", choices=("table", "json"),
+                        help="table (default on a terminal) or json (default otherwise)")
+    output.add_argument("--verbose", action="store_true", help="log backend requests (never credentials) on stderr")
+    backend = races.add_argument_group("backend access (credentials may also come from the environment)")
+    backend.add_argument("--tenant", default=os.environ.get("MODULETRACE_TENANT"),
+                         help="X-Scope-OrgID tenant (env MODULETRACE_TENANT)")
+    backend.add_argument("--token-env", default="MODULETRACE_TOKEN", metavar="VAR",
+                         help="environment variable holding a bearer token (default MODULETRACE_TOKEN)")
+    backend.add_argument("--user", default=os.environ.get("MODULETRACE_USER"),
+                         help="basic-auth user (env MODULETRACE_USER); the password comes from MODULETRACE_PASSWORD")
+    backend.add_argument("--ca-cert", metavar="PATH", help="CA bundle to verify the backend's TLS certificate")
+    backend.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (not recommended)")
+    backend.add_argument("--limit", type=int, default=1000, metavar="N",
+                         help="traces per backend search before the window is split (default 1000)")
+    backend.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default 30)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; return its exit status (0/1/2/3, see README)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the command; return its exit status."""
     try:
+        args = build_parser().parse_args(argv)
         if args.command is None:
-            parser.print_help()
-            return 2
+            build_parser().print_help(sys.stderr)
+            return EXIT_USAGE
+        return _races(args)
     except ModuleTraceError as exc:
         print(f"moduletrace: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    return 0
+    except KeyboardInterrupt:
+        print("moduletrace: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+class _Warnings:
+    """Warnings on stderr, at most ``limit`` of them, then a count."""
+
+    def __init__(self, limit: int = 10) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def __call__(self, message: str) -> None:
+        self.count += 1
+        if self.count <= self.limit:
+            print(f"moduletrace: warning: {message}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.count > self.limit:
+            print(f"moduletrace: warning: {self.count - self.limit} more warnings not shown", file=sys.stderr)
+
+
+class _Progress:
+    """A progress line on stderr (a terminal only) once a scan has run for more than a second."""
+
+    def __init__(self, describe: Callable[[], str]) -> None:
+        self.describe = describe
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.shown = False
+        self.enabled = sys.stderr.isatty()
+
+    def tick(self) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.started > 1.0 and now - self.last > 0.2:
+            self.last = now
+            self.shown = True
+            sys.stderr.write(f"\r\033[Kmoduletrace: {self.describe()}")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def _window(args: argparse.Namespace, backend: bool) -> tuple[int | None, int | None]:
+    now = time.time_ns()
+    end = parse_time(args.end, "--end") if args.end else None
+    start = parse_time(args.start, "--start") if args.start else None
+    if args.since:
+        if start is not None:
+            raise InputError("give --since or --start, not both")
+        start = (end or now) - int(parse_duration(args.since) * 1e9)
+    if backend:
+        end = end or now
+        start = start if start is not None else end - 3600 * 10**9
+    if start is not None and end is not None and start >= end:
+        raise InputError("the window is empty: --start/--since must come before --end")
+    return start, end
+
+
+def _races(args: argparse.Namespace) -> int:
+    if not (args.file or args.jaeger or args.tempo):
+        raise InputError("give a source: --file PATH, --jaeger URL or --tempo URL")
+    if args.skew_tolerance < 0:
+        raise InputError("--skew-tolerance must be >= 0")
+    if args.limit < 1:
+        raise InputError("--limit must be >= 1")
+    lookback_ns = int(parse_duration(args.lookback) * 1e9)
+    backends = bool(args.jaeger or args.tempo)
+    start, end = _window(args, backends)
+    warn = _Warnings()
+    detector = RaceDetector(args.skew_tolerance, derive_bounds=not args.no_derived_bounds)
+    sources = _sources(args, start, end, warn)
+    partial: list[str] = []
+    spans_read = 0
+    progress = _Progress(lambda: f"{spans_read:,} spans read" + "".join(
+        f", {100 * s.bytes_done / max(s.bytes_total, 1):.0f}% of {s.bytes_total / 1e6:.0f} MB"
+        for s in sources if hasattr(s, "bytes_total")))
+    try:
+        for source in sources:
+            for span in _spans(source, progress):
+                detector.add(span)
+                spans_read += 1
+        missing = detector.modules_without_creation()
+        if missing and start is not None:
+            for source in sources:
+                if hasattr(source, "spans_for_modules"):
+                    for span in source.spans_for_modules(missing[:500], start - lookback_ns, wanted):
+                        detector.add(span)
+                    if len(missing) > 500:
+                        partial.append(f"creation searched by module id for 500 of {len(missing)} modules only")
+        for source in sources:
+            partial.extend(getattr(source, "partial", []))
+    finally:
+        progress.done()
+        warn.close()
+        for source in sources:
+            if hasattr(source, "backend"):
+                source.backend.close()
+    report = detector.report(module=args.module, service=args.service, start_ns=start, end_ns=end)
+    link = _link(sources)
+    fmt = args.format or ("table" if sys.stdout.isatty() else "json")
+    if fmt == "json":
+        print(json.dumps(as_json(report, link, partial), indent=2))
+    else:
+        print(as_table(report, link, partial))
+    return EXIT_RACES if report.races else EXIT_OK
+
+
+def _spans(source: Any, progress: _Progress) -> Iterator[Span]:
+    for n, span in enumerate(source.spans(wanted)):
+        if n % 4096 == 0:
+            progress.tick()
+        yield span
+
+
+def _sources(args: argparse.Namespace, start: int | None, end: int | None, warn: _Warnings) -> list[Any]:
+    from moduletrace.sources.file import FileSource
+
+    sources: list[Any] = []
+    if args.file:
+        sources.append(FileSource(args.file, warn))
+    if args.jaeger or args.tempo:
+        from moduletrace.sources.http import Auth, Backend
+
+        token = os.environ.get(args.token_env) or None
+        password = os.environ.get("MODULETRACE_PASSWORD") or None
+        if args.user and password is None:
+            raise InputError("--user needs the password in the MODULETRACE_PASSWORD environment variable")
+        verify: bool | str = False if args.insecure else (args.ca_cert or True)
+        if args.ca_cert and not os.path.isfile(args.ca_cert):
+            raise InputError(f"--ca-cert {args.ca_cert}: no such file")
+        if args.insecure:
+            warn("TLS certificates are not verified (--insecure)")
+        auth = Auth(token=token, user=args.user, password=password, tenant=args.tenant, verify=verify)
+        log = (lambda line: print(f"moduletrace: {line}", file=sys.stderr)) if args.verbose else None
+        assert start is not None and end is not None
+        try:
+            if args.jaeger:
+                from moduletrace.sources.jaeger import JaegerSource
+
+                backend = Backend(args.jaeger, auth, "Jaeger", timeout=args.timeout, log=log)
+                sources.append(JaegerSource(backend, start, end, args.service, args.limit, warn))
+            if args.tempo:
+                from moduletrace.sources.tempo import TempoSource
+
+                backend = Backend(args.tempo, auth, "Tempo", timeout=args.timeout, log=log)
+                sources.append(TempoSource(backend, start, end, args.service, args.limit, warn))
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    return sources
+
+
+def _link(sources: list[Any]) -> Callable[[str], str | None] | None:
+    linkers = [s.trace_url for s in sources if hasattr(s, "trace_url")]
+    if not linkers:
+        return None
+    return linkers[0]
 
 
 if __name__ == "__main__":  # pragma: no cover

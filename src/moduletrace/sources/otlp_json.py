@@ -1,0 +1,137 @@
+"""OTLP JSON (``{"resourceSpans": [...]}``) to normalised spans, for every source that speaks it.
+
+The collector's file exporter and Jaeger's api_v3 write the OTLP JSON mapping (hex ids, integer
+enums); Tempo's trace endpoints write the plain proto3 JSON mapping (base64 ids, enum names).
+One decoder takes both: an id of 32 (trace) or 16 (span) characters is hex, anything else base64;
+an enum given as a name is looked up.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from moduletrace.spans import Link, Resource, ResourceCache, Span
+
+#: Which spans a caller wants decoded: given (name, kind). Others are skipped early (speed).
+Wanted = Callable[[str, int], bool]
+
+_KINDS = {
+    "SPAN_KIND_UNSPECIFIED": 0,
+    "SPAN_KIND_INTERNAL": 1,
+    "SPAN_KIND_SERVER": 2,
+    "SPAN_KIND_CLIENT": 3,
+    "SPAN_KIND_PRODUCER": 4,
+    "SPAN_KIND_CONSUMER": 5,
+}
+_STATUS = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+
+
+class FormatError(ValueError):
+    """The payload is not OTLP JSON."""
+
+
+def decode_id(value: Any, hex_length: int) -> str:
+    """A trace (32) or span (16) id, from hex or base64, as lower-case hex; '' when absent."""
+    if not value:
+        return ""
+    if not isinstance(value, str):
+        raise FormatError(f"id is not a string: {value!r}")
+    if len(value) == hex_length:
+        return value.lower()
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        if len(value) < hex_length and all(c in "0123456789abcdefABCDEF" for c in value):
+            return value.lower().zfill(hex_length)  # hex with leading zeros stripped
+        raise FormatError(f"id is neither hex nor base64: {value!r}") from None
+    return raw.hex().zfill(hex_length)
+
+
+def any_value(value: Mapping[str, Any]) -> Any:
+    """Decode an OTLP ``AnyValue`` object to a Python value."""
+    if not isinstance(value, Mapping):
+        return value
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "arrayValue" in value:
+        return [any_value(v) for v in (value["arrayValue"] or {}).get("values", [])]
+    if "kvlistValue" in value:
+        return attributes((value["kvlistValue"] or {}).get("values", []))
+    if "bytesValue" in value:
+        return value["bytesValue"]
+    return None
+
+
+def attributes(items: Any) -> dict[str, Any]:
+    if not items:
+        return {}
+    return {item["key"]: any_value(item.get("value") or {}) for item in items}
+
+
+def _enum(value: Any, names: Mapping[str, int]) -> int:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        if value in names:
+            return names[value]
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+def decode(payload: Mapping[str, Any], resources: ResourceCache, wanted: Wanted | None = None) -> Iterator[Span]:
+    """Yield the spans of one OTLP JSON traces payload (``resourceSpans`` or Tempo's ``batches``)."""
+    if not isinstance(payload, Mapping):
+        raise FormatError("not a JSON object")
+    resource_spans = payload.get("resourceSpans")
+    if resource_spans is None:
+        resource_spans = payload.get("batches")
+    if resource_spans is None:
+        raise FormatError("no resourceSpans")
+    for entry in resource_spans:
+        resource: Resource | None = None
+        for scope_spans in entry.get("scopeSpans") or entry.get("instrumentationLibrarySpans") or ():
+            for raw in scope_spans.get("spans") or ():
+                name = raw.get("name", "")
+                kind = _enum(raw.get("kind", 0), _KINDS)
+                if wanted is not None and not wanted(name, kind):
+                    continue
+                if resource is None:
+                    resource = resources.get(attributes((entry.get("resource") or {}).get("attributes")))
+                yield _span(raw, name, kind, resource)
+
+
+def _span(raw: Mapping[str, Any], name: str, kind: int, resource: Resource) -> Span:
+    status = raw.get("status") or {}
+    links = raw.get("links")
+    try:
+        return Span(
+            trace_id=decode_id(raw["traceId"], 32),
+            span_id=decode_id(raw["spanId"], 16),
+            parent_span_id=decode_id(raw.get("parentSpanId"), 16),
+            name=name,
+            kind=kind,
+            start_ns=int(raw.get("startTimeUnixNano") or 0),
+            end_ns=int(raw.get("endTimeUnixNano") or 0),
+            status_code=_enum(status.get("code", 0), _STATUS),
+            status_message=str(status.get("message", "")),
+            attributes=attributes(raw.get("attributes")),
+            resource=resource,
+            links=tuple(
+                Link(decode_id(link["traceId"], 32), decode_id(link["spanId"], 16), attributes(link.get("attributes")))
+                for link in links
+            )
+            if links
+            else (),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"malformed span {name!r}: {exc}") from exc
