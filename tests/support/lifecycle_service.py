@@ -4,9 +4,11 @@
 
 create: POST /modules/{id}  writes the module row and its trace carrier in SQLite (db_commit),
         updates an index table (cache_update), then asks the load service to load it through an
-        httpx client (traceparent in headers); answers {"id", "carrier"}.
-load:   GET /modules/{id}   continues the creation's trace from the stored carrier and links
-        the incoming request's context; reads the row (load_db_query).
+        httpx client (traceparent in headers); answers {"id", "carrier"}. For an id starting
+        with "race-" it asks for the load *before* committing: a real race, on purpose.
+load:   GET /modules/{id}   continues the creation's trace (carrier stored with the row, else the
+        incoming request's traceparent) and links the incoming request's context; reads the
+        row (load_db_query); 404 when the row is not there yet.
 Spans go over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT; SIGTERM stops the server and the exit
 hook flushes them.
 """
@@ -38,26 +40,33 @@ def main() -> None:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
             module_id = self.path.rsplit("/", 1)[-1]
+            racing = module_id.startswith("race-")
             with moduletrace.create_start(module_id):
                 carrier = moduletrace.carrier()
+                if load_url and racing:
+                    httpx.get(f"{load_url}/modules/{module_id}", timeout=10)  # too early: 404
                 with moduletrace.db_commit(module_id), sqlite3.connect(db_path) as db:
                     db.execute("INSERT INTO modules VALUES (?, ?)", (module_id, json.dumps(carrier)))
                 with moduletrace.cache_update(module_id), sqlite3.connect(db_path) as db:
                     db.execute("INSERT INTO module_index VALUES (?)", (module_id,))
-                if load_url:
+                if load_url and not racing:
                     httpx.get(f"{load_url}/modules/{module_id}", timeout=10).raise_for_status()
             self._reply(200, {"id": module_id, "carrier": carrier})
 
         def do_GET(self) -> None:  # noqa: N802
             module_id = self.path.rsplit("/", 1)[-1]
             # What a server instrumentation does: the incoming request's context becomes current.
-            token = context.attach(propagate.extract(dict(self.headers)))
+            incoming = propagate.extract(dict(self.headers))
+            token = context.attach(incoming)
             try:
                 with sqlite3.connect(db_path) as db:
                     row = db.execute("SELECT carrier FROM modules WHERE id = ?", (module_id,)).fetchone()
-                carrier = json.loads(row[0]) if row else None
+                carrier = json.loads(row[0]) if row else incoming
                 with moduletrace.load_request(module_id, parent=carrier):
                     self._query(module_id)
+            except LookupError:
+                self._reply(404, {"error": "failed to load"})
+                return
             finally:
                 context.detach(token)
             self._reply(200, {"id": module_id})
@@ -65,7 +74,10 @@ def main() -> None:
         @moduletrace.load_db_query(id_param="module_id")
         def _query(self, module_id: str) -> Any:
             with sqlite3.connect(db_path) as db:
-                return db.execute("SELECT id FROM modules WHERE id = ?", (module_id,)).fetchone()
+                row = db.execute("SELECT id FROM modules WHERE id = ?", (module_id,)).fetchone()
+            if row is None:
+                raise LookupError(f"module {module_id} not found")
+            return row
 
         def _reply(self, status: int, body: dict[str, Any]) -> None:
             payload = json.dumps(body).encode()

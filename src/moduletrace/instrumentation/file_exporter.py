@@ -100,7 +100,7 @@ def _span(span: ReadableSpan) -> dict[str, Any]:
         out["traceState"] = trace_state
     if span.parent is not None and span.parent.is_valid:
         out["parentSpanId"] = format(span.parent.span_id, "016x")
-    out["flags"] = _flags(ctx, span.parent)
+    out["flags"] = _flags(span.parent)
     out["name"] = span.name
     out["kind"] = span.kind.value + 1  # API SpanKind INTERNAL=0 ... ; OTLP INTERNAL=1 ...
     out["startTimeUnixNano"] = str(span.start_time or 0)
@@ -133,12 +133,10 @@ def _span(span: ReadableSpan) -> dict[str, Any]:
     return out
 
 
-def _flags(ctx: SpanContext, parent: SpanContext | None) -> int:
-    # OTLP span flags: low byte = W3C trace flags; 0x100 = "has is_remote", 0x200 = parent remote.
-    flags = int(ctx.trace_flags) | 0x100
-    if parent is not None and parent.is_remote:
-        flags |= 0x200
-    return flags
+def _flags(parent: SpanContext | None) -> int:
+    # As the OpenTelemetry OTLP exporter encodes them (so a file we write equals the file a
+    # collector writes for the same spans): 0x100 = "is_remote known", 0x200 = parent is remote.
+    return 0x100 | (0x200 if parent is not None and parent.is_remote else 0)
 
 
 def _link(link: Link) -> dict[str, Any]:
@@ -148,7 +146,7 @@ def _link(link: Link) -> dict[str, Any]:
         out["traceState"] = ctx.trace_state.to_header()
     if link.attributes:
         out["attributes"] = _attributes(link.attributes)
-    out["flags"] = int(ctx.trace_flags) | 0x100 | (0x200 if ctx.is_remote else 0)
+    out["flags"] = _flags(ctx)
     return out
 
 

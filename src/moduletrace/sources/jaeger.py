@@ -40,8 +40,8 @@ from moduletrace.spans import (
 
 _LEGACY_KINDS = {"client": KIND_CLIENT, "server": KIND_SERVER, "producer": KIND_PRODUCER,
                  "consumer": KIND_CONSUMER, "internal": KIND_INTERNAL}
-_MIN_WINDOW_NS = 1_000_000_000
-_MAX_SPLITS = 12
+_MIN_WINDOW_NS = 1_000_000  # api_v3 takes RFC 3339 with nanoseconds
+_MAX_SPLITS = 32
 
 
 def _rfc3339(ns: int) -> str:

@@ -1,0 +1,62 @@
+"""Two services racing on purpose, through the shipped collector config, to the archive and Jaeger."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.pipeline import CLEAN, RACING, Pipeline
+
+pytestmark = pytest.mark.peers
+
+
+def races(*args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    result = subprocess.run([sys.executable, "-m", "moduletrace.cli.main", "races", "--format", "json", *args],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def raced_modules(report: dict) -> list[str]:  # type: ignore[type-arg]
+    return sorted(r["module_id"] for r in report["races"])
+
+
+def test_the_archive_file_shows_exactly_the_loads_that_raced(pipeline: Pipeline) -> None:
+    code, report = races("--file", str(pipeline.archive))
+    assert code == 1
+    assert raced_modules(report) == RACING
+    assert report["ambiguous"] == [] and report["unmatched"] == []
+    assert report["summary"]["loads"] == len(RACING + CLEAN) + 1
+    for race in report["races"]:
+        assert race["same_trace"] and race["preceded"] == ["db_commit", "cache_update"]
+        assert race["load_failed"] and race["evidence"][0]["clock"] == "same host"
+        assert race["margin_ms"]["db_commit"] > 0
+
+
+def test_jaeger_shows_the_same_races_as_the_archive(pipeline: Pipeline) -> None:
+    code, from_jaeger = races("--jaeger", pipeline.jaeger.query_url, "--since", "1h")
+    _, from_file = races("--file", str(pipeline.archive))
+    assert code == 1
+    assert raced_modules(from_jaeger) == raced_modules(from_file) == RACING
+    assert [(r["trace_id"], r["load_span_id"]) for r in from_jaeger["races"]] == [
+        (r["trace_id"], r["load_span_id"]) for r in from_file["races"]]
+    # Jaeger keeps microseconds: the margins agree to within a microsecond per timestamp.
+    for a, b in zip(from_jaeger["races"], from_file["races"]):
+        assert abs(a["margin_ms"]["db_commit"] - b["margin_ms"]["db_commit"]) < 0.01
+    assert from_jaeger["races"][0]["trace_url"].startswith(pipeline.jaeger.query_url + "/trace/")
+
+
+def test_jaeger_filters_by_service_and_module(pipeline: Pipeline) -> None:
+    _, report = races("--jaeger", pipeline.jaeger.query_url, "--since", "1h", "--module", "race-2")
+    assert raced_modules(report) == ["race-2"]
+    _, report = races("--jaeger", pipeline.jaeger.query_url, "--since", "1h", "--service", "create-service")
+    assert report["summary"]["loads"] == 0
+
+
+def test_a_small_search_limit_splits_the_window_and_still_finds_every_race(pipeline: Pipeline) -> None:
+    _, report = races("--jaeger", pipeline.jaeger.query_url, "--since", "1h", "--limit", "2")
+    assert raced_modules(report) == RACING
+    assert report["summary"]["partial"] == []

@@ -1,0 +1,157 @@
+"""The real peers (our collector build, Jaeger v2) started on 127.0.0.1 with free ports, and stopped.
+
+Binaries come from $MODULETRACE_COLLECTOR / $MODULETRACE_JAEGER, else from scripts/peers.sh
+(which builds them once and caches them). Without them a test is skipped, unless
+MODULETRACE_REQUIRE_PEERS=1 (as scripts/test sets it), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.processes import ROOT, free_port
+
+_binaries: dict[str, str] = {}
+
+
+def binary(name: str) -> str:
+    """Path of the ``collector`` or ``jaeger`` binary."""
+    if name in _binaries:
+        return _binaries[name]
+    path = os.environ.get(f"MODULETRACE_{name.upper()}")
+    if not path:
+        try:
+            path = subprocess.run(
+                [str(ROOT / "scripts" / "peers.sh"), name], check=True, capture_output=True, text=True, timeout=1800
+            ).stdout.strip().splitlines()[-1]
+        except (subprocess.SubprocessError, OSError, IndexError) as exc:
+            message = f"{name} binary unavailable (scripts/peers.sh {name} failed: {exc})"
+            if os.environ.get("MODULETRACE_REQUIRE_PEERS") == "1":
+                pytest.fail(message)
+            pytest.skip(message)
+    _binaries[name] = path
+    return path
+
+
+class Process:
+    """A peer process whose log goes to a file; stopped with SIGTERM (then SIGKILL)."""
+
+    def __init__(self, args: list[str], log: Path, health_url: str, timeout: float = 60,
+                 env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self._out = open(log, "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(args, stdout=self._out, stderr=subprocess.STDOUT, cwd=log.parent, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self._out.close()
+                raise RuntimeError(f"{args[0]} exited {self.process.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(health_url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"{args[0]} not healthy within {timeout}s:\n{log.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._out.close()
+
+
+@dataclass
+class Jaeger:
+    query_url: str
+    otlp_http: str
+    otlp_grpc: str
+    process: Process
+
+
+def jaeger_config(query_port: int, grpc_query_port: int, health_port: int, otlp_grpc: int, otlp_http: int) -> str:
+    """Jaeger v2 all-in-one on loopback with memory storage, not tracing itself."""
+    return f"""
+service:
+  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+extensions:
+  jaeger_storage:
+    backends:
+      mem:
+        memory:
+          max_traces: 100000
+  jaeger_query:
+    storage:
+      traces: mem
+    enable_tracing: false
+    http: {{endpoint: "127.0.0.1:{query_port}"}}
+    grpc: {{endpoint: "127.0.0.1:{grpc_query_port}"}}
+  healthcheckv2:
+    use_v2: true
+    http: {{endpoint: "127.0.0.1:{health_port}"}}
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:{otlp_grpc}"}}
+      http: {{endpoint: "127.0.0.1:{otlp_http}"}}
+processors:
+  batch:
+    timeout: 100ms
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: mem
+"""
+
+
+def start_jaeger(directory: Path) -> Jaeger:
+    ports = [free_port() for _ in range(5)]
+    config = directory / "jaeger.yaml"
+    config.write_text(jaeger_config(*ports))
+    process = Process([binary("jaeger"), "--config", str(config)], directory / "jaeger.log",
+                      f"http://127.0.0.1:{ports[2]}/status")
+    return Jaeger(f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[4]}", f"127.0.0.1:{ports[3]}", process)
+
+
+@dataclass
+class Collector:
+    otlp_http: str
+    otlp_grpc: str
+    process: Process
+
+
+def start_collector(directory: Path, config: str, env_ports: dict[str, int] | None = None) -> Collector:
+    """Run our collector build on ``config`` (a YAML text using ${env:...} for ports and paths)."""
+    grpc, http, health = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc}",
+        "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{http}",
+        "HEALTH_ENDPOINT": f"127.0.0.1:{health}",
+        **{k: str(v) for k, v in (env_ports or {}).items()},
+    }
+    path = directory / "collector.yaml"
+    path.write_text(config)
+    process = Process([binary("collector"), "--config", str(path)], directory / "collector.log",
+                      f"http://127.0.0.1:{health}/", env=env)
+    return Collector(f"http://127.0.0.1:{http}", f"127.0.0.1:{grpc}", process)
