@@ -31,6 +31,7 @@ def collector_env(directory: Path, jaeger: Jaeger | None) -> dict[str, int | str
         "TEMPO_OTLP_ENDPOINT": f"127.0.0.1:{free_port()}",
         "COLLECTOR_METRICS_PORT": free_port(),
         "MODULETRACE_ARCHIVE": str(directory / "archive" / "spans.jsonl"),
+        "COLLECTOR_QUEUE_DIR": str(directory / "queue"),
         "TAIL_DECISION_WAIT": "1s",
         "BATCH_TIMEOUT": "50ms",
         "ARCHIVE_FLUSH_INTERVAL": "100ms",
