@@ -80,21 +80,27 @@ class FileSource:
             else:
                 records = _frames(raw)
             decoded = 0
-            failed = 0
+            pending: list[str] = []  # warnings wait for a first good record: a wrong file is one error
             for number, record, last in records:
                 self.bytes_done = done_before + raw.tell()
                 try:
                     payload = _payload(record)
                     spans = list(decode(payload, self.resources, wanted))
                 except (ValueError, FormatError, UnicodeDecodeError, EOFError, OSError) as exc:
-                    failed += 1
                     where = "last record" if last else f"record {number}"
                     reason = "cut short (collector killed mid-write?)" if last else str(exc)[:200]
-                    self.warn(f"{path}: {where} skipped: {reason}")
+                    message = f"{path}: {where} skipped: {reason}"
+                    if decoded:
+                        self.warn(message)
+                    else:
+                        pending.append(message)
                     continue
                 decoded += 1
+                for message in pending:
+                    self.warn(message)
+                pending.clear()
                 yield from spans
-            if decoded == 0 and failed > 0:
+            if decoded == 0 and pending:
                 raise InputError(f"--file {path}: not OTLP JSON lines or OTLP records (nothing could be decoded)")
         except (OSError, EOFError) as exc:
             raise InputError(f"--file {path}: {exc}") from None

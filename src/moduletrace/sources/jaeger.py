@@ -90,9 +90,9 @@ class JaegerSource:
             return [self.service]
         if self._services is None:
             body = self.backend.json(self.backend.get("/api/v3/services"))
-            if not isinstance(body, dict) or not isinstance(body.get("services"), list):
+            if not isinstance(body, dict) or not isinstance(body.get("services", []), list):
                 raise BackendError(f"Jaeger at {self.backend.base_url} has no api_v3 (is it Jaeger v2?)")
-            self._services = [str(s) for s in body["services"]]
+            self._services = [str(s) for s in body.get("services", [])]  # {} when it has no data yet
         return self._services
 
     def _lifecycle_operations(self, service: str) -> list[str]:

@@ -1,0 +1,181 @@
+"""`moduletrace races`: exit codes, one-line errors, the JSON contract, and no secrets in output."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from moduletrace.cli.main import main
+from tests.sources.test_file import line, otlp_span, write_lines
+from tests.support.processes import free_port
+
+HEX32 = set("0123456789abcdef")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def racing_file(tmp_path: Path) -> Path:
+    # m-1: load query at 5 us, commit ends at 10 us, same process: a race. m-2: clean.
+    def spans(module: str, trace: str, commit_end: int, query_start: int) -> list[dict[str, Any]]:
+        out = [
+            otlp_span("module_create_db_commit", "a" + trace[-15:], module=module, start=1_000, end=commit_end),
+            otlp_span("module_load_request", "b" + trace[-15:], module=module, start=query_start - 500, end=query_start + 500),
+            otlp_span("module_load_db_query", "c" + trace[-15:], module=module, start=query_start, end=query_start + 100,
+                      parentSpanId="b" + trace[-15:]),
+        ]
+        for span in out:
+            span["traceId"] = trace
+        return out
+
+    return write_lines(tmp_path / "spans.jsonl",
+                       line(*spans("m-1", "1" * 32, 10_000, 5_000)), line(*spans("m-2", "2" * 32, 10_000, 20_000)))
+
+
+def test_races_found_exit_1_with_the_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "races", "--file", str(racing_file(tmp_path)), "--format", "json")
+    assert code == 1 and err == ""
+    report = json.loads(out)
+    assert set(report) >= {"races", "ambiguous", "unmatched", "summary"}
+    (race,) = report["races"]
+    assert {"module_id", "trace_id", "load_span_id", "preceded", "margin_ms", "verdict", "same_trace"} <= set(race)
+    assert race["module_id"] == "m-1" and race["verdict"] == "race" and race["same_trace"] is True
+    assert race["preceded"] == ["db_commit"] and race["margin_ms"] == {"db_commit": 0.005}
+    assert len(race["trace_id"]) == 32 and set(race["trace_id"]) <= HEX32
+    assert len(race["load_span_id"]) == 16 and set(race["load_span_id"]) <= HEX32
+    assert report["summary"]["loads"] == 2 and report["summary"]["races"] == 1
+
+
+def test_no_race_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "races", "--file", str(racing_file(tmp_path)), "--module", "m-2", "--format", "json")
+    assert code == 0 and json.loads(out)["races"] == []
+
+
+def test_table_lists_each_raced_load_and_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "races", "--file", str(racing_file(tmp_path)), "--format", "table")
+    assert code == 1
+    assert "m-1" in out and "1" * 32 in out and "db_commit by 0.0 ms" in out
+    assert out.strip().splitlines()[-1] == "2 loads of 2 modules: 1 raced, 0 ambiguous, 0 unmatched, 1 clean."
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["races"], "give a source"),
+        (["races", "--file", "x.jsonl", "--since", "2 fortnights"], "expected a duration"),
+        (["races", "--file", "x.jsonl", "--start", "yesterday"], "expected an RFC 3339 time"),
+        (["races", "--file", "x.jsonl", "--start", "2026-11-29T10:00:00"], "give a time zone"),
+        (["races", "--file", "x.jsonl", "--start", "2026-11-29T10:00:00Z", "--end", "2026-11-29T09:00:00Z"], "window is empty"),
+        (["races", "--file", "x.jsonl", "--skew-tolerance", "-1"], "--skew-tolerance must be >= 0"),
+        (["races", "--file", "x.jsonl", "--skew-tolerance", "abc"], "invalid float value"),
+        (["races", "--file", "x.jsonl", "--format", "xml"], "invalid choice"),
+        (["races", "--bogus"], "unrecognized arguments"),
+        (["races", "--file", "missing.jsonl"], "no such file"),
+        (["races", "--jaeger", "ftp://host"], "must be http(s)"),
+        (["nonsense"], "invalid choice"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], message: str,
+                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.jsonl").write_text("")
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("moduletrace: error: ") and message in err, err
+
+
+def test_unreadable_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not telemetry\n")
+    code, _, err = run(capsys, "races", "--file", str(path))
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_an_unreachable_backend_is_one_line_and_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "races", "--jaeger", f"http://127.0.0.1:{free_port()}", "--timeout", "2")
+    assert code == 3 and err.count("\n") == 1 and "unreachable" in err
+
+
+class _Failing:
+    """A backend answering 503 to everything, recording the headers it got.
+
+    A fake, on purpose: no real Jaeger or Tempo answers 5xx on demand.
+    """
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                owner.headers.append(dict(self.headers))
+                body = b'{"error":{"httpCode":503,"message":"storage overloaded"}}'
+                self.send_response(503)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def failing() -> Iterator[_Failing]:
+    backend = _Failing()
+    yield backend
+    backend.server.shutdown()
+    backend.server.server_close()
+
+
+def test_a_backend_answering_5xx_is_retried_then_exit_3(failing: _Failing, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "races", "--tempo", failing.url)
+    assert code == 3 and err.count("\n") == 1
+    assert "HTTP 503: storage overloaded after 4 attempts" in err
+    assert len(failing.headers) == 4
+
+
+def test_a_bearer_token_reaches_the_backend_but_never_the_output(
+    failing: _Failing, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODULETRACE_TOKEN", "s3cr3t-token")
+    code, out, err = run(capsys, "races", "--jaeger", failing.url, "--tenant", "team-a", "--verbose")
+    assert code == 3 and "s3cr3t-token" not in out + err
+    assert failing.headers[0]["Authorization"] == "Bearer s3cr3t-token"
+    assert failing.headers[0]["X-Scope-OrgID"] == "team-a"
+    assert "GET http://127.0.0.1:" in err  # --verbose logs requests, without credentials
+
+
+def test_basic_auth_reaches_the_backend_but_never_the_output(
+    failing: _Failing, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODULETRACE_PASSWORD", "hunter2")
+    for argv in (["--user", "admin"], []):
+        url = failing.url if argv else failing.url.replace("http://", "http://admin:hunter2@")
+        code, out, err = run(capsys, "races", "--tempo", url, "--verbose", *argv)
+        assert code == 3 and "hunter2" not in out + err
+        assert failing.headers[-1]["Authorization"] == "Basic YWRtaW46aHVudGVyMg=="  # admin:hunter2
+
+
+def test_basic_auth_needs_its_password_from_the_environment(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "races", "--tempo", "http://127.0.0.1:1", "--user", "admin")
+    assert code == 2 and "MODULETRACE_PASSWORD" in err
+
+
+def test_tls_is_verified_by_default() -> None:
+    from moduletrace.sources.http import Auth
+
+    assert Auth().verify is True
+    assert "hunter2" not in repr(Auth(token="hunter2", password="hunter2"))
