@@ -7,9 +7,9 @@ and ``status_code`` use OTLP's integer enums.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 KIND_UNSPECIFIED: Final = 0
 KIND_INTERNAL: Final = 1
@@ -18,12 +18,18 @@ KIND_CLIENT: Final = 3
 KIND_PRODUCER: Final = 4
 KIND_CONSUMER: Final = 5
 
+#: Which spans a consumer wants a source to decode, given (name, kind): falsy to skip the span
+#: (early, for speed), BARE for its ids, times, kind and resource only (no attributes, links or
+#: status message), anything else truthy for all of it.
+Wanted = Callable[[str, int], object]
+BARE: Final = "bare"
+
 STATUS_UNSET: Final = 0
 STATUS_OK: Final = 1
 STATUS_ERROR: Final = 2
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Resource:
     """Where a span was recorded: which service, which process, which host (its clock)."""
 
@@ -42,11 +48,17 @@ class Resource:
     @property
     def clock(self) -> str:
         """A key naming this resource's clock: its host, else its process, else its service."""
+        return self._clock  # type: ignore[no-any-return, attr-defined]
+
+    def __post_init__(self) -> None:
+        # Computed once: the analysis asks for it for every client/server span.
         if self.host:
-            return f"host:{self.host}"
-        if self.instance_id:
-            return f"process:{self.instance_id}"
-        return f"service:{self.service_name}"
+            clock = f"host:{self.host}"
+        elif self.instance_id:
+            clock = f"process:{self.instance_id}"
+        else:
+            clock = f"service:{self.service_name}"
+        object.__setattr__(self, "_clock", clock)
 
     def shares_clock_with(self, other: Resource) -> str | None:
         """``"same process"`` or ``"same host"`` when timestamps compare exactly, else None."""
@@ -64,8 +76,9 @@ class Link:
     attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
+class Span(NamedTuple):
+    """One span. A named tuple: sources make millions of these, and tuples are the cheapest to build."""
+
     trace_id: str
     span_id: str
     parent_span_id: str

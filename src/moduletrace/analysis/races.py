@@ -19,15 +19,17 @@ of modules, not with the number of spans read.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from sys import intern
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 from moduletrace.analysis.skew import ClockOffsets, OffsetBound
 from moduletrace.conventions import LIFECYCLE_SPAN_NAMES, MODULE_CANCELLED, MODULE_ID, MODULE_LINK_TYPE, STAGES
-from moduletrace.spans import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, Resource, Span
+from moduletrace.spans import BARE, KIND_CLIENT, KIND_SERVER, STATUS_ERROR, Resource, Span
 
 Verdict = Literal["race", "ambiguous", "clean"]
 CREATION_STAGES = ("db_commit", "cache_update")
+_UNKNOWN: Any = object()
 DEFAULT_SKEW_TOLERANCE_MS = 5.0
 
 
@@ -115,8 +117,7 @@ class RaceReport:
 # --- compact per-module state ------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _StageSpan:
+class _StageSpan(NamedTuple):
     span_id: str
     end_ns: int
     ok: bool
@@ -128,12 +129,12 @@ class _StageSpan:
 class _Creation:
     trace_id: str
     start_ns: int | None = None
+    start_span_id: str = ""
     commits: list[_StageSpan] = field(default_factory=list)
     caches: list[_StageSpan] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class _LoadSpan:
+class _LoadSpan(NamedTuple):
     trace_id: str
     span_id: str
     parent_span_id: str
@@ -149,12 +150,13 @@ class _Module:
     creations: dict[str, _Creation] = field(default_factory=dict)
     requests: list[_LoadSpan] = field(default_factory=list)
     queries: list[_LoadSpan] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)
 
 
-def wanted(name: str, kind: int) -> bool:
-    """The spans the detector uses: lifecycle spans, and client/server spans for clock bounds."""
-    return name in LIFECYCLE_SPAN_NAMES or kind == KIND_CLIENT or kind == KIND_SERVER
+def wanted(name: str, kind: int) -> object:
+    """What the detector reads: lifecycle spans whole; client/server spans' timing, for clock bounds."""
+    if name in LIFECYCLE_SPAN_NAMES:
+        return True
+    return BARE if kind == KIND_CLIENT or kind == KIND_SERVER else False
 
 
 class RaceDetector:
@@ -172,51 +174,53 @@ class RaceDetector:
     # -- input ------------------------------------------------------------------------------
 
     def add(self, span: Span) -> None:
-        if self.derive_bounds and (span.kind == KIND_CLIENT or span.kind == KIND_SERVER):
+        # One unpacking instead of a dozen attribute reads: this runs for every span of a scan.
+        (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, _, attributes, resource,
+         links) = span
+        if (kind == KIND_CLIENT or kind == KIND_SERVER) and self.derive_bounds:
             self.offsets.add(span)
-        stage = STAGES.get(span.name)
+        stage = STAGES.get(name)
         if stage is None:
             return
-        raw_id = span.attributes.get(MODULE_ID)
+        raw_id = attributes.get(MODULE_ID)
         if raw_id is None or raw_id == "":
             self._without_id += 1
             return
-        module_id = raw_id if isinstance(raw_id, str) else str(raw_id)
+        module_id = raw_id if raw_id.__class__ is str else str(raw_id)
         module = self._modules.get(module_id)
         if module is None:
             module = self._modules[module_id] = _Module()
-        key = span.trace_id + span.span_id
-        if key in module.seen:
-            self._duplicates += 1
-            return
-        module.seen.add(key)
-        self._lifecycle += 1
-        failed = span.status_code == STATUS_ERROR or bool(span.attributes.get(MODULE_CANCELLED))
-        if stage in ("create_start", "db_commit", "cache_update"):
-            creation = module.creations.get(span.trace_id)
-            if creation is None:
-                creation = module.creations[span.trace_id] = _Creation(span.trace_id)
-            if stage == "create_start":
-                creation.start_ns = span.start_ns if creation.start_ns is None else min(creation.start_ns, span.start_ns)
-            else:
-                record = _StageSpan(span.span_id, span.end_ns, not failed, span.resource, _error(span))
-                (creation.commits if stage == "db_commit" else creation.caches).append(record)
+        failed = status_code == STATUS_ERROR or attributes.get(MODULE_CANCELLED) is True
+        trace_id = intern(trace_id)  # ids repeat across a module's spans: share one string
+        if stage == "load_request" or stage == "load_db_query":
+            loads = module.requests if stage == "load_request" else module.queries
+            for other in loads:
+                if other.span_id == span_id:  # a re-exported batch
+                    self._duplicates += 1
+                    return
+            linked: tuple[str, ...] = ()
+            if links:
+                linked = tuple(intern(link.trace_id) for link in links
+                               if link.attributes.get(MODULE_LINK_TYPE, "creation") == "creation")
+            loads.append(_LoadSpan(trace_id, span_id, parent_span_id, start_ns, end_ns, failed, resource, linked))
         else:
-            load = _LoadSpan(
-                span.trace_id,
-                span.span_id,
-                span.parent_span_id,
-                span.start_ns,
-                span.end_ns,
-                failed,
-                span.resource,
-                tuple(
-                    link.trace_id
-                    for link in span.links
-                    if link.attributes.get(MODULE_LINK_TYPE, "creation") == "creation"
-                ),
-            )
-            (module.requests if stage == "load_request" else module.queries).append(load)
+            creation = module.creations.get(trace_id)
+            if creation is None:
+                creation = module.creations[trace_id] = _Creation(trace_id)
+            if stage == "create_start":
+                if creation.start_span_id == span_id:
+                    self._duplicates += 1
+                    return
+                creation.start_span_id = creation.start_span_id or span_id
+                creation.start_ns = start_ns if creation.start_ns is None else min(creation.start_ns, start_ns)
+            else:
+                records = creation.commits if stage == "db_commit" else creation.caches
+                for other in records:
+                    if other.span_id == span_id:
+                        self._duplicates += 1
+                        return
+                records.append(_StageSpan(span_id, end_ns, not failed, resource, _error(span) if failed else ""))
+        self._lifecycle += 1
 
     def add_all(self, spans: Iterable[Span]) -> None:
         for span in spans:
@@ -232,6 +236,7 @@ class RaceDetector:
         self, module: str | None = None, service: str | None = None, start_ns: int | None = None, end_ns: int | None = None
     ) -> RaceReport:
         """Verdicts for every load (optionally: of one module, served by one service, in a window)."""
+        self._bounds: dict[tuple[str, str], OffsetBound | None] = {}  # per report: the data may have grown
         report = RaceReport(
             lifecycle_spans=self._lifecycle,
             spans_without_module_id=self._without_id,
@@ -254,40 +259,41 @@ class RaceDetector:
                     continue
                 report.loads += 1
                 outcome = self._judge(module_id, state, load, instant, t_load)
-                if isinstance(outcome, Unmatched):
+                if outcome is None:
+                    report.clean += 1
+                elif isinstance(outcome, Unmatched):
                     report.unmatched.append(outcome)
                 elif outcome.verdict == "race":
                     report.races.append(outcome)
-                elif outcome.verdict == "ambiguous":
-                    report.ambiguous.append(outcome)
                 else:
-                    report.clean += 1
+                    report.ambiguous.append(outcome)
         for entries in (report.races, report.ambiguous, report.unmatched):
             entries.sort(key=lambda e: (e.load_start_ns, e.module_id))
         return report
 
-    def _judge(self, module_id: str, state: _Module, load: _LoadSpan, instant: str, t_load: int) -> RaceVerdict | Unmatched:
+    def _judge(self, module_id: str, state: _Module, load: _LoadSpan, instant: str, t_load: int) -> RaceVerdict | Unmatched | None:
+        """The verdict for one load; None when it is clean (most loads: kept cheap)."""
+
         def unmatched(reason: str) -> Unmatched:
             return Unmatched(module_id, load.trace_id, load.span_id, load.resource.service_name, t_load, reason)
 
         if not state.creations:
             return unmatched("no creation spans for this module in the data")
         creation, matched_by = _creation_for(state, load, t_load)
-        checks = []
+        judged = []
         missing = []
         for stage, records in (("db_commit", creation.commits), ("cache_update", creation.caches)):
-            first_ok = min((r for r in records if r.ok), key=lambda r: r.end_ns, default=None)
+            first_ok = min((r for r in records if r.ok), key=_end, default=None)
             if first_ok is None:
-                if records:
-                    missing.append(f"its {stage} failed")
-                else:
-                    missing.append(f"no {stage} span")
+                missing.append(f"its {stage} failed" if records else f"no {stage} span")
                 continue
-            checks.append(self._check(stage, first_ok, load, t_load))
-        if not checks:
+            judged.append((stage, first_ok, *self._compare(first_ok, load, t_load)))
+        if not judged:
             return unmatched(f"creation in trace {creation.trace_id} is partial: " + ", ".join(missing))
-        verdicts = {c.verdict for c in checks}
+        verdicts = {j[3] for j in judged}
         verdict: Verdict = "race" if "race" in verdicts else "ambiguous" if "ambiguous" in verdicts else "clean"
+        if verdict == "clean":
+            return None
         return RaceVerdict(
             module_id=module_id,
             trace_id=load.trace_id,
@@ -300,42 +306,52 @@ class RaceDetector:
             same_trace=creation.trace_id == load.trace_id,
             matched_by=matched_by,
             creation_trace_id=creation.trace_id,
-            checks=tuple(checks),
+            checks=tuple(_explain(stage, record, load, *rest) for stage, record, *rest in judged),
         )
 
-    def _check(self, stage: str, record: _StageSpan, load: _LoadSpan, t_load: int) -> StageCheck:
+    def _compare(
+        self, record: _StageSpan, load: _LoadSpan, t_load: int
+    ) -> tuple[int, Verdict, str, OffsetBound | None]:
+        """(margin in ns, verdict, clock basis, derived bound) for one stage against one load."""
         margin = record.end_ns - t_load
-        margin_ms = round(margin / 1e6, 3)
         shared = load.resource.shares_clock_with(record.resource)
-        what = f"{stage} span {record.span_id} ended {margin_ms:+.3f} ms after the load began"
         if shared is not None:
-            verdict: Verdict = "race" if margin > 0 else "clean"
-            return StageCheck(stage, verdict, margin_ms, record.span_id, record.end_ns, shared, None,
-                              f"{what}; {shared}, timestamps compare exactly")
+            return margin, ("race" if margin > 0 else "clean"), shared, None
         bound: OffsetBound | None = None
         if self.derive_bounds:
-            bound = self.offsets.bound(record.resource.clock, load.resource.clock)
+            pair = (record.resource.clock, load.resource.clock)
+            bound = self._bounds.get(pair, _UNKNOWN)
+            if bound is _UNKNOWN:
+                bound = self._bounds[pair] = self.offsets.bound(*pair)
         if bound is not None:
             # theta = clock(load) - clock(stage) in [low, high]: the load's instant on the
             # stage's clock is t_load - theta, so the true margin lies in [margin+low, margin+high].
-            low, high = margin + bound.low_ns, margin + bound.high_ns
-            basis = "derived bound"
-            bound_ms = (round(bound.low_ns / 1e6, 3), round(bound.high_ns / 1e6, 3))
-            rule = (f"clock offset {load.resource.clock} - {record.resource.clock} in "
-                    f"[{bound_ms[0]}, {bound_ms[1]}] ms from {bound.pairs} client/server pairs")
+            low, high, basis = margin + bound.low_ns, margin + bound.high_ns, "derived bound"
         else:
-            low, high = margin - self.tolerance_ns, margin + self.tolerance_ns
-            basis = "tolerance"
-            tolerance_ms = round(self.tolerance_ns / 1e6, 3)
-            bound_ms = (-tolerance_ms, tolerance_ms)
-            rule = f"different hosts, skew tolerance {tolerance_ms} ms"
-        if low > 0:
-            verdict = "race"
-        elif high <= 0:
-            verdict = "clean"
-        else:
-            verdict = "ambiguous"
-        return StageCheck(stage, verdict, margin_ms, record.span_id, record.end_ns, basis, bound_ms, f"{what}; {rule}")
+            low, high, basis = margin - self.tolerance_ns, margin + self.tolerance_ns, "tolerance"
+        verdict: Verdict = "race" if low > 0 else "clean" if high <= 0 else "ambiguous"
+        return margin, verdict, basis, bound if bound is not None else OffsetBound(-self.tolerance_ns, self.tolerance_ns, 0)
+
+
+def _end(record: _StageSpan) -> int:
+    return record.end_ns
+
+
+def _explain(
+    stage: str, record: _StageSpan, load: _LoadSpan, margin: int, verdict: Verdict, basis: str, bound: OffsetBound | None
+) -> StageCheck:
+    margin_ms = round(margin / 1e6, 3)
+    what = f"{stage} span {record.span_id} ended {margin_ms:+.3f} ms after the load began"
+    if bound is None:
+        return StageCheck(stage, verdict, margin_ms, record.span_id, record.end_ns, basis, None,
+                          f"{what}; {basis}, timestamps compare exactly")
+    bound_ms = (round(bound.low_ns / 1e6, 3), round(bound.high_ns / 1e6, 3))
+    if basis == "derived bound":
+        rule = (f"clock offset {load.resource.clock} - {record.resource.clock} in "
+                f"[{bound_ms[0]}, {bound_ms[1]}] ms from {bound.pairs} client/server pairs")
+    else:
+        rule = f"different hosts, skew tolerance {bound_ms[1]} ms"
+    return StageCheck(stage, verdict, margin_ms, record.span_id, record.end_ns, basis, bound_ms, f"{what}; {rule}")
 
 
 def _error(span: Span) -> str:
@@ -348,30 +364,37 @@ def _error(span: Span) -> str:
 
 def _loads(state: _Module) -> list[tuple[_LoadSpan, str, int]]:
     """Each load with its t_L: a request with its first query, or a query with no request."""
+    requests, queries = state.requests, state.queries
+    if len(requests) == 1 and len(queries) == 1 and queries[0].parent_span_id == requests[0].span_id:
+        return [(_with_query(requests[0], queries[0]), "module_load_db_query start", queries[0].start_ns)]  # most loads
     out: list[tuple[_LoadSpan, str, int]] = []
     claimed: set[str] = set()
-    by_trace: dict[str, list[_LoadSpan]] = {}
-    for query in state.queries:
-        by_trace.setdefault(query.trace_id, []).append(query)
-    for request in state.requests:
+    for request in requests:
         candidates = [
-            q for q in by_trace.get(request.trace_id, ())
-            if q.parent_span_id == request.span_id or request.start_ns <= q.start_ns <= max(request.end_ns, request.start_ns)
+            q for q in queries
+            if q.trace_id == request.trace_id
+            and (q.parent_span_id == request.span_id or request.start_ns <= q.start_ns <= request.end_ns)
         ]
         direct = [q for q in candidates if q.parent_span_id == request.span_id]
-        first = min(direct or candidates, key=lambda q: q.start_ns, default=None)
+        first = min(direct or candidates, key=_start, default=None)
         if first is None:
             out.append((request, "module_load_request start", request.start_ns))
         else:
-            for q in candidates:
-                claimed.add(q.span_id)
-            load = _LoadSpan(request.trace_id, request.span_id, request.parent_span_id, request.start_ns,
-                             request.end_ns, request.failed or first.failed, first.resource, request.linked_traces)
-            out.append((load, "module_load_db_query start", first.start_ns))
-    for query in state.queries:
+            claimed.update(q.span_id for q in candidates)
+            out.append((_with_query(request, first), "module_load_db_query start", first.start_ns))
+    for query in queries:
         if query.span_id not in claimed:
             out.append((query, "module_load_db_query start", query.start_ns))
     return out
+
+
+def _with_query(request: _LoadSpan, query: _LoadSpan) -> _LoadSpan:
+    """The load as its request, judged at its first query (on the query's clock)."""
+    return request._replace(failed=request.failed or query.failed, resource=query.resource)
+
+
+def _start(load: _LoadSpan) -> int:
+    return load.start_ns
 
 
 def _creation_for(state: _Module, load: _LoadSpan, t_load: int) -> tuple[_Creation, str]:

@@ -28,9 +28,13 @@ class OffsetBound:
 
 
 class ClockOffsets:
-    """Collects client/server pairs as spans stream by; memory is bounded by ``window`` spans."""
+    """Collects client/server pairs as spans stream by; memory is bounded by ``window`` spans.
 
-    def __init__(self, window: int = 100_000) -> None:
+    A server span is paired with its client when both are among the last ``window`` client
+    (or unpaired server) spans read: in a collector archive they are lines apart, not millions.
+    """
+
+    def __init__(self, window: int = 20_000) -> None:
         self._window = window
         self._clients: OrderedDict[str, tuple[str, int, int]] = OrderedDict()
         self._servers: OrderedDict[str, list[tuple[str, int, int]]] = OrderedDict()
@@ -40,13 +44,13 @@ class ClockOffsets:
     def add(self, span: Span) -> None:
         if span.kind == KIND_CLIENT:
             clock = span.resource.clock
-            key = span.trace_id + span.span_id
+            key = span.span_id  # 64 random bits: unique enough without the trace id
             self._remember(self._clients, key, (clock, span.start_ns, span.end_ns))
             for server in self._servers.pop(key, ()):
                 self._pair((clock, span.start_ns, span.end_ns), server)
         elif span.kind == KIND_SERVER and span.parent_span_id:
             server = (span.resource.clock, span.start_ns, span.end_ns)
-            key = span.trace_id + span.parent_span_id
+            key = span.parent_span_id
             client = self._clients.get(key)
             if client is not None:
                 self._pair(client, server)

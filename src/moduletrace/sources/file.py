@@ -27,6 +27,11 @@ from moduletrace.errors import InputError
 from moduletrace.sources.otlp_json import FormatError, Wanted, decode
 from moduletrace.spans import ResourceCache, Span
 
+try:  # orjson parses OTLP JSON twice as fast as the standard library; optional (moduletrace[fast])
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _loads = json.loads
+
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
 
@@ -114,7 +119,7 @@ def _payload(record: bytes) -> Any:
         record = _zstd_decompress(record)
     stripped = record.lstrip()
     if stripped[:1] == b"{":
-        return json.loads(record)
+        return _loads(record)
     return _proto_to_dict(record)
 
 

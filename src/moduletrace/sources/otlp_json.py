@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from moduletrace.spans import Link, Resource, ResourceCache, Span
+from moduletrace.spans import BARE, Link, Resource, ResourceCache, Span, Wanted
 
-#: Which spans a caller wants decoded: given (name, kind). Others are skipped early (speed).
-Wanted = Callable[[str, int], bool]
 
 _KINDS = {
     "SPAN_KIND_UNSPECIFIED": 0,
@@ -74,7 +72,13 @@ def any_value(value: Mapping[str, Any]) -> Any:
 def attributes(items: Any) -> dict[str, Any]:
     if not items:
         return {}
-    return {item["key"]: any_value(item.get("value") or {}) for item in items}
+    out = {}
+    for item in items:
+        value = item.get("value") or {}
+        # Most attribute values are strings: take them without the general decoder.
+        text = value.get("stringValue")
+        out[item["key"]] = text if text is not None else any_value(value)
+    return out
 
 
 def _enum(value: Any, names: Mapping[str, int]) -> int:
@@ -97,41 +101,59 @@ def decode(payload: Mapping[str, Any], resources: ResourceCache, wanted: Wanted 
         resource_spans = payload.get("batches")
     if resource_spans is None:
         raise FormatError("no resourceSpans")
-    for entry in resource_spans:
-        resource: Resource | None = None
-        for scope_spans in entry.get("scopeSpans") or entry.get("instrumentationLibrarySpans") or ():
-            for raw in scope_spans.get("spans") or ():
-                name = raw.get("name", "")
-                kind = _enum(raw.get("kind", 0), _KINDS)
-                if wanted is not None and not wanted(name, kind):
-                    continue
-                if resource is None:
-                    resource = resources.get(attributes((entry.get("resource") or {}).get("attributes")))
-                yield _span(raw, name, kind, resource)
-
-
-def _span(raw: Mapping[str, Any], name: str, kind: int, resource: Resource) -> Span:
-    status = raw.get("status") or {}
-    links = raw.get("links")
     try:
-        return Span(
-            trace_id=decode_id(raw["traceId"], 32),
-            span_id=decode_id(raw["spanId"], 16),
-            parent_span_id=decode_id(raw.get("parentSpanId"), 16),
-            name=name,
-            kind=kind,
-            start_ns=int(raw.get("startTimeUnixNano") or 0),
-            end_ns=int(raw.get("endTimeUnixNano") or 0),
-            status_code=_enum(status.get("code", 0), _STATUS),
-            status_message=str(status.get("message", "")),
-            attributes=attributes(raw.get("attributes")),
-            resource=resource,
-            links=tuple(
-                Link(decode_id(link["traceId"], 32), decode_id(link["spanId"], 16), attributes(link.get("attributes")))
-                for link in links
-            )
-            if links
-            else (),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FormatError(f"malformed span {name!r}: {exc}") from exc
+        for entry in resource_spans:
+            resource: Resource | None = None
+            for scope_spans in entry.get("scopeSpans") or entry.get("instrumentationLibrarySpans") or ():
+                for raw in scope_spans.get("spans") or ():
+                    name = raw.get("name", "")
+                    kind = raw.get("kind", 0)
+                    if kind.__class__ is not int:
+                        kind = _enum(kind, _KINDS)
+                    want = True if wanted is None else wanted(name, kind)
+                    if not want:
+                        continue
+                    if resource is None:
+                        resource = resources.get(attributes((entry.get("resource") or {}).get("attributes")))
+                    # The hot path: ids already in OTLP JSON's hex form.
+                    trace_id = raw["traceId"]
+                    trace_id = trace_id.lower() if len(trace_id) == 32 else decode_id(trace_id, 32)
+                    span_id = raw["spanId"]
+                    span_id = span_id.lower() if len(span_id) == 16 else decode_id(span_id, 16)
+                    parent = raw.get("parentSpanId") or ""
+                    if parent and len(parent) != 16:
+                        parent = decode_id(parent, 16)
+                    if want is BARE:
+                        yield Span(trace_id, span_id, parent.lower(), name, kind, int(raw.get("startTimeUnixNano") or 0),
+                                   int(raw.get("endTimeUnixNano") or 0), 0, "", _NO_ATTRIBUTES, resource)
+                        continue
+                    status = raw.get("status") or _NO_STATUS
+                    code = status.get("code", 0)
+                    links = raw.get("links")
+                    yield Span(
+                        trace_id,
+                        span_id,
+                        parent.lower(),
+                        name,
+                        kind,
+                        int(raw.get("startTimeUnixNano") or 0),
+                        int(raw.get("endTimeUnixNano") or 0),
+                        code if code.__class__ is int else _enum(code, _STATUS),
+                        status.get("message", ""),
+                        attributes(raw.get("attributes")),
+                        resource,
+                        _links(links) if links else (),
+                    )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise FormatError(f"malformed OTLP JSON: {type(exc).__name__}: {exc}") from exc
+
+
+_NO_STATUS: dict[str, Any] = {}
+_NO_ATTRIBUTES: Mapping[str, Any] = {}
+
+
+def _links(links: Any) -> tuple[Link, ...]:
+    return tuple(
+        Link(decode_id(link["traceId"], 32), decode_id(link["spanId"], 16), attributes(link.get("attributes")))
+        for link in links
+    )
