@@ -27,18 +27,34 @@ from moduletrace.conventions import SPAN_NAMES as NAMES
 STAGES = tuple(NAMES)
 
 
-def _span(trace: str, n: int, name: str, kind: int, start: int, end: int, attrs: list[dict[str, object]]) -> dict[str, object]:
-    return {"traceId": trace, "spanId": f"{n:016x}", "parentSpanId": f"{n - 1:016x}", "flags": 256, "name": name,
-            "kind": kind, "startTimeUnixNano": str(start), "endTimeUnixNano": str(end), "attributes": attrs, "status": {}}
+def _span(
+    trace: str, n: int, name: str, kind: int, start: int, end: int, attrs: list[dict[str, object]]
+) -> dict[str, object]:
+    return {
+        "traceId": trace,
+        "spanId": f"{n:016x}",
+        "parentSpanId": f"{n - 1:016x}",
+        "flags": 256,
+        "name": name,
+        "kind": kind,
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(end),
+        "attributes": attrs,
+        "status": {},
+    }
 
 
 def generate(path: str, spans: int, spans_per_module: int, seed: int = 1) -> None:
     """A collector-like archive: 100 spans per line, two services on two hosts, ~2% racing loads."""
     rng = random.Random(seed)
     resources = [
-        {"attributes": [{"key": "service.name", "value": {"stringValue": service}},
-                        {"key": "service.instance.id", "value": {"stringValue": f"{service}-1"}},
-                        {"key": "host.name", "value": {"stringValue": host}}]}
+        {
+            "attributes": [
+                {"key": "service.name", "value": {"stringValue": service}},
+                {"key": "service.instance.id", "value": {"stringValue": f"{service}-1"}},
+                {"key": "host.name", "value": {"stringValue": host}},
+            ]
+        }
         for service, host in (("module-service", "host-a"), ("canvas-service", "host-b"))
     ]
     t0 = 1_795_000_000_000_000_000
@@ -57,25 +73,55 @@ def generate(path: str, spans: int, spans_per_module: int, seed: int = 1) -> Non
                 n += 1
                 loading = stage.startswith("load")
                 start = load_at if loading else base + STAGES.index(stage) * 300_000
-                attrs = [{"key": "module.id", "value": {"stringValue": f"m-{module}"}},
-                         {"key": "module.stage", "value": {"stringValue": stage}}]
+                attrs = [
+                    {"key": "module.id", "value": {"stringValue": f"m-{module}"}},
+                    {"key": "module.stage", "value": {"stringValue": stage}},
+                ]
                 batch[loading].append(_span(trace, n, NAMES[stage], 1, start, start + 250_000, attrs))
             for extra in range(spans_per_module - len(STAGES)):
                 n += 1
                 kind = (3, 2, 1, 1, 1)[extra % 5]
-                http = [{"key": "http.request.method", "value": {"stringValue": "GET"}},
-                        {"key": "url.path", "value": {"stringValue": f"/modules/m-{module}"}}]
-                batch[kind == 2].append(_span(trace, n, "GET /modules/{id}", kind, load_at - 100_000, load_at + 400_000, http))
+                http = [
+                    {"key": "http.request.method", "value": {"stringValue": "GET"}},
+                    {"key": "url.path", "value": {"stringValue": f"/modules/m-{module}"}},
+                ]
+                batch[kind == 2].append(
+                    _span(trace, n, "GET /modules/{id}", kind, load_at - 100_000, load_at + 400_000, http)
+                )
             written += spans_per_module
             for side in (0, 1):
                 if len(batch[side]) >= 100:
-                    out.write(json.dumps({"resourceSpans": [{"resource": resources[side], "scopeSpans": [
-                        {"scope": {"name": "moduletrace"}, "spans": batch[side]}]}]}, separators=(",", ":")) + "\n")
+                    out.write(
+                        json.dumps(
+                            {
+                                "resourceSpans": [
+                                    {
+                                        "resource": resources[side],
+                                        "scopeSpans": [{"scope": {"name": "moduletrace"}, "spans": batch[side]}],
+                                    }
+                                ]
+                            },
+                            separators=(",", ":"),
+                        )
+                        + "\n"
+                    )
                     batch[side] = []
         for side in (0, 1):
             if batch[side]:
-                out.write(json.dumps({"resourceSpans": [{"resource": resources[side], "scopeSpans": [
-                    {"scope": {"name": "moduletrace"}, "spans": batch[side]}]}]}, separators=(",", ":")) + "\n")
+                out.write(
+                    json.dumps(
+                        {
+                            "resourceSpans": [
+                                {
+                                    "resource": resources[side],
+                                    "scopeSpans": [{"scope": {"name": "moduletrace"}, "spans": batch[side]}],
+                                }
+                            ]
+                        },
+                        separators=(",", ":"),
+                    )
+                    + "\n"
+                )
 
 
 def _json_only(path: str, loads: Callable[[bytes], object] = json.loads) -> float:
@@ -123,12 +169,14 @@ def main() -> None:
             import orjson
 
             orjson_seconds = min(_json_only(full, orjson.loads) for _ in range(2))
-            print(f"  orjson.loads alone        {orjson_seconds:7.2f} s  (the scan's parser when moduletrace[fast] is installed)")
+            print(f"  orjson.loads alone        {orjson_seconds:7.2f} s  (the scan's parser with moduletrace[fast])")
         except ImportError:
             print("  (orjson not installed: the scan parses with json.loads)")
         print(f"  races scan (full)         {scan['seconds']:7.2f} s  ({args.spans / scan['seconds']:,.0f} spans/s)")
-        print(f"  -> scan / json.loads = {ratio:.2f}x (target <= 2x); "
-              f"{scan['loads']:,} loads, {scan['races']:,} races, {scan['modules']:,} modules\n")
+        print(
+            f"  -> scan / json.loads = {ratio:.2f}x (target <= 2x); "
+            f"{scan['loads']:,} loads, {scan['races']:,} races, {scan['modules']:,} modules\n"
+        )
         print("peak memory of the scan (RSS, MiB, interpreter and imports included):")
         for per_module in (10, 100):
             quarter = os.path.join(directory, f"quarter-{per_module}.jsonl")
@@ -136,9 +184,11 @@ def main() -> None:
             generate(quarter, args.spans // 4, spans_per_module=per_module)
             generate(whole, args.spans, spans_per_module=per_module)
             small, big = _scan(quarter), _scan(whole)
-            print(f"  one module per {per_module:3d} spans: {args.spans // 4:>9,} spans -> {small['peak_mib']:6.0f} MiB "
-                  f"({small['modules']:,} modules); {args.spans:,} spans -> {big['peak_mib']:6.0f} MiB "
-                  f"({big['modules']:,} modules)")
+            print(
+                f"  one module per {per_module:3d} spans: {args.spans // 4:>9,} spans -> {small['peak_mib']:6.0f} MiB "
+                f"({small['modules']:,} modules); {args.spans:,} spans -> {big['peak_mib']:6.0f} MiB "
+                f"({big['modules']:,} modules)"
+            )
             os.remove(quarter)
             os.remove(whole)
     print(f"\n(this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB peak)")

@@ -109,8 +109,10 @@ def main() -> None:
             rows.append(ratio <= 1.10)
         else:
             extra = us["moduletrace_decorator"] - us["undecorated"]
-            print(f"  -> decorator - undecorated = {extra:+.3f} us (target <= 1 us); "
-                  f"bare OpenTelemetry no-op decorator: {us['bare_otel_decorator'] - us['undecorated']:+.3f} us")
+            print(
+                f"  -> decorator - undecorated = {extra:+.3f} us (target <= 1 us); "
+                f"bare OpenTelemetry no-op decorator: {us['bare_otel_decorator'] - us['undecorated']:+.3f} us"
+            )
             rows.append(extra <= 1.0)
         print()
     print("all targets met" if all(rows) else "TARGET MISSED")

@@ -85,7 +85,9 @@ def test_client_server_pairs_bound_the_offset_and_replace_the_tolerance() -> Non
         base = 1000 + n * 50
         pairs += rpc(f"r{n}", PROCESS_A, PROCESS_B, (base, base + 10), (base + 100 + 2, base + 100 + 8))
     # The load's query starts at 110 on B's clock, i.e. about 10 on A's: before the commit at 20.
-    spans = pairs + creation("m-10", "t10", commit_end_ms=20) + load("m-10", "t10", query_start_ms=110, resource=PROCESS_B)
+    spans = (
+        pairs + creation("m-10", "t10", commit_end_ms=20) + load("m-10", "t10", query_start_ms=110, resource=PROCESS_B)
+    )
     (race,) = detect(spans).races
     check = race.checks[0]
     assert check.basis == "derived bound"
@@ -97,14 +99,21 @@ def test_client_server_pairs_bound_the_offset_and_replace_the_tolerance() -> Non
 
 def test_contradictory_rpc_timings_give_no_bound_and_are_reported() -> None:
     pairs = rpc("r1", PROCESS_A, PROCESS_B, (0, 10), (2, 8)) + rpc("r2", PROCESS_A, PROCESS_B, (100, 110), (250, 260))
-    spans = pairs + creation("m-11", "t11", commit_end_ms=30) + load("m-11", "t11", query_start_ms=20, resource=PROCESS_B)
+    spans = (
+        pairs + creation("m-11", "t11", commit_end_ms=30) + load("m-11", "t11", query_start_ms=20, resource=PROCESS_B)
+    )
     report = detect(spans)
     assert report.races[0].checks[0].basis == "tolerance"
     assert report.inconsistent_clocks == [("host:host-a", "host:host-b")]
 
 
 def test_several_loads_per_module_are_each_judged() -> None:
-    spans = creation("m-12", "t12", commit_end_ms=20) + load("m-12", "t12", 10) + load("m-12", "t12", 30) + load("m-12", "t12", 15)
+    spans = (
+        creation("m-12", "t12", commit_end_ms=20)
+        + load("m-12", "t12", 10)
+        + load("m-12", "t12", 30)
+        + load("m-12", "t12", 15)
+    )
     report = detect(spans)
     assert [r.margin_ms["db_commit"] for r in report.races] == [10.0, 5.0]
     assert report.clean == 1 and report.loads == 3
@@ -193,7 +202,12 @@ def test_spans_in_any_order_give_the_same_verdicts() -> None:
 
 
 def test_report_filters_by_module_service_and_window() -> None:
-    spans = creation("m-a", "ta", 20) + load("m-a", "ta", 10) + creation("m-b", "tb", 20) + load("m-b", "tb", 10, resource=PROCESS_A2)
+    spans = (
+        creation("m-a", "ta", 20)
+        + load("m-a", "ta", 10)
+        + creation("m-b", "tb", 20)
+        + load("m-b", "tb", 10, resource=PROCESS_A2)
+    )
     detector = RaceDetector()
     detector.add_all(spans)
     assert [r.module_id for r in detector.report(module="m-a").races] == ["m-a"]

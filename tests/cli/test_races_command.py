@@ -29,16 +29,27 @@ def racing_file(tmp_path: Path) -> Path:
     def spans(module: str, trace: str, commit_end: int, query_start: int) -> list[dict[str, Any]]:
         out = [
             otlp_span("module_create_db_commit", "a" + trace[-15:], module=module, start=1_000, end=commit_end),
-            otlp_span("module_load_request", "b" + trace[-15:], module=module, start=query_start - 500, end=query_start + 500),
-            otlp_span("module_load_db_query", "c" + trace[-15:], module=module, start=query_start, end=query_start + 100,
-                      parentSpanId="b" + trace[-15:]),
+            otlp_span(
+                "module_load_request", "b" + trace[-15:], module=module, start=query_start - 500, end=query_start + 500
+            ),
+            otlp_span(
+                "module_load_db_query",
+                "c" + trace[-15:],
+                module=module,
+                start=query_start,
+                end=query_start + 100,
+                parentSpanId="b" + trace[-15:],
+            ),
         ]
         for span in out:
             span["traceId"] = trace
         return out
 
-    return write_lines(tmp_path / "spans.jsonl",
-                       line(*spans("m-1", "1" * 32, 10_000, 5_000)), line(*spans("m-2", "2" * 32, 10_000, 20_000)))
+    return write_lines(
+        tmp_path / "spans.jsonl",
+        line(*spans("m-1", "1" * 32, 10_000, 5_000)),
+        line(*spans("m-2", "2" * 32, 10_000, 20_000)),
+    )
 
 
 def test_races_found_exit_1_with_the_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -74,7 +85,10 @@ def test_table_lists_each_raced_load_and_a_summary(tmp_path: Path, capsys: pytes
         (["races", "--file", "x.jsonl", "--since", "2 fortnights"], "expected a duration"),
         (["races", "--file", "x.jsonl", "--start", "yesterday"], "expected an RFC 3339 time"),
         (["races", "--file", "x.jsonl", "--start", "2026-11-29T10:00:00"], "give a time zone"),
-        (["races", "--file", "x.jsonl", "--start", "2026-11-29T10:00:00Z", "--end", "2026-11-29T09:00:00Z"], "window is empty"),
+        (
+            ["races", "--file", "x.jsonl", "--start", "2026-11-29T10:00:00Z", "--end", "2026-11-29T09:00:00Z"],
+            "window is empty",
+        ),
         (["races", "--file", "x.jsonl", "--skew-tolerance", "-1"], "--skew-tolerance must be >= 0"),
         (["races", "--file", "x.jsonl", "--skew-tolerance", "abc"], "invalid float value"),
         (["races", "--file", "x.jsonl", "--format", "xml"], "invalid choice"),
@@ -84,8 +98,9 @@ def test_table_lists_each_raced_load_and_a_summary(tmp_path: Path, capsys: pytes
         (["nonsense"], "invalid choice"),
     ],
 )
-def test_bad_usage_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], message: str,
-                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_usage_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.jsonl").write_text("")
     code, out, err = run(capsys, *argv)

@@ -14,13 +14,17 @@ from tests.support.pipeline import collector_env
 from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.peers
-CONFIGS = sorted(p for p in (ROOT / "collector").glob("*.yaml") if p.name not in ("builder-config.yaml",)
-                 and not p.name.startswith("compose"))
+CONFIGS = sorted(
+    p
+    for p in (ROOT / "collector").glob("*.yaml")
+    if p.name not in ("builder-config.yaml",) and not p.name.startswith("compose")
+)
 
 
 def validate(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([binary("collector"), "validate", "--config", str(path)], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [binary("collector"), "validate", "--config", str(path)], capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -32,8 +36,11 @@ def test_every_shipped_config_passes_validate(config: Path) -> None:
 def test_a_deliberately_broken_copy_fails_validate(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     # The file exporter cannot rotate a file it appends to; validate must say so.
-    broken.write_text((ROOT / "collector" / "otelcol.yaml").read_text().replace(
-        "    append: true\n", "    append: true\n    rotation:\n      max_megabytes: 10\n"))
+    broken.write_text(
+        (ROOT / "collector" / "otelcol.yaml")
+        .read_text()
+        .replace("    append: true\n", "    append: true\n    rotation:\n      max_megabytes: 10\n")
+    )
     result = validate(broken)
     assert result.returncode != 0
     assert "append and rotation enabled at the same time is not supported" in result.stderr
@@ -42,7 +49,9 @@ def test_a_deliberately_broken_copy_fails_validate(tmp_path: Path) -> None:
 def test_the_shipped_config_starts_and_is_healthy(tmp_path: Path) -> None:
     # validate does not build tail-sampling policies (a misspelt policy or OTTL condition passes
     # it and fails at start), so start the config too.
-    collector = start_collector(tmp_path, (ROOT / "collector" / "otelcol.yaml").read_text(), collector_env(tmp_path, None))
+    collector = start_collector(
+        tmp_path, (ROOT / "collector" / "otelcol.yaml").read_text(), collector_env(tmp_path, None)
+    )
     collector.process.stop()
     assert "Everything is ready" in collector.process.log.read_text()
 
@@ -58,8 +67,12 @@ def _components(config: dict) -> set[tuple[str, str]]:  # type: ignore[type-arg]
 def test_the_builder_manifest_lists_exactly_the_components_the_configs_use() -> None:
     listed = subprocess.run([binary("collector"), "components"], capture_output=True, text=True, check=True).stdout
     kinds = ("receivers", "processors", "exporters", "extensions", "connectors")
-    built = {(kind, entry["name"]) for kind, entries in yaml.safe_load(listed).items() if kind in kinds
-             for entry in entries or []}
+    built = {
+        (kind, entry["name"])
+        for kind, entries in yaml.safe_load(listed).items()
+        if kind in kinds
+        for entry in entries or []
+    }
     used = set().union(*(_components(yaml.safe_load(p.read_text())) for p in CONFIGS))
     # The debug exporter is built in for troubleshooting (`exporters: [debug]` during an incident).
     assert built - used == {("exporters", "debug")}

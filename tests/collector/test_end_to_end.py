@@ -14,8 +14,12 @@ pytestmark = pytest.mark.peers
 
 
 def races(*args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
-    result = subprocess.run([sys.executable, "-m", "moduletrace.cli.main", "races", "--format", "json", *args],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "moduletrace.cli.main", "races", "--format", "json", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode in (0, 1), result.stderr
     return result.returncode, json.loads(result.stdout)
 
@@ -42,9 +46,10 @@ def test_jaeger_shows_the_same_races_as_the_archive(pipeline: Pipeline) -> None:
     assert code == 1
     assert raced_modules(from_jaeger) == raced_modules(from_file) == RACING
     assert [(r["trace_id"], r["load_span_id"]) for r in from_jaeger["races"]] == [
-        (r["trace_id"], r["load_span_id"]) for r in from_file["races"]]
+        (r["trace_id"], r["load_span_id"]) for r in from_file["races"]
+    ]
     # Jaeger keeps microseconds: the margins agree to within a microsecond per timestamp.
-    for a, b in zip(from_jaeger["races"], from_file["races"]):
+    for a, b in zip(from_jaeger["races"], from_file["races"], strict=True):
         assert abs(a["margin_ms"]["db_commit"] - b["margin_ms"]["db_commit"]) < 0.01
     assert from_jaeger["races"][0]["trace_url"].startswith(pipeline.jaeger.query_url + "/trace/")
 

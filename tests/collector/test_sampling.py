@@ -62,7 +62,9 @@ def test_a_load_arriving_long_after_the_decision_is_kept_with_its_trace(tmp_path
         expected = ["SELECT modules", "module_create_db_commit", "module_create_start", "module_load_request"]
         assert wait_until(lambda: names() == expected, timeout=30), names()
         # The unrelated trace was sampled out of the backends (BASELINE_SAMPLING_PERCENT=0)...
-        health = httpx.get(f"{jaeger.query_url}/api/traces", params={"service": "late-test", "operation": "GET /health"})
+        health = httpx.get(
+            f"{jaeger.query_url}/api/traces", params={"service": "late-test", "operation": "GET /health"}
+        )
         assert health.json().get("data") == []
         # ...but the archive keeps everything, unsampled.
         archive = tmp_path / "archive" / "spans.jsonl"

@@ -22,8 +22,15 @@ from tests.support.processes import python_env
 def test_every_injected_race_is_found_and_no_clean_load_is_flagged(
     tmp_path: Path, seed: int, race_rate: float, auth_rate: float, pool_rate: float
 ) -> None:
-    options = DemoOptions(seed=seed, modules=60, concurrency=6, race_rate=race_rate, auth_rate=auth_rate,
-                          pool_rate=pool_rate, directory=str(tmp_path))
+    options = DemoOptions(
+        seed=seed,
+        modules=60,
+        concurrency=6,
+        race_rate=race_rate,
+        auth_rate=auth_rate,
+        pool_rate=pool_rate,
+        directory=str(tmp_path),
+    )
     result = run(options)
     assert result.missed == set() and result.false_positives == set()
     assert len(result.injected_races) == round(60 * race_rate)
@@ -40,16 +47,22 @@ def test_the_readme_command_runs_the_demo_and_exits_0(tmp_path: Path) -> None:
     # console script installed next to this interpreter.
     command = shutil.which("moduletrace", path=str(Path(sys.executable).parent))
     assert command, "the moduletrace console script is not installed next to this Python"
-    result = subprocess.run([command, "demo", "--dir", str(tmp_path)], capture_output=True, text=True,
-                            timeout=120, env=python_env())
+    result = subprocess.run(
+        [command, "demo", "--dir", str(tmp_path)], capture_output=True, text=True, timeout=120, env=python_env()
+    )
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["demo"]["matches"] is True
     assert document["summary"]["races"] == len([f for f in document["demo"]["injected"].values() if f == "race"]) > 0
     spans = sorted(p.name for p in (tmp_path / "spans").glob("*.jsonl"))
     assert spans == ["canvas-service.jsonl", "module-service.jsonl"]
-    follow_up = subprocess.run([command, "races", "--file", str(tmp_path / "spans" / "*.jsonl"), "--format", "json"],
-                               capture_output=True, text=True, timeout=60, env=python_env())
+    follow_up = subprocess.run(
+        [command, "races", "--file", str(tmp_path / "spans" / "*.jsonl"), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=python_env(),
+    )
     assert follow_up.returncode == 1
     assert json.loads(follow_up.stdout)["races"] == document["races"]
 

@@ -26,8 +26,15 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 @pytest.fixture(autouse=True)
 def clean_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED",
-                 "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "MODULETRACE_FILE"):
+    for name in (
+        "OTEL_SERVICE_NAME",
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_SDK_DISABLED",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "MODULETRACE_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     reset_trace_globals()
     yield
@@ -43,7 +50,9 @@ def clean_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def _hex_ids_to_base64(node: Any) -> Any:
     if isinstance(node, dict):
         return {
-            k: base64.b64encode(bytes.fromhex(v)).decode() if k in ("traceId", "spanId", "parentSpanId") else _hex_ids_to_base64(v)
+            k: base64.b64encode(bytes.fromhex(v)).decode()
+            if k in ("traceId", "spanId", "parentSpanId")
+            else _hex_ids_to_base64(v)
             for k, v in node.items()
         }
     if isinstance(node, list):

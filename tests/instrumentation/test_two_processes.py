@@ -45,7 +45,7 @@ def test_create_and_load_services_share_one_trace_id_through_the_stored_carrier(
     # crossed the hop in headers); the load from the test's own client has no incoming context.
     linked = [s for s in lifecycle if s["name"] == "module_load_request" and s["links"]]
     assert len(linked) == 1
-    (_, link_span_id, link_attributes), = linked[0]["links"]
+    ((_, link_span_id, link_attributes),) = linked[0]["links"]
     assert by_id[link_span_id]["service"] == "create-service" and by_id[link_span_id]["name"].startswith("GET")
     assert link_attributes == {"module.link.type": "request"}
     # Resources say which process and host each span came from (the race rule needs both).

@@ -17,21 +17,41 @@ from moduletrace.sources.file import FileSource, expand, read_spans
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 
 
-def otlp_span(name: str, span_id: str, module: Any = "m-1", start: int = 1_000, end: int = 2_000, **extra: Any) -> dict[str, Any]:
+def otlp_span(
+    name: str, span_id: str, module: Any = "m-1", start: int = 1_000, end: int = 2_000, **extra: Any
+) -> dict[str, Any]:
     attributes = [{"key": "module.stage", "value": {"stringValue": name.split("_", 2)[-1]}}]
     if isinstance(module, int):
         attributes.append({"key": "module.id", "value": {"intValue": str(module)}})
     elif module is not None:
         attributes.append({"key": "module.id", "value": {"stringValue": module}})
-    return {"traceId": TRACE, "spanId": span_id, "name": name, "kind": 1, "startTimeUnixNano": str(start),
-            "endTimeUnixNano": str(end), "attributes": attributes, "status": {}, **extra}
+    return {
+        "traceId": TRACE,
+        "spanId": span_id,
+        "name": name,
+        "kind": 1,
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(end),
+        "attributes": attributes,
+        "status": {},
+        **extra,
+    }
 
 
 def line(*spans: dict[str, Any], service: str = "svc") -> dict[str, Any]:
-    return {"resourceSpans": [{
-        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}},
-                                    {"key": "host.name", "value": {"stringValue": "h1"}}]},
-        "scopeSpans": [{"scope": {"name": "moduletrace"}, "spans": list(spans)}]}]}
+    return {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [
+                        {"key": "service.name", "value": {"stringValue": service}},
+                        {"key": "host.name", "value": {"stringValue": "h1"}},
+                    ]
+                },
+                "scopeSpans": [{"scope": {"name": "moduletrace"}, "spans": list(spans)}],
+            }
+        ]
+    }
 
 
 def write_lines(path: Path, *lines: dict[str, Any]) -> Path:
@@ -40,9 +60,17 @@ def write_lines(path: Path, *lines: dict[str, Any]) -> Path:
 
 
 def test_json_lines_decode_to_normalised_spans(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "a.jsonl", line(otlp_span("module_create_db_commit", "00000000000000a1",
-                                                             status={"code": 2, "message": "boom"},
-                                                             parentSpanId="00000000000000a0")))
+    path = write_lines(
+        tmp_path / "a.jsonl",
+        line(
+            otlp_span(
+                "module_create_db_commit",
+                "00000000000000a1",
+                status={"code": 2, "message": "boom"},
+                parentSpanId="00000000000000a0",
+            )
+        ),
+    )
     (span,) = read_spans([str(path)])
     assert (span.trace_id, span.span_id, span.parent_span_id) == (TRACE, "00000000000000a1", "00000000000000a0")
     assert (span.start_ns, span.end_ns, span.status_code, span.status_message) == (1000, 2000, 2, "boom")
@@ -51,8 +79,11 @@ def test_json_lines_decode_to_normalised_spans(tmp_path: Path) -> None:
 
 
 def test_a_trace_spread_over_many_lines_and_files_is_read_whole(tmp_path: Path) -> None:
-    a = write_lines(tmp_path / "a.jsonl", line(otlp_span("module_create_start", "01" * 8)),
-                    line(otlp_span("module_create_db_commit", "02" * 8)))
+    a = write_lines(
+        tmp_path / "a.jsonl",
+        line(otlp_span("module_create_start", "01" * 8)),
+        line(otlp_span("module_create_db_commit", "02" * 8)),
+    )
     b = write_lines(tmp_path / "b.jsonl", line(otlp_span("module_load_request", "03" * 8)))
     assert [s.span_id for s in read_spans([str(a), str(b)])] == ["01" * 8, "02" * 8, "03" * 8]
 
@@ -138,8 +169,10 @@ def test_an_empty_file_has_no_spans(tmp_path: Path) -> None:
 
 
 def test_the_wanted_filter_skips_spans_early(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "a.jsonl", line(otlp_span("module_load_request", "01" * 8),
-                                                  {**otlp_span("SELECT", "02" * 8), "kind": 3}))
+    path = write_lines(
+        tmp_path / "a.jsonl",
+        line(otlp_span("module_load_request", "01" * 8), {**otlp_span("SELECT", "02" * 8), "kind": 3}),
+    )
     spans = read_spans([str(path)], wanted=lambda name, kind: name.startswith("module_"))
     assert [s.name for s in spans] == ["module_load_request"]
 

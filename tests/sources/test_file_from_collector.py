@@ -64,8 +64,12 @@ moduletrace.shutdown(10)
 
 
 def races(path: Path) -> dict[str, Any]:
-    result = subprocess.run([sys.executable, "-m", "moduletrace.cli.main", "races", "--format", "json", "--file", str(path)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "moduletrace.cli.main", "races", "--format", "json", "--file", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1, result.stderr
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
@@ -80,14 +84,17 @@ def test_every_collector_file_format_and_our_embedded_file_give_the_same_races(t
     collector = start_collector(tmp_path, CONFIG)
     ours = tmp_path / "ours.jsonl"
     try:
-        subprocess.run([sys.executable, "-c", EMIT, str(ours), collector.otlp_http], env=python_env(), check=True,
-                       timeout=60)
+        subprocess.run(
+            [sys.executable, "-c", EMIT, str(ours), collector.otlp_http], env=python_env(), check=True, timeout=60
+        )
         assert wait_until(lambda: len(_spans(tmp_path / "out.jsonl")) == len(_spans(ours)), timeout=20)
     finally:
         collector.process.stop()  # flushes and closes the compressed and proto files
     reports = {name: races(tmp_path / name) for name in ("ours.jsonl", "out.jsonl", "out.zstd", "out.proto")}
-    summaries = {name: [(r["module_id"], r["trace_id"], r["load_span_id"], r["margin_ms"]) for r in report["races"]]
-                 for name, report in reports.items()}
+    summaries = {
+        name: [(r["module_id"], r["trace_id"], r["load_span_id"], r["margin_ms"]) for r in report["races"]]
+        for name, report in reports.items()
+    }
     assert len({json.dumps(s) for s in summaries.values()}) == 1, summaries
     assert [r[0] for r in summaries["out.jsonl"]] == ["m-1", "m-3"]
     assert reports["out.jsonl"]["summary"]["loads"] == 6
@@ -97,8 +104,9 @@ def test_our_embedded_file_holds_the_same_spans_as_the_collector_file(tmp_path: 
     collector = start_collector(tmp_path, CONFIG)
     ours = tmp_path / "ours.jsonl"
     try:
-        subprocess.run([sys.executable, "-c", EMIT, str(ours), collector.otlp_http], env=python_env(), check=True,
-                       timeout=60)
+        subprocess.run(
+            [sys.executable, "-c", EMIT, str(ours), collector.otlp_http], env=python_env(), check=True, timeout=60
+        )
         assert wait_until(lambda: len(_spans(tmp_path / "out.jsonl")) == len(_spans(ours)), timeout=20)
     finally:
         collector.process.stop()

@@ -32,7 +32,8 @@ old = now - 2 * 3600 * 10**9
 links = {}
 for module_id in ("linked-1", "lost-1"):
     attrs = {"module.id": module_id}
-    create = tracer.start_span("module_create_start", attributes={**attrs, "module.stage": "create_start"}, start_time=old)
+    create = tracer.start_span("module_create_start", attributes={**attrs, "module.stage": "create_start"},
+                               start_time=old)
     ctx = trace.set_span_in_context(create)
     commit = tracer.start_span("module_create_db_commit", context=ctx,
                                attributes={**attrs, "module.stage": "db_commit"}, start_time=old + 1000)
@@ -57,8 +58,12 @@ def jaeger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jaeger]:
 
 
 def races(*args: str) -> tuple[int, dict[str, Any], str]:
-    result = subprocess.run([sys.executable, "-m", "moduletrace.cli.main", "races", "--format", "json", *args],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "moduletrace.cli.main", "races", "--format", "json", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return result.returncode, json.loads(result.stdout) if result.stdout else {}, result.stderr
 
 
@@ -73,8 +78,10 @@ def test_creations_outside_the_window_are_found_by_module_id(jaeger: Jaeger) -> 
     subprocess.run([sys.executable, "-c", EMIT, "backfill-service"], env=env, check=True, timeout=60)
 
     def loads_visible() -> bool:
-        response = httpx.get(f"{jaeger.query_url}/api/traces", params={"service": "backfill-service", "limit": 10,
-                                                                        "start": (time.time_ns() - 3 * 3600 * 10**9) // 1000})
+        response = httpx.get(
+            f"{jaeger.query_url}/api/traces",
+            params={"service": "backfill-service", "limit": 10, "start": (time.time_ns() - 3 * 3600 * 10**9) // 1000},
+        )
         return len(response.json().get("data") or []) >= 4
 
     assert wait_until(loads_visible, timeout=30)

@@ -9,7 +9,6 @@ The real-Tempo end-to-end test is the open part of issue 4.
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,14 +31,30 @@ def b64(hex_id: str) -> str:
 def tempo_trace(trace_hex: str = TRACE_HEX, status: str | None = None) -> dict[str, Any]:
     """`GET /api/v2/traces/{id}`: proto3 JSON mapping, base64 ids, enum names."""
     return {
-        "trace": {"resourceSpans": [{
-            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "canvas"}}]},
-            "scopeSpans": [{"scope": {"name": "moduletrace"}, "spans": [{
-                "traceId": b64(trace_hex), "spanId": b64(SPAN_HEX), "name": "module_load_request",
-                "kind": "SPAN_KIND_INTERNAL", "startTimeUnixNano": "1689969302000000000",
-                "endTimeUnixNano": "1689969302500000000",
-                "attributes": [{"key": "module.id", "value": {"stringValue": "m-1"}}],
-                "status": {"code": "STATUS_CODE_ERROR", "message": "not found"}}]}]}]},
+        "trace": {
+            "resourceSpans": [
+                {
+                    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "canvas"}}]},
+                    "scopeSpans": [
+                        {
+                            "scope": {"name": "moduletrace"},
+                            "spans": [
+                                {
+                                    "traceId": b64(trace_hex),
+                                    "spanId": b64(SPAN_HEX),
+                                    "name": "module_load_request",
+                                    "kind": "SPAN_KIND_INTERNAL",
+                                    "startTimeUnixNano": "1689969302000000000",
+                                    "endTimeUnixNano": "1689969302500000000",
+                                    "attributes": [{"key": "module.id", "value": {"stringValue": "m-1"}}],
+                                    "status": {"code": "STATUS_CODE_ERROR", "message": "not found"},
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ]
+        },
         **({"status": status, "message": "some blocks unreadable"} if status else {}),
     }
 
@@ -78,7 +93,9 @@ class Tempo:
 
 
 def source(tempo: Tempo, limit: int, **kwargs: Any) -> TempoSource:
-    backend = Backend("http://tempo.test", Auth(tenant="team-a"), "Tempo", transport=httpx.MockTransport(tempo), retries=0)
+    backend = Backend(
+        "http://tempo.test", Auth(tenant="team-a"), "Tempo", transport=httpx.MockTransport(tempo), retries=0
+    )
     return TempoSource(backend, 1000 * 10**9, 1010 * 10**9, limit=limit, **kwargs)
 
 

@@ -54,31 +54,64 @@ def span(
     )
 
 
-def rpc(trace: str, client: Resource, server: Resource, client_ms: tuple[float, float], server_ms: tuple[float, float]) -> list[Span]:
+def rpc(
+    trace: str, client: Resource, server: Resource, client_ms: tuple[float, float], server_ms: tuple[float, float]
+) -> list[Span]:
     """A client span and its server child on (possibly) another clock."""
     client_id = format(next(_ids), "016x")
     common = dict(status_code=STATUS_UNSET, status_message="", attributes={}, links=())
     return [
-        Span(trace.rjust(32, "0"), client_id, "", "GET", 3, ns(client_ms[0]), ns(client_ms[1]), resource=client, **common),
-        Span(trace.rjust(32, "0"), format(next(_ids), "016x"), client_id, "GET /x", 2, ns(server_ms[0]), ns(server_ms[1]),
-             resource=server, **common),
+        Span(
+            trace.rjust(32, "0"), client_id, "", "GET", 3, ns(client_ms[0]), ns(client_ms[1]), resource=client, **common
+        ),
+        Span(
+            trace.rjust(32, "0"),
+            format(next(_ids), "016x"),
+            client_id,
+            "GET /x",
+            2,
+            ns(server_ms[0]),
+            ns(server_ms[1]),
+            resource=server,
+            **common,
+        ),
     ]
 
 
-def creation(module: Any, trace: str, commit_end_ms: float, cache_end_ms: float | None = None, *,
-             resource: Resource = PROCESS_A) -> list[Span]:
-    spans = [span("create_start", module, trace, 0, max(commit_end_ms, cache_end_ms or 0) + 1, resource=resource),
-             span("db_commit", module, trace, 1, commit_end_ms, resource=resource)]
+def creation(
+    module: Any, trace: str, commit_end_ms: float, cache_end_ms: float | None = None, *, resource: Resource = PROCESS_A
+) -> list[Span]:
+    spans = [
+        span("create_start", module, trace, 0, max(commit_end_ms, cache_end_ms or 0) + 1, resource=resource),
+        span("db_commit", module, trace, 1, commit_end_ms, resource=resource),
+    ]
     if cache_end_ms is not None:
         spans.append(span("cache_update", module, trace, commit_end_ms, cache_end_ms, resource=resource))
     return spans
 
 
-def load(module: Any, trace: str, query_start_ms: float, *, resource: Resource = PROCESS_A, failed: bool = False,
-         links: tuple[Link, ...] = (), request_start_ms: float | None = None) -> list[Span]:
+def load(
+    module: Any,
+    trace: str,
+    query_start_ms: float,
+    *,
+    resource: Resource = PROCESS_A,
+    failed: bool = False,
+    links: tuple[Link, ...] = (),
+    request_start_ms: float | None = None,
+) -> list[Span]:
     request_start = query_start_ms - 1 if request_start_ms is None else request_start_ms
-    request = span("load_request", module, trace, request_start, query_start_ms + 5, resource=resource, failed=failed,
-                   links=links)
-    query = span("load_db_query", module, trace, query_start_ms, query_start_ms + 2, resource=resource,
-                 parent=request.span_id, failed=failed)
+    request = span(
+        "load_request", module, trace, request_start, query_start_ms + 5, resource=resource, failed=failed, links=links
+    )
+    query = span(
+        "load_db_query",
+        module,
+        trace,
+        query_start_ms,
+        query_start_ms + 2,
+        resource=resource,
+        parent=request.span_id,
+        failed=failed,
+    )
     return [request, query]

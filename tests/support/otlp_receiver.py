@@ -71,7 +71,11 @@ class OTLPReceiver:
                                 "parent_span_id": span.parent_span_id.hex(),
                                 "attributes": {a.key: _value(a.value) for a in span.attributes},
                                 "links": [
-                                    (link.trace_id.hex(), link.span_id.hex(), {a.key: _value(a.value) for a in link.attributes})
+                                    (
+                                        link.trace_id.hex(),
+                                        link.span_id.hex(),
+                                        {a.key: _value(a.value) for a in link.attributes},
+                                    )
                                     for link in span.links
                                 ],
                                 "service": resource.get("service.name"),

@@ -29,9 +29,13 @@ def binary(name: str) -> str:
     path = os.environ.get(f"MODULETRACE_{name.upper()}")
     if not path:
         try:
-            path = subprocess.run(
-                [str(ROOT / "scripts" / "peers.sh"), name], check=True, capture_output=True, text=True, timeout=1800
-            ).stdout.strip().splitlines()[-1]
+            path = (
+                subprocess.run(
+                    [str(ROOT / "scripts" / "peers.sh"), name], check=True, capture_output=True, text=True, timeout=1800
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
         except (subprocess.SubprocessError, OSError, IndexError) as exc:
             message = f"{name} binary unavailable (scripts/peers.sh {name} failed: {exc})"
             if os.environ.get("MODULETRACE_REQUIRE_PEERS") == "1":
@@ -44,8 +48,9 @@ def binary(name: str) -> str:
 class Process:
     """A peer process whose log goes to a file; stopped with SIGTERM (then SIGKILL)."""
 
-    def __init__(self, args: list[str], log: Path, health_url: str, timeout: float = 60,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], log: Path, health_url: str, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> None:
         self.log = log
         self._out = open(log, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(args, stdout=self._out, stderr=subprocess.STDOUT, cwd=log.parent, env=env)
@@ -128,8 +133,9 @@ def start_jaeger(directory: Path) -> Jaeger:
     ports = [free_port() for _ in range(5)]
     config = directory / "jaeger.yaml"
     config.write_text(jaeger_config(*ports))
-    process = Process([binary("jaeger"), "--config", str(config)], directory / "jaeger.log",
-                      f"http://127.0.0.1:{ports[2]}/status")
+    process = Process(
+        [binary("jaeger"), "--config", str(config)], directory / "jaeger.log", f"http://127.0.0.1:{ports[2]}/status"
+    )
     return Jaeger(f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[4]}", f"127.0.0.1:{ports[3]}", process)
 
 
@@ -152,6 +158,10 @@ def start_collector(directory: Path, config: str, env_ports: dict[str, int] | No
     }
     path = directory / "collector.yaml"
     path.write_text(config)
-    process = Process([binary("collector"), "--config", str(path)], directory / "collector.log",
-                      f"http://127.0.0.1:{health}/", env=env)
+    process = Process(
+        [binary("collector"), "--config", str(path)],
+        directory / "collector.log",
+        f"http://127.0.0.1:{health}/",
+        env=env,
+    )
     return Collector(f"http://127.0.0.1:{http}", f"127.0.0.1:{grpc}", process)

@@ -52,8 +52,19 @@ def run_pipeline(directory: Path) -> Iterator[Pipeline]:
         db = str(directory / "modules.db")
         load_port, create_port = free_port(), free_port()
         services = [start_python(["-m", "tests.support.lifecycle_service", "load", str(load_port), db], env)]
-        services.append(start_python(["-m", "tests.support.lifecycle_service", "create", str(create_port), db,
-                                      f"http://127.0.0.1:{load_port}"], env))
+        services.append(
+            start_python(
+                [
+                    "-m",
+                    "tests.support.lifecycle_service",
+                    "create",
+                    str(create_port),
+                    db,
+                    f"http://127.0.0.1:{load_port}",
+                ],
+                env,
+            )
+        )
         try:
             for module_id in RACING + CLEAN:
                 httpx.post(f"http://127.0.0.1:{create_port}/modules/{module_id}", timeout=10).raise_for_status()
@@ -68,7 +79,9 @@ def run_pipeline(directory: Path) -> Iterator[Pipeline]:
             if not archive.exists():
                 return False
             lines = [json.loads(line) for line in archive.read_text().splitlines() if line.strip()]
-            names = [s["name"] for d in lines for r in d["resourceSpans"] for ss in r["scopeSpans"] for s in ss["spans"]]
+            names = [
+                s["name"] for d in lines for r in d["resourceSpans"] for ss in r["scopeSpans"] for s in ss["spans"]
+            ]
             return sum(n.startswith("module_") for n in names) >= expected_spans
 
         assert wait_until(archived, timeout=30), "the archive never received every lifecycle span"

@@ -28,7 +28,9 @@ def python_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def start_python(args: Sequence[str], env: Mapping[str, str], ready: str = "ready", timeout: float = 20) -> subprocess.Popen[str]:
+def start_python(
+    args: Sequence[str], env: Mapping[str, str], ready: str = "ready", timeout: float = 20
+) -> subprocess.Popen[str]:
     """Run ``python args...`` and wait until it prints ``ready`` on stdout."""
     process = subprocess.Popen(
         [sys.executable, *args], env=dict(env), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

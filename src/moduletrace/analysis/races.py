@@ -19,8 +19,8 @@ of modules, not with the number of spans read.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from sys import intern
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any, Literal, NamedTuple
 
 from moduletrace.analysis.skew import ClockOffsets, OffsetBound
@@ -175,8 +175,20 @@ class RaceDetector:
 
     def add(self, span: Span) -> None:
         # One unpacking instead of a dozen attribute reads: this runs for every span of a scan.
-        (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, _, attributes, resource,
-         links) = span
+        (
+            trace_id,
+            span_id,
+            parent_span_id,
+            name,
+            kind,
+            start_ns,
+            end_ns,
+            status_code,
+            _,
+            attributes,
+            resource,
+            links,
+        ) = span
         if (kind == KIND_CLIENT or kind == KIND_SERVER) and self.derive_bounds:
             self.offsets.add(span)
         stage = STAGES.get(name)
@@ -200,8 +212,11 @@ class RaceDetector:
                     return
             linked: tuple[str, ...] = ()
             if links:
-                linked = tuple(intern(link.trace_id) for link in links
-                               if link.attributes.get(MODULE_LINK_TYPE, "creation") == "creation")
+                linked = tuple(
+                    intern(link.trace_id)
+                    for link in links
+                    if link.attributes.get(MODULE_LINK_TYPE, "creation") == "creation"
+                )
             loads.append(_LoadSpan(trace_id, span_id, parent_span_id, start_ns, end_ns, failed, resource, linked))
         else:
             creation = module.creations.get(trace_id)
@@ -215,8 +230,8 @@ class RaceDetector:
                 creation.start_ns = start_ns if creation.start_ns is None else min(creation.start_ns, start_ns)
             else:
                 records = creation.commits if stage == "db_commit" else creation.caches
-                for other in records:
-                    if other.span_id == span_id:
+                for record in records:
+                    if record.span_id == span_id:
                         self._duplicates += 1
                         return
                 records.append(_StageSpan(span_id, end_ns, not failed, resource, _error(span) if failed else ""))
@@ -228,12 +243,18 @@ class RaceDetector:
 
     def modules_without_creation(self) -> list[str]:
         """Modules with loads but no creation span: their creation may lie in another trace."""
-        return sorted(m for m, state in self._modules.items() if not state.creations and (state.requests or state.queries))
+        return sorted(
+            m for m, state in self._modules.items() if not state.creations and (state.requests or state.queries)
+        )
 
     # -- output -----------------------------------------------------------------------------
 
     def report(
-        self, module: str | None = None, service: str | None = None, start_ns: int | None = None, end_ns: int | None = None
+        self,
+        module: str | None = None,
+        service: str | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
     ) -> RaceReport:
         """Verdicts for every load (optionally: of one module, served by one service, in a window)."""
         self._bounds: dict[tuple[str, str], OffsetBound | None] = {}  # per report: the data may have grown
@@ -271,7 +292,9 @@ class RaceDetector:
             entries.sort(key=lambda e: (e.load_start_ns, e.module_id))
         return report
 
-    def _judge(self, module_id: str, state: _Module, load: _LoadSpan, instant: str, t_load: int) -> RaceVerdict | Unmatched | None:
+    def _judge(
+        self, module_id: str, state: _Module, load: _LoadSpan, instant: str, t_load: int
+    ) -> RaceVerdict | Unmatched | None:
         """The verdict for one load; None when it is clean (most loads: kept cheap)."""
 
         def unmatched(reason: str) -> Unmatched:
@@ -280,7 +303,7 @@ class RaceDetector:
         if not state.creations:
             return unmatched("no creation spans for this module in the data")
         creation, matched_by = _creation_for(state, load, t_load)
-        judged = []
+        judged: list[tuple[str, _StageSpan, int, Verdict, str, OffsetBound | None]] = []
         missing = []
         for stage, records in (("db_commit", creation.commits), ("cache_update", creation.caches)):
             first_ok = min((r for r in records if r.ok), key=_end, default=None)
@@ -290,7 +313,7 @@ class RaceDetector:
             judged.append((stage, first_ok, *self._compare(first_ok, load, t_load)))
         if not judged:
             return unmatched(f"creation in trace {creation.trace_id} is partial: " + ", ".join(missing))
-        verdicts = {j[3] for j in judged}
+        verdicts = {verdict for _, _, _, verdict, _, _ in judged}
         verdict: Verdict = "race" if "race" in verdicts else "ambiguous" if "ambiguous" in verdicts else "clean"
         if verdict == "clean":
             return None
@@ -306,7 +329,10 @@ class RaceDetector:
             same_trace=creation.trace_id == load.trace_id,
             matched_by=matched_by,
             creation_trace_id=creation.trace_id,
-            checks=tuple(_explain(stage, record, load, *rest) for stage, record, *rest in judged),
+            checks=tuple(
+                _explain(stage, record, load, margin, stage_verdict, basis, bound)
+                for stage, record, margin, stage_verdict, basis, bound in judged
+            ),
         )
 
     def _compare(
@@ -330,7 +356,12 @@ class RaceDetector:
         else:
             low, high, basis = margin - self.tolerance_ns, margin + self.tolerance_ns, "tolerance"
         verdict: Verdict = "race" if low > 0 else "clean" if high <= 0 else "ambiguous"
-        return margin, verdict, basis, bound if bound is not None else OffsetBound(-self.tolerance_ns, self.tolerance_ns, 0)
+        return (
+            margin,
+            verdict,
+            basis,
+            bound if bound is not None else OffsetBound(-self.tolerance_ns, self.tolerance_ns, 0),
+        )
 
 
 def _end(record: _StageSpan) -> int:
@@ -338,17 +369,33 @@ def _end(record: _StageSpan) -> int:
 
 
 def _explain(
-    stage: str, record: _StageSpan, load: _LoadSpan, margin: int, verdict: Verdict, basis: str, bound: OffsetBound | None
+    stage: str,
+    record: _StageSpan,
+    load: _LoadSpan,
+    margin: int,
+    verdict: Verdict,
+    basis: str,
+    bound: OffsetBound | None,
 ) -> StageCheck:
     margin_ms = round(margin / 1e6, 3)
     what = f"{stage} span {record.span_id} ended {margin_ms:+.3f} ms after the load began"
     if bound is None:
-        return StageCheck(stage, verdict, margin_ms, record.span_id, record.end_ns, basis, None,
-                          f"{what}; {basis}, timestamps compare exactly")
+        return StageCheck(
+            stage,
+            verdict,
+            margin_ms,
+            record.span_id,
+            record.end_ns,
+            basis,
+            None,
+            f"{what}; {basis}, timestamps compare exactly",
+        )
     bound_ms = (round(bound.low_ns / 1e6, 3), round(bound.high_ns / 1e6, 3))
     if basis == "derived bound":
-        rule = (f"clock offset {load.resource.clock} - {record.resource.clock} in "
-                f"[{bound_ms[0]}, {bound_ms[1]}] ms from {bound.pairs} client/server pairs")
+        rule = (
+            f"clock offset {load.resource.clock} - {record.resource.clock} in "
+            f"[{bound_ms[0]}, {bound_ms[1]}] ms from {bound.pairs} client/server pairs"
+        )
     else:
         rule = f"different hosts, skew tolerance {bound_ms[1]} ms"
     return StageCheck(stage, verdict, margin_ms, record.span_id, record.end_ns, basis, bound_ms, f"{what}; {rule}")
@@ -371,7 +418,8 @@ def _loads(state: _Module) -> list[tuple[_LoadSpan, str, int]]:
     claimed: set[str] = set()
     for request in requests:
         candidates = [
-            q for q in queries
+            q
+            for q in queries
             if q.trace_id == request.trace_id
             and (q.parent_span_id == request.span_id or request.start_ns <= q.start_ns <= request.end_ns)
         ]

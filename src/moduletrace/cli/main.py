@@ -14,14 +14,13 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from moduletrace._version import __version__
 from moduletrace.analysis.races import DEFAULT_SKEW_TOLERANCE_MS, RaceDetector, wanted
 from moduletrace.cli.render import as_json, as_table
-from moduletrace.errors import BackendError, InputError, ModuleTraceError
-from moduletrace.spans import Span
+from moduletrace.errors import InputError, ModuleTraceError
 
 EXIT_OK, EXIT_RACES, EXIT_USAGE, EXIT_BACKEND = 0, 1, 2, 3
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -65,39 +64,71 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit 0: no race; 1: races found; 2: bad usage or input; 3: backend error.",
     )
     source = races.add_argument_group("sources (at least one)")
-    source.add_argument("--file", action="append", default=[], metavar="PATH",
-                        help="OTLP JSON lines from the collector file exporter (repeatable, globs; .gz/.zst)")
+    source.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="OTLP JSON lines from the collector file exporter (repeatable, globs; .gz/.zst)",
+    )
     source.add_argument("--jaeger", metavar="URL", help="Jaeger v2 query service, e.g. http://127.0.0.1:16686")
     source.add_argument("--tempo", metavar="URL", help="Grafana Tempo HTTP API, e.g. http://127.0.0.1:3200")
     window = races.add_argument_group("window and filters")
-    window.add_argument("--since", metavar="DURATION", help="loads in the last DURATION (90s, 15m, 2h, 1d); "
-                        "backends default to 1h")
+    window.add_argument(
+        "--since", metavar="DURATION", help="loads in the last DURATION (90s, 15m, 2h, 1d); backends default to 1h"
+    )
     window.add_argument("--start", metavar="RFC3339", help="loads from this time")
     window.add_argument("--end", metavar="RFC3339", help="loads up to this time (default: now)")
     window.add_argument("--service", help="only loads served by this service")
     window.add_argument("--module", help="only this module id")
-    window.add_argument("--lookback", default="24h", metavar="DURATION",
-                        help="how far before the window to look for a creation found by module id (default 24h)")
+    window.add_argument(
+        "--lookback",
+        default="24h",
+        metavar="DURATION",
+        help="how far before the window to look for a creation found by module id (default 24h)",
+    )
     rule = races.add_argument_group("rule")
-    rule.add_argument("--skew-tolerance", type=float, default=DEFAULT_SKEW_TOLERANCE_MS, metavar="MS",
-                      help=f"clock skew allowed across hosts (default {DEFAULT_SKEW_TOLERANCE_MS:g} ms)")
-    rule.add_argument("--no-derived-bounds", action="store_true",
-                      help="do not derive clock-offset bounds from client/server span pairs")
+    rule.add_argument(
+        "--skew-tolerance",
+        type=float,
+        default=DEFAULT_SKEW_TOLERANCE_MS,
+        metavar="MS",
+        help=f"clock skew allowed across hosts (default {DEFAULT_SKEW_TOLERANCE_MS:g} ms)",
+    )
+    rule.add_argument(
+        "--no-derived-bounds",
+        action="store_true",
+        help="do not derive clock-offset bounds from client/server span pairs",
+    )
     output = races.add_argument_group("output")
-    output.add_argument("--format", choices=("table", "json"),
-                        help="table (default on a terminal) or json (default otherwise)")
+    output.add_argument(
+        "--format", choices=("table", "json"), help="table (default on a terminal) or json (default otherwise)"
+    )
     output.add_argument("--verbose", action="store_true", help="log backend requests (never credentials) on stderr")
     backend = races.add_argument_group("backend access (credentials may also come from the environment)")
-    backend.add_argument("--tenant", default=os.environ.get("MODULETRACE_TENANT"),
-                         help="X-Scope-OrgID tenant (env MODULETRACE_TENANT)")
-    backend.add_argument("--token-env", default="MODULETRACE_TOKEN", metavar="VAR",
-                         help="environment variable holding a bearer token (default MODULETRACE_TOKEN)")
-    backend.add_argument("--user", default=os.environ.get("MODULETRACE_USER"),
-                         help="basic-auth user (env MODULETRACE_USER); the password comes from MODULETRACE_PASSWORD")
+    backend.add_argument(
+        "--tenant", default=os.environ.get("MODULETRACE_TENANT"), help="X-Scope-OrgID tenant (env MODULETRACE_TENANT)"
+    )
+    backend.add_argument(
+        "--token-env",
+        default="MODULETRACE_TOKEN",
+        metavar="VAR",
+        help="environment variable holding a bearer token (default MODULETRACE_TOKEN)",
+    )
+    backend.add_argument(
+        "--user",
+        default=os.environ.get("MODULETRACE_USER"),
+        help="basic-auth user (env MODULETRACE_USER); the password comes from MODULETRACE_PASSWORD",
+    )
     backend.add_argument("--ca-cert", metavar="PATH", help="CA bundle to verify the backend's TLS certificate")
     backend.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (not recommended)")
-    backend.add_argument("--limit", type=int, default=1000, metavar="N",
-                         help="traces per backend search before the window is split (default 1000)")
+    backend.add_argument(
+        "--limit",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="traces per backend search before the window is split (default 1000)",
+    )
     backend.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default 30)")
     demo = commands.add_parser(
         "demo",
@@ -109,9 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="random seed for which modules get a fault (default 7)")
     demo.add_argument("--modules", type=int, default=200, metavar="N", help="modules to create and load (default 200)")
     demo.add_argument("--concurrency", type=int, default=8, metavar="N", help="concurrent clients (default 8)")
-    demo.add_argument("--race-rate", type=float, default=0.03, metavar="R", help="share of modules whose index lags (0.03)")
+    demo.add_argument(
+        "--race-rate", type=float, default=0.03, metavar="R", help="share of modules whose index lags (0.03)"
+    )
     demo.add_argument("--auth-rate", type=float, default=0.02, metavar="R", help="share whose token expires (0.02)")
-    demo.add_argument("--pool-rate", type=float, default=0.02, metavar="R", help="share loaded in a pool-starved burst (0.02)")
+    demo.add_argument(
+        "--pool-rate", type=float, default=0.02, metavar="R", help="share loaded in a pool-starved burst (0.02)"
+    )
     demo.add_argument("--otlp", metavar="URL", help="also send the spans to this OTLP/HTTP endpoint (a collector)")
     demo.add_argument("--dir", metavar="PATH", help="where to keep the database and spans (default: a new temp folder)")
     demo.add_argument("--format", choices=("table", "json"), help="table (default on a terminal) or json")
@@ -212,9 +247,16 @@ def _races(args: argparse.Namespace) -> int:
     sources = _sources(args, start, end, warn)
     partial: list[str] = []
     spans_read = 0
-    progress = _Progress(lambda: f"{spans_read:,} spans read" + "".join(
-        f", {100 * s.bytes_done / max(s.bytes_total, 1):.0f}% of {s.bytes_total / 1e6:.0f} MB"
-        for s in sources if hasattr(s, "bytes_total")))
+    progress = _Progress(
+        lambda: (
+            f"{spans_read:,} spans read"
+            + "".join(
+                f", {100 * s.bytes_done / max(s.bytes_total, 1):.0f}% of {s.bytes_total / 1e6:.0f} MB"
+                for s in sources
+                if hasattr(s, "bytes_total")
+            )
+        )
+    )
     # The scan builds only acyclic data (tuples, dicts of strings): reference counting frees it,
     # and the cyclic collector's passes over a growing heap would cost a third of the scan.
     gc.disable()
@@ -261,8 +303,16 @@ def _demo(args: argparse.Namespace) -> int:
     rates = (args.race_rate, args.auth_rate, args.pool_rate)
     if any(not 0 <= r <= 1 for r in rates) or sum(rates) > 1:
         raise InputError("each --*-rate must be between 0 and 1, and together at most 1")
-    options = DemoOptions(seed=args.seed, modules=args.modules, concurrency=args.concurrency, race_rate=args.race_rate,
-                          auth_rate=args.auth_rate, pool_rate=args.pool_rate, otlp=args.otlp, directory=args.dir)
+    options = DemoOptions(
+        seed=args.seed,
+        modules=args.modules,
+        concurrency=args.concurrency,
+        race_rate=args.race_rate,
+        auth_rate=args.auth_rate,
+        pool_rate=args.pool_rate,
+        otlp=args.otlp,
+        directory=args.dir,
+    )
     interactive = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
@@ -339,10 +389,8 @@ def _sources(args: argparse.Namespace, start: int | None, end: int | None, warn:
 
 
 def _link(sources: list[Any]) -> Callable[[str], str | None] | None:
-    linkers = [s.trace_url for s in sources if hasattr(s, "trace_url")]
-    if not linkers:
-        return None
-    return linkers[0]
+    linkers: list[Callable[[str], str | None]] = [s.trace_url for s in sources if hasattr(s, "trace_url")]
+    return linkers[0] if linkers else None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,7 +13,11 @@ TraceLink = Callable[[str], "str | None"]
 
 
 def rfc3339(ns: int) -> str:
-    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return (
+        dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc)
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def _verdict(v: RaceVerdict, link: TraceLink | None) -> dict[str, Any]:
@@ -106,7 +110,7 @@ def as_table(report: RaceReport, link: TraceLink | None = None, partial: list[st
         lines.append(title)
         widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
         for row in [header, *rows]:
-            lines.append("  " + "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+            lines.append("  " + "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         lines.append("")
 
     def verdict_rows(verdicts: list[RaceVerdict]) -> list[list[str]]:
@@ -114,8 +118,15 @@ def as_table(report: RaceReport, link: TraceLink | None = None, partial: list[st
         for v in verdicts:
             beat = ", ".join(f"{s} by {v.margin_ms[s]:.1f} ms" for s in v.preceded) or "-"
             clock = "/".join(sorted({c.basis for c in v.checks}))
-            row = [v.module_id, v.trace_id, v.load_span_id, beat, "yes" if v.same_trace else f"no ({v.matched_by})",
-                   clock, "failed" if v.load_failed else "ok"]
+            row = [
+                v.module_id,
+                v.trace_id,
+                v.load_span_id,
+                beat,
+                "yes" if v.same_trace else f"no ({v.matched_by})",
+                clock,
+                "failed" if v.load_failed else "ok",
+            ]
             if link is not None:
                 row.append(link(v.trace_id) or "")
             rows.append(row)
@@ -130,12 +141,21 @@ def as_table(report: RaceReport, link: TraceLink | None = None, partial: list[st
         table(f"Within clock skew, undecided ({len(report.ambiguous)}):", verdict_rows(report.ambiguous), header)
     if report.unmatched:
         rows = [[u.module_id, u.trace_id, u.load_span_id, u.reason] for u in report.unmatched]
-        table(f"Loads with no comparable creation ({len(report.unmatched)}):", rows, ["MODULE", "TRACE", "LOAD SPAN", "WHY"])
+        table(
+            f"Loads with no comparable creation ({len(report.unmatched)}):",
+            rows,
+            ["MODULE", "TRACE", "LOAD SPAN", "WHY"],
+        )
     if report.failed_commits:
         rows = [[f.module_id, f.trace_id, f.span_id, f.error] for f in report.failed_commits]
-        table(f"Creations whose commit failed ({len(report.failed_commits)}):", rows, ["MODULE", "TRACE", "COMMIT SPAN", "ERROR"])
+        table(
+            f"Creations whose commit failed ({len(report.failed_commits)}):",
+            rows,
+            ["MODULE", "TRACE", "COMMIT SPAN", "ERROR"],
+        )
     lines.append(
-        f"{report.loads} loads of {report.modules} modules: {len(report.races)} raced, {len(report.ambiguous)} ambiguous, "
+        f"{report.loads} loads of {report.modules} modules: {len(report.races)} raced, "
+        f"{len(report.ambiguous)} ambiguous, "
         f"{len(report.unmatched)} unmatched, {report.clean} clean."
     )
     if report.inconsistent_clocks:

@@ -93,7 +93,10 @@ class _Service:
         self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moduletrace.demo.services", *args],
-            env=env, stdout=subprocess.PIPE, stderr=self._log, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
@@ -136,12 +139,20 @@ def run(options: DemoOptions, progress: Callable[[int, int], None] = lambda done
     module_port, canvas_port = _free_port(), _free_port()
     services = []
     try:
-        services.append(_Service(["module", str(module_port), str(db)],
-                                 {**base_env, "MODULETRACE_FILE": str(directory / "spans" / "module-service.jsonl")},
-                                 directory / "module-service.log"))
-        services.append(_Service(["canvas", str(canvas_port), str(db), str(options.pool_size), str(options.pool_timeout)],
-                                 {**base_env, "MODULETRACE_FILE": str(directory / "spans" / "canvas-service.jsonl")},
-                                 directory / "canvas-service.log"))
+        services.append(
+            _Service(
+                ["module", str(module_port), str(db)],
+                {**base_env, "MODULETRACE_FILE": str(directory / "spans" / "module-service.jsonl")},
+                directory / "module-service.log",
+            )
+        )
+        services.append(
+            _Service(
+                ["canvas", str(canvas_port), str(db), str(options.pool_size), str(options.pool_timeout)],
+                {**base_env, "MODULETRACE_FILE": str(directory / "spans" / "canvas-service.jsonl")},
+                directory / "canvas-service.log",
+            )
+        )
         statuses = _drive(module_ids, injected, options, module_port, canvas_port, progress)
     finally:
         for service in services:
@@ -149,7 +160,9 @@ def run(options: DemoOptions, progress: Callable[[int, int], None] = lambda done
 
     warnings: list[str] = []
     detector = RaceDetector()
-    for span in FileSource([str(p) for p in sorted((directory / "spans").glob("*.jsonl"))], warnings.append).spans(wanted):
+    for span in FileSource([str(p) for p in sorted((directory / "spans").glob("*.jsonl"))], warnings.append).spans(
+        wanted
+    ):
         detector.add(span)
     return DemoResult(directory, {m: f for m, f in injected.items() if f}, statuses, detector.report(), warnings)
 
@@ -160,15 +173,21 @@ def _assign_faults(module_ids: list[str], options: DemoOptions, rng: random.Rand
     counts = [round(len(module_ids) * rate) for rate in (options.race_rate, options.auth_rate, options.pool_rate)]
     injected = {m: "" for m in module_ids}
     start = 0
-    for fault, count in zip(FAULTS, counts):
-        for module_id in shuffled[start:start + count]:
+    for fault, count in zip(FAULTS, counts, strict=True):
+        for module_id in shuffled[start : start + count]:
             injected[module_id] = fault
         start += count
     return injected
 
 
-def _drive(module_ids: list[str], injected: dict[str, str], options: DemoOptions, module_port: int, canvas_port: int,
-           progress: Callable[[int, int], None]) -> dict[str, int]:
+def _drive(
+    module_ids: list[str],
+    injected: dict[str, str],
+    options: DemoOptions,
+    module_port: int,
+    canvas_port: int,
+    progress: Callable[[int, int], None],
+) -> dict[str, int]:
     module_url, canvas_url = f"http://127.0.0.1:{module_port}", f"http://127.0.0.1:{canvas_port}"
     statuses: dict[str, int] = {}
     done = 0
@@ -188,7 +207,9 @@ def _drive(module_ids: list[str], injected: dict[str, str], options: DemoOptions
 
     def load(module_id: str, token: str) -> None:
         nonlocal done
-        status = client.get(f"{canvas_url}/modules/{module_id}", headers={"Authorization": f"Bearer {token}"}).status_code
+        status = client.get(
+            f"{canvas_url}/modules/{module_id}", headers={"Authorization": f"Bearer {token}"}
+        ).status_code
         with lock:
             statuses[module_id] = status
             done += 1
@@ -201,14 +222,19 @@ def _drive(module_ids: list[str], injected: dict[str, str], options: DemoOptions
         burst = [m for m in module_ids if injected[m] == "pool"]
         with ThreadPoolExecutor(options.concurrency) as workers:
             list(workers.map(create_and_load, [m for m in module_ids if injected[m] != "pool"]))
-            tokens = dict(zip(burst, workers.map(create, burst)))
+            tokens = dict(zip(burst, workers.map(create, burst), strict=True))
         if burst:
             # A burst of loads while slow report queries hold every pooled connection.
             with ThreadPoolExecutor(options.pool_size + len(burst)) as workers:
-                holders = [workers.submit(client.get, f"{canvas_url}/report", params={"hold_ms": "500"})
-                           for _ in range(options.pool_size)]
+                holders = [
+                    workers.submit(client.get, f"{canvas_url}/report", params={"hold_ms": "500"})
+                    for _ in range(options.pool_size)
+                ]
                 deadline = time.monotonic() + 5
-                while client.get(f"{canvas_url}/pool").json()["in_use"] < options.pool_size and time.monotonic() < deadline:
+                while (
+                    client.get(f"{canvas_url}/pool").json()["in_use"] < options.pool_size
+                    and time.monotonic() < deadline
+                ):
                     time.sleep(0.005)
                 list(workers.map(lambda m: load(m, tokens[m]), burst))
                 for holder in holders:
@@ -229,7 +255,8 @@ def summary_lines(result: DemoResult, options: DemoOptions, seconds: float) -> l
         f"(seed {options.seed}); {failed} loads failed ({100 * failed / max(loads, 1):.1f}%): "
         + ", ".join(f"{count} {names.get(status, status)}" for status, count in sorted(failures.items())),
         "",
-        f"Injected vs found: {len(result.injected_races)} races injected, {len(result.found_races & result.injected_races)}"
+        f"Injected vs found: {len(result.injected_races)} races injected, "
+        f"{len(result.found_races & result.injected_races)}"
         f" found by the race rule, {len(result.missed)} missed, {len(result.false_positives)} clean loads flagged"
         f" -> {'OK' if result.matches else 'MISMATCH'}",
     ]
@@ -240,7 +267,8 @@ def summary_lines(result: DemoResult, options: DemoOptions, seconds: float) -> l
     other = Counter(fault for fault in result.injected.values() if fault != "race")
     if other:
         lines.append(
-            "The other injected faults are not races (" + ", ".join(f"{n} {f}" for f, n in sorted(other.items()))
+            "The other injected faults are not races ("
+            + ", ".join(f"{n} {f}" for f, n in sorted(other.items()))
             + "): their loads failed after the module was committed and indexed."
         )
     lines += [

@@ -61,7 +61,9 @@ def configure(
     """
     try:
         with _lock:
-            return _configure(service_name, file, endpoint, headers, resource_attributes, instrument_httpx, exit_timeout)
+            return _configure(
+                service_name, file, endpoint, headers, resource_attributes, instrument_httpx, exit_timeout
+            )
     except Exception as exc:  # noqa: BLE001 - a start-up helper must not stop the service
         internal_error("configure", exc)
         return None
@@ -101,8 +103,11 @@ def _configure(
             atexit.register(_flush_at_exit)
         return existing
     if not isinstance(existing, trace.ProxyTracerProvider):
-        warn_once("foreign-provider", "moduletrace: a non-SDK TracerProvider (%s) is installed; using it as is",
-                  type(existing).__name__)
+        warn_once(
+            "foreign-provider",
+            "moduletrace: a non-SDK TracerProvider (%s) is installed; using it as is",
+            type(existing).__name__,
+        )
         return None
     provider = TracerProvider(resource=_resource(service_name, resource_attributes), shutdown_on_exit=False)
     processors = [BatchSpanProcessor(exporter) for exporter in _exporters(file, endpoint, headers)]
@@ -196,8 +201,14 @@ def _exporters(
 
 def _otlp_exporter(endpoint: str | None, headers: Mapping[str, str] | None) -> SpanExporter | None:
     protocol = (
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
-    ).strip().lower()
+        (
+            os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "http/protobuf"
+        )
+        .strip()
+        .lower()
+    )
     kwargs: dict[str, Any] = {}
     if headers is not None:
         kwargs["headers"] = dict(headers)
@@ -205,17 +216,23 @@ def _otlp_exporter(endpoint: str | None, headers: Mapping[str, str] | None) -> S
         try:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
         except ImportError:
-            warn_once("grpc", "moduletrace: OTLP protocol grpc needs `pip install moduletrace[grpc]`; spans are not exported")
+            warn_once(
+                "grpc", "moduletrace: OTLP protocol grpc needs `pip install moduletrace[grpc]`; spans are not exported"
+            )
             return None
         if endpoint:
             kwargs["endpoint"] = endpoint
         return GrpcExporter(**kwargs)  # type: ignore[no-any-return]
     if protocol != "http/protobuf":
-        warn_once(f"protocol:{protocol}", "moduletrace: OTLP protocol %r is not supported; using http/protobuf", protocol)
+        warn_once(
+            f"protocol:{protocol}", "moduletrace: OTLP protocol %r is not supported; using http/protobuf", protocol
+        )
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     if endpoint:
-        kwargs["endpoint"] = endpoint if endpoint.rstrip("/").endswith("/v1/traces") else endpoint.rstrip("/") + "/v1/traces"
+        kwargs["endpoint"] = (
+            endpoint if endpoint.rstrip("/").endswith("/v1/traces") else endpoint.rstrip("/") + "/v1/traces"
+        )
     return OTLPSpanExporter(**kwargs)
 
 

@@ -90,7 +90,7 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
 
 
 def _span(span: ReadableSpan) -> dict[str, Any]:
-    ctx: SpanContext = span.context  # type: ignore[assignment]
+    ctx: SpanContext = span.context
     out: dict[str, Any] = {
         "traceId": format(ctx.trace_id, "032x"),
         "spanId": format(ctx.span_id, "016x"),

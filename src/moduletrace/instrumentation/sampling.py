@@ -39,9 +39,7 @@ class LifecycleSampler(Sampler):
         if name in LIFECYCLE_SPAN_NAMES:
             parent_state = trace.get_current_span(parent_context).get_span_context().trace_state
             return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, parent_state)
-        return self.delegate.should_sample(
-            parent_context, trace_id, name, kind, attributes, links, trace_state
-        )
+        return self.delegate.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
     def get_description(self) -> str:
         return f"LifecycleSampler{{{self.delegate.get_description()}}}"

@@ -115,7 +115,7 @@ def module_id_string(value: object) -> str:
                 value = str(value)
             except Exception:  # noqa: BLE001 - a user type whose __str__ raises
                 value = f"<unprintable {type(value).__name__}>"
-    text: str = value  # type: ignore[assignment]
+    text: str = value
     return text if len(text) <= MAX_MODULE_ID_LENGTH else text[:MAX_MODULE_ID_LENGTH]
 
 
@@ -295,8 +295,14 @@ class _Call:
             if parent is _MISSING:
                 parent = None
         opened = _start(
-            tracer, self.name, self.stage, self.kind, self.module_id(args, kwargs),
-            self.attributes, parent, self.as_link,
+            tracer,
+            self.name,
+            self.stage,
+            self.kind,
+            self.module_id(args, kwargs),
+            self.attributes,
+            parent,
+            self.as_link,
         )
         if opened is not None and self.extra is not None and opened[0].is_recording():
             extra = self.extra(args, kwargs)
@@ -314,27 +320,29 @@ def _argument(func: Callable[..., Any], name: str, where: str) -> Callable[[tupl
     for index, parameter in enumerate(parameters):
         if parameter.name != name or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
-        position = index if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD) else None
+        positional = parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
         default = _MISSING if parameter.default is parameter.empty else parameter.default
-
-        def get(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            if name in kwargs:
-                return kwargs[name]
-            if position is not None and position < len(args):
-                return args[position]
-            return default
-
-        return get
+        return _getter(name, index if positional else None, default)
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
         return lambda args, kwargs: kwargs.get(name, _MISSING)
     warn_once(
         f"param:{where}:{name}",
-        "moduletrace: %s has no parameter %r; its spans carry no module.id "
-        "(name it with id_param=, or give id_from=)",
+        "moduletrace: %s has no parameter %r; its spans carry no module.id (name it with id_param=, or give id_from=)",
         where,
         name,
     )
     return lambda args, kwargs: _MISSING
+
+
+def _getter(name: str, position: int | None, default: Any) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+    def get(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if name in kwargs:
+            return kwargs[name]
+        if position is not None and position < len(args):
+            return args[position]
+        return default
+
+    return get
 
 
 def _hook(
@@ -426,7 +434,7 @@ def _wrap_generator(func: Callable[..., Any], spec: _Call) -> Callable[..., Any]
                 generator = func(*args, **kwargs)
                 item = next(generator)
             finally:
-                otel_context.detach(token)  # type: ignore[arg-type]
+                otel_context.detach(token)
             while True:
                 try:
                     sent = yield item
@@ -435,20 +443,20 @@ def _wrap_generator(func: Callable[..., Any], spec: _Call) -> Callable[..., Any]
                     try:
                         generator.close()
                     finally:
-                        otel_context.detach(token)  # type: ignore[arg-type]
+                        otel_context.detach(token)
                     raise
                 except BaseException as thrown:
                     token = otel_context.attach(span_context)
                     try:
                         item = generator.throw(thrown)
                     finally:
-                        otel_context.detach(token)  # type: ignore[arg-type]
+                        otel_context.detach(token)
                 else:
                     token = otel_context.attach(span_context)
                     try:
                         item = generator.send(sent)
                     finally:
-                        otel_context.detach(token)  # type: ignore[arg-type]
+                        otel_context.detach(token)
         except StopIteration as stop:
             return stop.value
         except BaseException as exc:
@@ -481,7 +489,7 @@ def _wrap_async_generator(func: Callable[..., Any], spec: _Call) -> Callable[...
                 generator = func(*args, **kwargs)
                 item = await generator.__anext__()
             finally:
-                otel_context.detach(token)  # type: ignore[arg-type]
+                otel_context.detach(token)
             while True:
                 try:
                     sent = yield item
@@ -490,20 +498,20 @@ def _wrap_async_generator(func: Callable[..., Any], spec: _Call) -> Callable[...
                     try:
                         await generator.aclose()
                     finally:
-                        otel_context.detach(token)  # type: ignore[arg-type]
+                        otel_context.detach(token)
                     raise
                 except BaseException as thrown:
                     token = otel_context.attach(span_context)
                     try:
                         item = await generator.athrow(thrown)
                     finally:
-                        otel_context.detach(token)  # type: ignore[arg-type]
+                        otel_context.detach(token)
                 else:
                     token = otel_context.attach(span_context)
                     try:
                         item = await generator.asend(sent)
                     finally:
-                        otel_context.detach(token)  # type: ignore[arg-type]
+                        otel_context.detach(token)
         except StopAsyncIteration:
             return
         except BaseException as exc:
@@ -556,7 +564,7 @@ class Stage:
         return f"<moduletrace stage {self.stage!r} (span {self.span_name!r})>"
 
     @overload
-    def __call__(self, func: F, /) -> F: ...
+    def __call__(self, func: F, /) -> F: ...  # type: ignore[overload-overlap]  # a callable is decorated
 
     @overload
     def __call__(
@@ -584,7 +592,7 @@ class Stage:
         kind: SpanKind | None = None,
     ) -> Callable[[F], F]: ...
 
-    def __call__(
+    def __call__(  # type: ignore[misc]  # one implementation serves the three forms above
         self,
         target: Any = _MISSING,
         /,
@@ -601,8 +609,16 @@ class Stage:
     ) -> Any:
         def factory(func: Callable[..., Any]) -> _Call:
             return _Call(
-                self, func, id_param, id_from, parent_param, parent_from,
-                attributes, attributes_from, as_link, kind,
+                self,
+                func,
+                id_param,
+                id_from,
+                parent_param,
+                parent_from,
+                attributes,
+                attributes_from,
+                as_link,
+                kind,
             )
 
         if target is _MISSING:

@@ -21,12 +21,13 @@ import json
 import os
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from moduletrace.errors import InputError
-from moduletrace.sources.otlp_json import FormatError, Wanted, decode
-from moduletrace.spans import ResourceCache, Span
+from moduletrace.sources.otlp_json import FormatError, decode
+from moduletrace.spans import ResourceCache, Span, Wanted
 
+_loads: Callable[[bytes], Any]
 try:  # orjson parses OTLP JSON twice as fast as the standard library; optional (moduletrace[fast])
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover - depends on the environment
@@ -77,7 +78,7 @@ class FileSource:
             head = raw.read(4)
             raw.seek(0)
             if head[:2] == _GZIP:
-                records = _lines(gzip.open(raw))
+                records = _lines(cast(IO[bytes], gzip.open(raw)))
             elif head == _ZSTD:
                 records = _lines(_zstd_stream(raw, path))
             elif head.lstrip()[:1] in (b"{", b"") or head[:1] in (b" ", b"\n", b"\r", b"\t"):
@@ -158,12 +159,14 @@ def _zstd_module() -> Any:
     try:
         import zstandard
     except ImportError:
-        raise InputError("reading zstd-compressed files needs the zstandard package: pip install 'moduletrace[zstd]'") from None
+        raise InputError(
+            "reading zstd-compressed files needs the zstandard package: pip install 'moduletrace[zstd]'"
+        ) from None
     return zstandard
 
 
 def _zstd_stream(raw: IO[bytes], path: str) -> IO[bytes]:
-    return io.BufferedReader(_zstd_module().ZstdDecompressor().stream_reader(raw, read_across_frames=True))  # type: ignore[no-any-return]
+    return io.BufferedReader(_zstd_module().ZstdDecompressor().stream_reader(raw, read_across_frames=True))
 
 
 def _zstd_decompress(record: bytes) -> bytes:

@@ -32,8 +32,10 @@ class Auth:
     verify: bool | str = True  # False, or a CA bundle path
 
     def __repr__(self) -> str:
-        return (f"Auth(token={'***' if self.token else None}, user={self.user!r}, "
-                f"password={'***' if self.password else None}, tenant={self.tenant!r}, verify={self.verify!r})")
+        return (
+            f"Auth(token={'***' if self.token else None}, user={self.user!r}, "
+            f"password={'***' if self.password else None}, tenant={self.tenant!r}, verify={self.verify!r})"
+        )
 
 
 def safe_url(url: str) -> str:
@@ -82,7 +84,9 @@ class Backend:
     def close(self) -> None:
         self._client.close()
 
-    def get(self, path: str, params: Mapping[str, Any] | None = None, ok_statuses: tuple[int, ...] = ()) -> httpx.Response:
+    def get(
+        self, path: str, params: Mapping[str, Any] | None = None, ok_statuses: tuple[int, ...] = ()
+    ) -> httpx.Response:
         """GET with retries; a non-2xx status outside ``ok_statuses`` is a BackendError (exit 3)."""
         url = self.base_url + path
         last: str = ""

@@ -21,7 +21,7 @@ from typing import Any
 from moduletrace.conventions import LIFECYCLE_SPAN_NAMES, SPAN_NAMES
 from moduletrace.errors import BackendError
 from moduletrace.sources.http import Backend
-from moduletrace.sources.otlp_json import FormatError, Wanted, decode
+from moduletrace.sources.otlp_json import FormatError, decode
 from moduletrace.spans import (
     KIND_CLIENT,
     KIND_CONSUMER,
@@ -34,12 +34,18 @@ from moduletrace.spans import (
     Link,
     ResourceCache,
     Span,
+    Wanted,
     normalise_span_id,
     normalise_trace_id,
 )
 
-_LEGACY_KINDS = {"client": KIND_CLIENT, "server": KIND_SERVER, "producer": KIND_PRODUCER,
-                 "consumer": KIND_CONSUMER, "internal": KIND_INTERNAL}
+_LEGACY_KINDS = {
+    "client": KIND_CLIENT,
+    "server": KIND_SERVER,
+    "producer": KIND_PRODUCER,
+    "consumer": KIND_CONSUMER,
+    "internal": KIND_INTERNAL,
+}
 _MIN_WINDOW_NS = 1_000_000  # api_v3 takes RFC 3339 with nanoseconds
 _MAX_SPLITS = 32
 
@@ -101,7 +107,9 @@ class JaegerSource:
         names = {str(op.get("name")) for op in (body or {}).get("operations") or [] if isinstance(op, dict)}
         return [name for name in SPAN_NAMES.values() if name in names]
 
-    def _search(self, service: str, operation: str, start: int, end: int, wanted: Wanted | None, depth: int) -> Iterator[Span]:
+    def _search(
+        self, service: str, operation: str, start: int, end: int, wanted: Wanted | None, depth: int
+    ) -> Iterator[Span]:
         params = {
             "query.service_name": service,
             "query.operation_name": operation,
@@ -133,10 +141,17 @@ class JaegerSource:
 
     # -- by module id -------------------------------------------------------------------------
 
-    def spans_for_modules(self, module_ids: Iterable[str], since_ns: int, wanted: Wanted | None = None) -> Iterator[Span]:
+    def spans_for_modules(
+        self, module_ids: Iterable[str], since_ns: int, wanted: Wanted | None = None
+    ) -> Iterator[Span]:
         """The traces of these modules' creations, from ``since_ns`` to the window's end."""
-        creators = [s for s in self._service_names() if any(
-            op in LIFECYCLE_SPAN_NAMES and op.startswith("module_create") for op in self._lifecycle_operations(s))]
+        creators = [
+            s
+            for s in self._service_names()
+            if any(
+                op in LIFECYCLE_SPAN_NAMES and op.startswith("module_create") for op in self._lifecycle_operations(s)
+            )
+        ]
         for module_id in module_ids:
             for service in creators:
                 params = {

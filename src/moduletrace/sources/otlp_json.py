@@ -15,7 +15,6 @@ from typing import Any
 
 from moduletrace.spans import BARE, Link, Resource, ResourceCache, Span, Wanted
 
-
 _KINDS = {
     "SPAN_KIND_UNSPECIFIED": 0,
     "SPAN_KIND_INTERNAL": 1,
@@ -124,8 +123,19 @@ def decode(payload: Mapping[str, Any], resources: ResourceCache, wanted: Wanted 
                     if parent and len(parent) != 16:
                         parent = decode_id(parent, 16)
                     if want is BARE:
-                        yield Span(trace_id, span_id, parent.lower(), name, kind, int(raw.get("startTimeUnixNano") or 0),
-                                   int(raw.get("endTimeUnixNano") or 0), 0, "", _NO_ATTRIBUTES, resource)
+                        yield Span(
+                            trace_id,
+                            span_id,
+                            parent.lower(),
+                            name,
+                            kind,
+                            int(raw.get("startTimeUnixNano") or 0),
+                            int(raw.get("endTimeUnixNano") or 0),
+                            0,
+                            "",
+                            _NO_ATTRIBUTES,
+                            resource,
+                        )
                         continue
                     status = raw.get("status") or _NO_STATUS
                     code = status.get("code", 0)

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 from moduletrace.errors import BackendError
 from moduletrace.sources.http import Backend
-from moduletrace.sources.otlp_json import FormatError, Wanted, decode
-from moduletrace.spans import ResourceCache, Span, normalise_trace_id
+from moduletrace.sources.otlp_json import FormatError, decode
+from moduletrace.spans import ResourceCache, Span, Wanted, normalise_trace_id
 
 _MIN_WINDOW_S = 2
 _MAX_SPLITS = 12
@@ -65,12 +65,17 @@ class TempoSource:
         for trace_id in self._search(self.query(), start_s, max(end_s, start_s + 1), 0):
             yield from self._trace(trace_id, wanted)
 
-    def spans_for_modules(self, module_ids: Iterable[str], since_ns: int, wanted: Wanted | None = None) -> Iterator[Span]:
+    def spans_for_modules(
+        self, module_ids: Iterable[str], since_ns: int, wanted: Wanted | None = None
+    ) -> Iterator[Span]:
         start_s = since_ns // 1_000_000_000
         end_s = max(-(-self.end_ns // 1_000_000_000), start_s + 1)
         for module_id in module_ids:
-            q = ("{ span.module.id = " + _quote(module_id)
-                 + ' && span.module.stage =~ "create_start|db_commit|cache_update" }')
+            q = (
+                "{ span.module.id = "
+                + _quote(module_id)
+                + ' && span.module.stage =~ "create_start|db_commit|cache_update" }'
+            )
             for trace_id in self._search(q, start_s, end_s, 0):
                 yield from self._trace(trace_id, wanted)
 
