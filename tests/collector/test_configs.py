@@ -14,11 +14,7 @@ from tests.support.pipeline import collector_env
 from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.peers
-CONFIGS = sorted(
-    p
-    for p in (ROOT / "collector").glob("*.yaml")
-    if p.name not in ("builder-config.yaml",) and not p.name.startswith("compose")
-)
+CONFIGS = sorted((ROOT / "collector").glob("otelcol*.yaml"))
 
 
 def validate(path: Path) -> subprocess.CompletedProcess[str]:
@@ -30,6 +26,16 @@ def validate(path: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("config", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_shipped_config_passes_validate(config: Path) -> None:
     result = validate(config)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_shipped_jaeger_config_passes_jaegers_validate() -> None:
+    result = subprocess.run(
+        [binary("jaeger"), "validate", "--config", str(ROOT / "collector" / "jaeger.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
 
 

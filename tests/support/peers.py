@@ -87,56 +87,25 @@ class Jaeger:
     process: Process
 
 
-def jaeger_config(query_port: int, grpc_query_port: int, health_port: int, otlp_grpc: int, otlp_http: int) -> str:
-    """Jaeger v2 all-in-one on loopback with memory storage, not tracing itself."""
-    return f"""
-service:
-  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [jaeger_storage_exporter]
-  telemetry:
-    metrics:
-      level: none
-extensions:
-  jaeger_storage:
-    backends:
-      mem:
-        memory:
-          max_traces: 100000
-  jaeger_query:
-    storage:
-      traces: mem
-    enable_tracing: false
-    http: {{endpoint: "127.0.0.1:{query_port}"}}
-    grpc: {{endpoint: "127.0.0.1:{grpc_query_port}"}}
-  healthcheckv2:
-    use_v2: true
-    http: {{endpoint: "127.0.0.1:{health_port}"}}
-receivers:
-  otlp:
-    protocols:
-      grpc: {{endpoint: "127.0.0.1:{otlp_grpc}"}}
-      http: {{endpoint: "127.0.0.1:{otlp_http}"}}
-processors:
-  batch:
-    timeout: 100ms
-exporters:
-  jaeger_storage_exporter:
-    trace_storage: mem
-"""
-
-
 def start_jaeger(directory: Path) -> Jaeger:
-    ports = [free_port() for _ in range(5)]
-    config = directory / "jaeger.yaml"
-    config.write_text(jaeger_config(*ports))
+    """Jaeger v2 on the shipped collector/jaeger.yaml, with free ports."""
+    query, grpc_query, health, otlp_grpc, otlp_http = (free_port() for _ in range(5))
+    env = {
+        **os.environ,
+        "JAEGER_QUERY_HTTP_ENDPOINT": f"127.0.0.1:{query}",
+        "JAEGER_QUERY_GRPC_ENDPOINT": f"127.0.0.1:{grpc_query}",
+        "JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{health}",
+        "JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{otlp_grpc}",
+        "JAEGER_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{otlp_http}",
+        "JAEGER_BATCH_TIMEOUT": "50ms",
+    }
     process = Process(
-        [binary("jaeger"), "--config", str(config)], directory / "jaeger.log", f"http://127.0.0.1:{ports[2]}/status"
+        [binary("jaeger"), "--config", str(ROOT / "collector" / "jaeger.yaml")],
+        directory / "jaeger.log",
+        f"http://127.0.0.1:{health}/status",
+        env=env,
     )
-    return Jaeger(f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[4]}", f"127.0.0.1:{ports[3]}", process)
+    return Jaeger(f"http://127.0.0.1:{query}", f"http://127.0.0.1:{otlp_http}", f"127.0.0.1:{otlp_grpc}", process)
 
 
 @dataclass
