@@ -22,7 +22,10 @@ the loads that ran before their module's commit or cache update::
 from moduletrace._version import __version__
 from moduletrace.errors import BackendError, InputError, ModuleTraceError
 from moduletrace.instrumentation import (
+    AsyncModuleLoader,
     LifecycleSampler,
+    ModuleLoader,
+    ModuleLoadError,
     Stage,
     StageSpan,
     cache_update,
@@ -30,15 +33,24 @@ from moduletrace.instrumentation import (
     configure,
     create_start,
     db_commit,
+    instrument_sqlalchemy_pool,
     load_db_query,
     load_request,
+    pool_wait,
+    record_auth_failure,
+    record_data_version,
+    record_token,
     shutdown,
+    uninstrument_sqlalchemy_pool,
 )
 
 __all__ = [
+    "AsyncModuleLoader",
     "BackendError",
     "InputError",
     "LifecycleSampler",
+    "ModuleLoadError",
+    "ModuleLoader",
     "ModuleTraceError",
     "Stage",
     "StageSpan",
@@ -49,6 +61,12 @@ __all__ = [
     "create_start",
     "db_commit",
     "load_db_query",
+    "instrument_sqlalchemy_pool",
     "load_request",
+    "pool_wait",
+    "record_auth_failure",
+    "record_data_version",
+    "record_token",
     "shutdown",
+    "uninstrument_sqlalchemy_pool",
 ]

@@ -32,7 +32,7 @@ def test_every_injected_race_is_found_and_no_clean_load_is_flagged(
         directory=str(tmp_path),
     )
     result = run(options)
-    assert result.missed == set() and result.false_positives == set()
+    assert result.missed == set() and result.false_positives == set() and result.misdiagnosed == {}
     assert len(result.injected_races) == round(60 * race_rate)
     assert result.report.ambiguous == [] and result.report.unmatched == []
     # Each injected fault shows up as the failure it causes, and nothing else fails.

@@ -18,7 +18,7 @@ of modules, not with the number of spans read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from sys import intern
 from typing import Any, Literal, NamedTuple
@@ -30,6 +30,7 @@ from moduletrace.spans import BARE, KIND_CLIENT, KIND_SERVER, STATUS_ERROR, Reso
 Verdict = Literal["race", "ambiguous", "clean"]
 CREATION_STAGES = ("db_commit", "cache_update")
 _UNKNOWN: Any = object()
+_EVIDENCE_PREFIXES = ("module.data.", "module.cache.")
 DEFAULT_SKEW_TOLERANCE_MS = 5.0
 
 
@@ -123,6 +124,7 @@ class _StageSpan(NamedTuple):
     ok: bool
     resource: Resource
     error: str
+    evidence: dict[str, Any] | None = None  # module.data.* / module.cache.* written by this stage
 
 
 @dataclass(slots=True)
@@ -134,7 +136,9 @@ class _Creation:
     caches: list[_StageSpan] = field(default_factory=list)
 
 
-class _LoadSpan(NamedTuple):
+class Load(NamedTuple):
+    """One load: its request span (or a lone query span), judged at ``t_load``."""
+
     trace_id: str
     span_id: str
     parent_span_id: str
@@ -143,13 +147,24 @@ class _LoadSpan(NamedTuple):
     failed: bool
     resource: Resource
     linked_traces: tuple[str, ...]
+    query_span_id: str = ""  # the first query's span, when the load has one
+
+
+class Judgement(NamedTuple):
+    """A load and what the race rule says of it (None: clean)."""
+
+    module_id: str
+    load: Load
+    instant: str
+    t_load: int
+    outcome: RaceVerdict | Unmatched | None
 
 
 @dataclass(slots=True)
 class _Module:
     creations: dict[str, _Creation] = field(default_factory=dict)
-    requests: list[_LoadSpan] = field(default_factory=list)
-    queries: list[_LoadSpan] = field(default_factory=list)
+    requests: list[Load] = field(default_factory=list)
+    queries: list[Load] = field(default_factory=list)
 
 
 def wanted(name: str, kind: int) -> object:
@@ -170,6 +185,7 @@ class RaceDetector:
         self._lifecycle = 0
         self._without_id = 0
         self._duplicates = 0
+        self._bounds: dict[tuple[str, str], OffsetBound | None] = {}
 
     # -- input ------------------------------------------------------------------------------
 
@@ -217,7 +233,7 @@ class RaceDetector:
                     for link in links
                     if link.attributes.get(MODULE_LINK_TYPE, "creation") == "creation"
                 )
-            loads.append(_LoadSpan(trace_id, span_id, parent_span_id, start_ns, end_ns, failed, resource, linked))
+            loads.append(Load(trace_id, span_id, parent_span_id, start_ns, end_ns, failed, resource, linked))
         else:
             creation = module.creations.get(trace_id)
             if creation is None:
@@ -234,7 +250,10 @@ class RaceDetector:
                     if record.span_id == span_id:
                         self._duplicates += 1
                         return
-                records.append(_StageSpan(span_id, end_ns, not failed, resource, _error(span) if failed else ""))
+                evidence = {k: v for k, v in attributes.items() if k.startswith(_EVIDENCE_PREFIXES)} or None
+                records.append(
+                    _StageSpan(span_id, end_ns, not failed, resource, _error(span) if failed else "", evidence)
+                )
         self._lifecycle += 1
 
     def add_all(self, spans: Iterable[Span]) -> None:
@@ -257,43 +276,68 @@ class RaceDetector:
         end_ns: int | None = None,
     ) -> RaceReport:
         """Verdicts for every load (optionally: of one module, served by one service, in a window)."""
-        self._bounds: dict[tuple[str, str], OffsetBound | None] = {}  # per report: the data may have grown
+        self._bounds = {}  # per report: the data may have grown
         report = RaceReport(
             lifecycle_spans=self._lifecycle,
             spans_without_module_id=self._without_id,
             duplicates=self._duplicates,
             inconsistent_clocks=self.offsets.inconsistent_pairs(),
         )
-        for module_id in sorted(self._modules):
-            if module is not None and module_id != module:
-                continue
-            state = self._modules[module_id]
+        for module_id in self._selected(module):
             report.modules += 1
-            for creation in state.creations.values():
+            for creation in self._modules[module_id].creations.values():
                 failure = _failed_commit(module_id, creation)
                 if failure is not None:
                     report.failed_commits.append(failure)
+        for judgement in self.judgements(module, service, start_ns, end_ns):
+            report.loads += 1
+            outcome = judgement.outcome
+            if outcome is None:
+                report.clean += 1
+            elif isinstance(outcome, Unmatched):
+                report.unmatched.append(outcome)
+            elif outcome.verdict == "race":
+                report.races.append(outcome)
+            else:
+                report.ambiguous.append(outcome)
+        for entries in (report.races, report.ambiguous, report.unmatched):
+            entries.sort(key=lambda e: (e.load_start_ns, e.module_id))
+        return report
+
+    def judgements(
+        self,
+        module: str | None = None,
+        service: str | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> Iterator[Judgement]:
+        """Every load (optionally filtered as for :meth:`report`) with the rule's outcome for it."""
+        for module_id in self._selected(module):
+            state = self._modules[module_id]
             for load, instant, t_load in _loads(state):
                 if service is not None and load.resource.service_name != service:
                     continue
                 if (start_ns is not None and t_load < start_ns) or (end_ns is not None and t_load > end_ns):
                     continue
-                report.loads += 1
-                outcome = self._judge(module_id, state, load, instant, t_load)
-                if outcome is None:
-                    report.clean += 1
-                elif isinstance(outcome, Unmatched):
-                    report.unmatched.append(outcome)
-                elif outcome.verdict == "race":
-                    report.races.append(outcome)
-                else:
-                    report.ambiguous.append(outcome)
-        for entries in (report.races, report.ambiguous, report.unmatched):
-            entries.sort(key=lambda e: (e.load_start_ns, e.module_id))
-        return report
+                yield Judgement(module_id, load, instant, t_load, self._judge(module_id, state, load, instant, t_load))
+
+    def _selected(self, module: str | None) -> list[str]:
+        if module is not None:
+            return [module] if module in self._modules else []
+        return sorted(self._modules)
+
+    def creation_stage_attributes(self, module_id: str, trace_id: str) -> dict[str, Any]:
+        """Evidence attributes recorded on a creation's successful stages (e.g. module.data.version)."""
+        state = self._modules.get(module_id)
+        creation = state.creations.get(trace_id) if state else None
+        out: dict[str, Any] = {}
+        for record in (*creation.commits, *creation.caches) if creation else ():
+            if record.ok and record.evidence:
+                out.update(record.evidence)
+        return out
 
     def _judge(
-        self, module_id: str, state: _Module, load: _LoadSpan, instant: str, t_load: int
+        self, module_id: str, state: _Module, load: Load, instant: str, t_load: int
     ) -> RaceVerdict | Unmatched | None:
         """The verdict for one load; None when it is clean (most loads: kept cheap)."""
 
@@ -335,9 +379,7 @@ class RaceDetector:
             ),
         )
 
-    def _compare(
-        self, record: _StageSpan, load: _LoadSpan, t_load: int
-    ) -> tuple[int, Verdict, str, OffsetBound | None]:
+    def _compare(self, record: _StageSpan, load: Load, t_load: int) -> tuple[int, Verdict, str, OffsetBound | None]:
         """(margin in ns, verdict, clock basis, derived bound) for one stage against one load."""
         margin = record.end_ns - t_load
         shared = load.resource.shares_clock_with(record.resource)
@@ -371,7 +413,7 @@ def _end(record: _StageSpan) -> int:
 def _explain(
     stage: str,
     record: _StageSpan,
-    load: _LoadSpan,
+    load: Load,
     margin: int,
     verdict: Verdict,
     basis: str,
@@ -409,12 +451,12 @@ def _error(span: Span) -> str:
     return str(span.attributes.get("error.type") or span.status_message or "error")
 
 
-def _loads(state: _Module) -> list[tuple[_LoadSpan, str, int]]:
+def _loads(state: _Module) -> list[tuple[Load, str, int]]:
     """Each load with its t_L: a request with its first query, or a query with no request."""
     requests, queries = state.requests, state.queries
     if len(requests) == 1 and len(queries) == 1 and queries[0].parent_span_id == requests[0].span_id:
         return [(_with_query(requests[0], queries[0]), "module_load_db_query start", queries[0].start_ns)]  # most loads
-    out: list[tuple[_LoadSpan, str, int]] = []
+    out: list[tuple[Load, str, int]] = []
     claimed: set[str] = set()
     for request in requests:
         candidates = [
@@ -436,16 +478,16 @@ def _loads(state: _Module) -> list[tuple[_LoadSpan, str, int]]:
     return out
 
 
-def _with_query(request: _LoadSpan, query: _LoadSpan) -> _LoadSpan:
+def _with_query(request: Load, query: Load) -> Load:
     """The load as its request, judged at its first query (on the query's clock)."""
-    return request._replace(failed=request.failed or query.failed, resource=query.resource)
+    return request._replace(failed=request.failed or query.failed, resource=query.resource, query_span_id=query.span_id)
 
 
-def _start(load: _LoadSpan) -> int:
+def _start(load: Load) -> int:
     return load.start_ns
 
 
-def _creation_for(state: _Module, load: _LoadSpan, t_load: int) -> tuple[_Creation, str]:
+def _creation_for(state: _Module, load: Load, t_load: int) -> tuple[_Creation, str]:
     if load.trace_id in state.creations:
         return state.creations[load.trace_id], "trace"
     for trace_id in load.linked_traces:

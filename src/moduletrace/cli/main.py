@@ -63,7 +63,41 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the loads that ran before their module's commit or cache update. "
         "Exit 0: no race; 1: races found; 2: bad usage or input; 3: backend error.",
     )
-    source = races.add_argument_group("sources (at least one)")
+    _scan_arguments(races)
+    diagnose = commands.add_parser(
+        "diagnose",
+        help="name the cause of each failed load: auth, pool, race, not_found or unknown",
+        description="Classify every failed load as auth, pool, race, not_found or unknown, with the evidence that "
+        "decided it and how strong it is. Exit 0: no failed load; 1: failed loads found; 2: bad usage or input; "
+        "3: backend error.",
+    )
+    _scan_arguments(diagnose)
+    demo = commands.add_parser(
+        "demo",
+        help="run a small create/load system with injected faults, and find its races",
+        description="Run two real services (create, load) on 127.0.0.1 with SQLite and a connection pool, "
+        "inject the three hypotheses' faults, record spans to OTLP JSON lines files and check that "
+        "the race rule finds every injected race and nothing else. Exit 0 when it does.",
+    )
+    demo.add_argument("--seed", type=int, default=7, help="random seed for which modules get a fault (default 7)")
+    demo.add_argument("--modules", type=int, default=200, metavar="N", help="modules to create and load (default 200)")
+    demo.add_argument("--concurrency", type=int, default=8, metavar="N", help="concurrent clients (default 8)")
+    demo.add_argument(
+        "--race-rate", type=float, default=0.03, metavar="R", help="share of modules whose index lags (0.03)"
+    )
+    demo.add_argument("--auth-rate", type=float, default=0.02, metavar="R", help="share whose token expires (0.02)")
+    demo.add_argument(
+        "--pool-rate", type=float, default=0.02, metavar="R", help="share loaded in a pool-starved burst (0.02)"
+    )
+    demo.add_argument("--otlp", metavar="URL", help="also send the spans to this OTLP/HTTP endpoint (a collector)")
+    demo.add_argument("--dir", metavar="PATH", help="where to keep the database and spans (default: a new temp folder)")
+    demo.add_argument("--format", choices=("table", "json"), help="table (default on a terminal) or json")
+    return parser
+
+
+def _scan_arguments(parser: argparse.ArgumentParser) -> None:
+    """The sources, window, rule, output and backend flags that races and diagnose share."""
+    source = parser.add_argument_group("sources (at least one)")
     source.add_argument(
         "--file",
         action="append",
@@ -73,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--jaeger", metavar="URL", help="Jaeger v2 query service, e.g. http://127.0.0.1:16686")
     source.add_argument("--tempo", metavar="URL", help="Grafana Tempo HTTP API, e.g. http://127.0.0.1:3200")
-    window = races.add_argument_group("window and filters")
+    window = parser.add_argument_group("window and filters")
     window.add_argument(
         "--since", metavar="DURATION", help="loads in the last DURATION (90s, 15m, 2h, 1d); backends default to 1h"
     )
@@ -87,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="how far before the window to look for a creation found by module id (default 24h)",
     )
-    rule = races.add_argument_group("rule")
+    rule = parser.add_argument_group("rule")
     rule.add_argument(
         "--skew-tolerance",
         type=float,
@@ -100,12 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not derive clock-offset bounds from client/server span pairs",
     )
-    output = races.add_argument_group("output")
+    output = parser.add_argument_group("output")
     output.add_argument(
         "--format", choices=("table", "json"), help="table (default on a terminal) or json (default otherwise)"
     )
     output.add_argument("--verbose", action="store_true", help="log backend requests (never credentials) on stderr")
-    backend = races.add_argument_group("backend access (credentials may also come from the environment)")
+    backend = parser.add_argument_group("backend access (credentials may also come from the environment)")
     backend.add_argument(
         "--tenant", default=os.environ.get("MODULETRACE_TENANT"), help="X-Scope-OrgID tenant (env MODULETRACE_TENANT)"
     )
@@ -130,27 +164,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="traces per backend search before the window is split (default 1000)",
     )
     backend.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default 30)")
-    demo = commands.add_parser(
-        "demo",
-        help="run a small create/load system with injected faults, and find its races",
-        description="Run two real services (create, load) on 127.0.0.1 with SQLite and a connection pool, "
-        "inject the three hypotheses' faults, record spans to OTLP JSON lines files and check that "
-        "the race rule finds every injected race and nothing else. Exit 0 when it does.",
-    )
-    demo.add_argument("--seed", type=int, default=7, help="random seed for which modules get a fault (default 7)")
-    demo.add_argument("--modules", type=int, default=200, metavar="N", help="modules to create and load (default 200)")
-    demo.add_argument("--concurrency", type=int, default=8, metavar="N", help="concurrent clients (default 8)")
-    demo.add_argument(
-        "--race-rate", type=float, default=0.03, metavar="R", help="share of modules whose index lags (0.03)"
-    )
-    demo.add_argument("--auth-rate", type=float, default=0.02, metavar="R", help="share whose token expires (0.02)")
-    demo.add_argument(
-        "--pool-rate", type=float, default=0.02, metavar="R", help="share loaded in a pool-starved burst (0.02)"
-    )
-    demo.add_argument("--otlp", metavar="URL", help="also send the spans to this OTLP/HTTP endpoint (a collector)")
-    demo.add_argument("--dir", metavar="PATH", help="where to keep the database and spans (default: a new temp folder)")
-    demo.add_argument("--format", choices=("table", "json"), help="table (default on a terminal) or json")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -162,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         if args.command == "demo":
             return _demo(args)
+        if args.command == "diagnose":
+            return _diagnose(args)
         return _races(args)
     except ModuleTraceError as exc:
         print(f"moduletrace: error: {exc}", file=sys.stderr)
@@ -232,7 +247,10 @@ def _window(args: argparse.Namespace, backend: bool) -> tuple[int | None, int | 
     return start, end
 
 
-def _races(args: argparse.Namespace) -> int:
+def _scan(
+    args: argparse.Namespace, consumer: Any, wanted_spans: Any
+) -> tuple[list[Any], list[str], int | None, int | None]:
+    """Read every source into ``consumer`` (a RaceDetector or a Diagnoser); (sources, partial, start, end)."""
     if not (args.file or args.jaeger or args.tempo):
         raise InputError("give a source: --file PATH, --jaeger URL or --tempo URL")
     if args.skew_tolerance < 0:
@@ -240,30 +258,29 @@ def _races(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise InputError("--limit must be >= 1")
     lookback_ns = int(parse_duration(args.lookback) * 1e9)
-    backends = bool(args.jaeger or args.tempo)
-    start, end = _window(args, backends)
+    start, end = _window(args, bool(args.jaeger or args.tempo))
     warn = _Warnings()
-    detector = RaceDetector(args.skew_tolerance, derive_bounds=not args.no_derived_bounds)
     sources = _sources(args, start, end, warn)
+    detector = getattr(consumer, "detector", consumer)
     partial: list[str] = []
     spans_read = 0
-    progress = _Progress(
-        lambda: (
-            f"{spans_read:,} spans read"
-            + "".join(
-                f", {100 * s.bytes_done / max(s.bytes_total, 1):.0f}% of {s.bytes_total / 1e6:.0f} MB"
-                for s in sources
-                if hasattr(s, "bytes_total")
-            )
+
+    def describe() -> str:
+        files = "".join(
+            f", {100 * s.bytes_done / max(s.bytes_total, 1):.0f}% of {s.bytes_total / 1e6:.0f} MB"
+            for s in sources
+            if hasattr(s, "bytes_total")
         )
-    )
+        return f"{spans_read:,} spans read{files}"
+
+    progress = _Progress(describe)
     # The scan builds only acyclic data (tuples, dicts of strings): reference counting frees it,
     # and the cyclic collector's passes over a growing heap would cost a third of the scan.
     gc.disable()
     try:
-        add = detector.add
+        add = consumer.add
         for source in sources:
-            for span in source.spans(wanted):
+            for span in source.spans(wanted_spans):
                 add(span)
                 spans_read += 1
                 if not spans_read & 0xFFF:
@@ -272,8 +289,8 @@ def _races(args: argparse.Namespace) -> int:
         if missing and start is not None:
             for source in sources:
                 if hasattr(source, "spans_for_modules"):
-                    for span in source.spans_for_modules(missing[:500], start - lookback_ns, wanted):
-                        detector.add(span)
+                    for span in source.spans_for_modules(missing[:500], start - lookback_ns, wanted_spans):
+                        add(span)
                     if len(missing) > 500:
                         partial.append(f"creation searched by module id for 500 of {len(missing)} modules only")
         for source in sources:
@@ -285,14 +302,39 @@ def _races(args: argparse.Namespace) -> int:
         for source in sources:
             if hasattr(source, "backend"):
                 source.backend.close()
+    return sources, partial, start, end
+
+
+def _races(args: argparse.Namespace) -> int:
+    detector = RaceDetector(args.skew_tolerance, derive_bounds=not args.no_derived_bounds)
+    sources, partial, start, end = _scan(args, detector, wanted)
     report = detector.report(module=args.module, service=args.service, start_ns=start, end_ns=end)
     link = _link(sources)
-    fmt = args.format or ("table" if sys.stdout.isatty() else "json")
-    if fmt == "json":
+    if _format(args) == "json":
         print(json.dumps(as_json(report, link, partial), indent=2))
     else:
         print(as_table(report, link, partial))
     return EXIT_RACES if report.races else EXIT_OK
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    from moduletrace.analysis.diagnosis import Diagnoser
+    from moduletrace.analysis.diagnosis import wanted as diagnosis_wanted
+    from moduletrace.cli.render import diagnosis_json, diagnosis_table
+
+    diagnoser = Diagnoser(RaceDetector(args.skew_tolerance, derive_bounds=not args.no_derived_bounds))
+    sources, partial, start, end = _scan(args, diagnoser, diagnosis_wanted)
+    report = diagnoser.report(module=args.module, service=args.service, start_ns=start, end_ns=end)
+    link = _link(sources)
+    if _format(args) == "json":
+        print(json.dumps(diagnosis_json(report, link, partial), indent=2))
+    else:
+        print(diagnosis_table(report, link, partial))
+    return EXIT_RACES if report.diagnoses else EXIT_OK
+
+
+def _format(args: argparse.Namespace) -> str:
+    return str(args.format or ("table" if sys.stdout.isatty() else "json"))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -334,6 +376,9 @@ def _demo(args: argparse.Namespace) -> int:
     fmt = args.format or ("table" if sys.stdout.isatty() else "json")
     if fmt == "json":
         document = as_json(result.report)
+        from moduletrace.cli.render import diagnosis_json
+
+        document["diagnosis"] = diagnosis_json(result.diagnosis)
         document["demo"] = {
             "directory": str(result.directory),
             "spans": result.spans_glob,
@@ -341,6 +386,7 @@ def _demo(args: argparse.Namespace) -> int:
             "load_statuses": result.statuses,
             "missed": sorted(result.missed),
             "false_positives": sorted(result.false_positives),
+            "misdiagnosed": {m: {"injected": f, "diagnosed": c} for m, (f, c) in result.misdiagnosed.items()},
             "matches": result.matches,
         }
         print(json.dumps(document, indent=2))

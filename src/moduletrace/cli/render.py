@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from moduletrace.analysis.diagnosis import Diagnosis, DiagnosisReport
 from moduletrace.analysis.races import FailedCommit, RaceReport, RaceVerdict, Unmatched
 
 #: Given a trace id, the URL of that trace in a backend's UI (None: no link).
@@ -161,6 +162,73 @@ def as_table(report: RaceReport, link: TraceLink | None = None, partial: list[st
     if report.inconsistent_clocks:
         pairs = "; ".join(f"{a} / {b}" for a, b in report.inconsistent_clocks)
         lines.append(f"Clock pairs whose RPC timings contradict each other (no bound used): {pairs}")
+    if partial:
+        lines.append("PARTIAL SCAN: " + "; ".join(partial))
+    return "\n".join(lines)
+
+
+def _diagnosis(d: Diagnosis, link: TraceLink | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "module_id": d.module_id,
+        "trace_id": d.trace_id,
+        "load_span_id": d.load_span_id,
+        "cause": d.cause,
+        "detail": d.detail,
+        "strength": d.strength,
+        "evidence": list(d.evidence),
+        "secondary": list(d.secondary),
+        "missing": list(d.missing),
+        "duration_ms": d.duration_ms,
+        "load_service": d.load_service,
+        "load_start": rfc3339(d.load_start_ns),
+    }
+    if link is not None:
+        out["trace_url"] = link(d.trace_id)
+    return out
+
+
+def diagnosis_json(
+    report: DiagnosisReport, link: TraceLink | None = None, partial: list[str] | None = None
+) -> dict[str, Any]:
+    """The ``diagnose --format json`` document (documented in the README)."""
+    return {
+        "failed_loads": [_diagnosis(d, link) for d in report.diagnoses],
+        "summary": {
+            "loads": report.loads,
+            "failed_loads": report.failed_loads,
+            "by_cause": {
+                cause: {"count": s.count, "share": s.share, "median_ms": s.median_ms, "p95_ms": s.p95_ms}
+                for cause, s in report.by_cause.items()
+            },
+            "partial": partial or [],
+        },
+    }
+
+
+def diagnosis_table(report: DiagnosisReport, link: TraceLink | None = None, partial: list[str] | None = None) -> str:
+    lines: list[str] = []
+    if report.diagnoses:
+        lines.append(f"Failed loads ({report.failed_loads}):")
+        for d in report.diagnoses:
+            cause = d.cause + (f" ({d.detail})" if d.detail else "")
+            also = f"; also {', '.join(d.secondary)}" if d.secondary else ""
+            lines.append(f"  {d.module_id}  trace {d.trace_id}  {cause}, {d.strength}{also}  [{d.duration_ms:.1f} ms]")
+            for line in d.evidence:
+                lines.append(f"      {line}")
+            for hint in d.missing:
+                lines.append(f"      missing: {hint}")
+            if link is not None:
+                lines.append(f"      {link(d.trace_id)}")
+        lines.append("")
+    lines.append(f"{report.failed_loads} of {report.loads} loads failed.")
+    rows = [
+        f"  {cause:10s} {s.count:5d}  {100 * s.share:5.1f}%   median {s.median_ms} ms, p95 {s.p95_ms} ms"
+        for cause, s in report.by_cause.items()
+        if s.count
+    ]
+    if rows:
+        lines.append("By cause:")
+        lines.extend(rows)
     if partial:
         lines.append("PARTIAL SCAN: " + "; ".join(partial))
     return "\n".join(lines)

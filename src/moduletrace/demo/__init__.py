@@ -27,7 +27,9 @@ from pathlib import Path
 
 import httpx
 
-from moduletrace.analysis.races import RaceDetector, RaceReport, wanted
+from moduletrace.analysis.diagnosis import Diagnoser, DiagnosisReport
+from moduletrace.analysis.diagnosis import wanted as diagnosis_wanted
+from moduletrace.analysis.races import RaceReport
 from moduletrace.sources.file import FileSource
 
 FAULTS = ("race", "auth", "pool")
@@ -53,6 +55,7 @@ class DemoResult:
     injected: dict[str, str]  # module id -> fault ("race", "auth", "pool") for the faulty ones
     statuses: dict[str, int]  # module id -> HTTP status of its load
     report: RaceReport
+    diagnosis: DiagnosisReport
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -76,8 +79,16 @@ class DemoResult:
         return self.found_races - self.injected_races
 
     @property
+    def misdiagnosed(self) -> dict[str, tuple[str, str]]:
+        """Failed loads whose diagnosed cause is not the injected fault: module -> (injected, diagnosed)."""
+        diagnosed = {d.module_id: d.cause for d in self.diagnosis.diagnoses}
+        out = {m: (fault, diagnosed.get(m, "none")) for m, fault in self.injected.items() if diagnosed.get(m) != fault}
+        out.update({m: ("none", cause) for m, cause in diagnosed.items() if m not in self.injected})
+        return out
+
+    @property
     def matches(self) -> bool:
-        return not self.missed and not self.false_positives
+        return not self.missed and not self.false_positives and not self.misdiagnosed
 
 
 def _free_port() -> int:
@@ -159,12 +170,11 @@ def run(options: DemoOptions, progress: Callable[[int, int], None] = lambda done
             service.stop()
 
     warnings: list[str] = []
-    detector = RaceDetector()
-    for span in FileSource([str(p) for p in sorted((directory / "spans").glob("*.jsonl"))], warnings.append).spans(
-        wanted
-    ):
-        detector.add(span)
-    return DemoResult(directory, {m: f for m, f in injected.items() if f}, statuses, detector.report(), warnings)
+    diagnoser = Diagnoser()
+    paths = [str(p) for p in sorted((directory / "spans").glob("*.jsonl"))]
+    diagnoser.add_all(FileSource(paths, warnings.append).spans(diagnosis_wanted))
+    injected_faults = {m: f for m, f in injected.items() if f}
+    return DemoResult(directory, injected_faults, statuses, diagnoser.detector.report(), diagnoser.report(), warnings)
 
 
 def _assign_faults(module_ids: list[str], options: DemoOptions, rng: random.Random) -> dict[str, str]:
@@ -258,25 +268,27 @@ def summary_lines(result: DemoResult, options: DemoOptions, seconds: float) -> l
         f"Injected vs found: {len(result.injected_races)} races injected, "
         f"{len(result.found_races & result.injected_races)}"
         f" found by the race rule, {len(result.missed)} missed, {len(result.false_positives)} clean loads flagged"
-        f" -> {'OK' if result.matches else 'MISMATCH'}",
+        f" -> {'OK' if not result.missed and not result.false_positives else 'MISMATCH'}",
     ]
     if result.missed:
         lines.append("  missed: " + ", ".join(sorted(result.missed)))
     if result.false_positives:
         lines.append("  flagged but not injected: " + ", ".join(sorted(result.false_positives)))
-    other = Counter(fault for fault in result.injected.values() if fault != "race")
-    if other:
-        lines.append(
-            "The other injected faults are not races ("
-            + ", ".join(f"{n} {f}" for f, n in sorted(other.items()))
-            + "): their loads failed after the module was committed and indexed."
-        )
+    by_cause = ", ".join(f"{s.count} {cause}" for cause, s in result.diagnosis.by_cause.items() if s.count)
+    injected = Counter(result.injected.values())
+    lines.append(
+        f"Diagnosis of the {result.diagnosis.failed_loads} failed loads: {by_cause or 'none'}; injected: "
+        + (", ".join(f"{n} {f}" for f, n in sorted(injected.items())) or "none")
+        + f" -> {'OK' if not result.misdiagnosed else 'MISMATCH'}"
+    )
+    for module_id, (fault, cause) in sorted(result.misdiagnosed.items()):
+        lines.append(f"  {module_id}: injected {fault}, diagnosed {cause}")
     lines += [
         "",
         f"Spans (OTLP JSON lines, the collector file-exporter format): {result.spans_glob}",
         "Next:",
         f"  moduletrace races --file '{result.spans_glob}'",
-        f"  moduletrace races --file '{result.spans_glob}' --format json",
+        f"  moduletrace diagnose --file '{result.spans_glob}'",
         "  moduletrace demo --otlp http://127.0.0.1:4318     # also send them to a collector (collector/otelcol.yaml)",
         "  moduletrace races --jaeger http://127.0.0.1:16686 --since 15m",
         "  moduletrace races --tempo http://127.0.0.1:3200 --since 15m",

@@ -35,13 +35,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import moduletrace
 from moduletrace.demo import tokens
+from moduletrace.demo.errors import ModuleNotFound
 from moduletrace.demo.pool import ConnectionPool, PoolTimeout
 
 DB_ATTRIBUTES = {"db.system.name": "sqlite", "db.collection.name": "module_index"}
-
-
-class ModuleNotFound(LookupError):
-    """The module is not in the index the canvas reads."""
 
 
 def schema(path: str) -> None:

@@ -1,6 +1,15 @@
 """Instrumentation: the stage helpers, propagation, sampling and ``configure()``."""
 
 from moduletrace.instrumentation.configuration import configure, shutdown
+from moduletrace.instrumentation.evidence import (
+    instrument_sqlalchemy_pool,
+    pool_wait,
+    record_auth_failure,
+    record_data_version,
+    record_token,
+    uninstrument_sqlalchemy_pool,
+)
+from moduletrace.instrumentation.loader import AsyncModuleLoader, ModuleLoader, ModuleLoadError
 from moduletrace.instrumentation.propagation import Parent, carrier
 from moduletrace.instrumentation.sampling import LifecycleSampler
 from moduletrace.instrumentation.stages import (
@@ -14,7 +23,10 @@ from moduletrace.instrumentation.stages import (
 )
 
 __all__ = [
+    "AsyncModuleLoader",
     "LifecycleSampler",
+    "ModuleLoadError",
+    "ModuleLoader",
     "Parent",
     "Stage",
     "StageSpan",
@@ -25,5 +37,11 @@ __all__ = [
     "db_commit",
     "load_db_query",
     "load_request",
+    "instrument_sqlalchemy_pool",
+    "pool_wait",
+    "record_auth_failure",
+    "record_data_version",
+    "record_token",
     "shutdown",
+    "uninstrument_sqlalchemy_pool",
 ]

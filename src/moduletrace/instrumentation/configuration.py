@@ -241,10 +241,19 @@ def _instrument_httpx() -> None:
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     except ImportError:  # pragma: no cover - a declared dependency
         return
+    from moduletrace.instrumentation.evidence import httpx_response_hook
+
     instrumentor = HTTPXClientInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:
         # No tracer_provider: it resolves the global one per span, so it follows a later setup.
-        instrumentor.instrument()
+        # The hook records a 401/403's WWW-Authenticate error code (evidence for `diagnose`).
+        instrumentor.instrument(response_hook=httpx_response_hook, async_response_hook=_async_hook)
+
+
+async def _async_hook(span: Any, request: Any, response: Any) -> None:
+    from moduletrace.instrumentation.evidence import httpx_response_hook
+
+    httpx_response_hook(span, request, response)
 
 
 def _reset_for_tests() -> None:

@@ -1,0 +1,344 @@
+"""Which hypothesis caused each failed load: auth, pool, race, not_found or unknown, with evidence.
+
+The decision follows shared/reference/rca.md (section 3.4), first match wins for the primary
+cause, the others are kept as secondary:
+
+1. pool: a pool timeout (``module.pool.timed_out``, SQLAlchemy's "QueuePool limit ... timed out",
+   psycopg_pool's PoolTimeout), or a wait of at least 90% of the pool's timeout. Checked before
+   auth: a long wait can push a token past its expiry, and then the pool is the first fault.
+2. auth: a 401/403 (on the load span or an HTTP span inside it), ``module.auth.token_expired``,
+   a ``WWW-Authenticate`` error, or a token error type. A token that is not valid *yet* (nbf in
+   the future) is clock skew between issuer and validator, not expiry, and is said so.
+3. race: the data the read saw is older than what the creation committed (``module.data.*``:
+   clock-free, the strongest), else the race rule's verdict (same clock, or across hosts beyond
+   the skew bound). A load within the skew margin stays ``unknown``, flagged as a possible race.
+4. not_found: no creation of the module at all in the data.
+5. unknown: anything else, with what is missing and how to instrument it.
+
+Strength of the evidence, strongest first: ``data version``, ``status code``, ``exception``,
+``same-clock timestamps``, ``cross-host timestamps beyond the skew bound``, ``weak``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from moduletrace.analysis.races import Judgement, Load, RaceDetector, RaceVerdict, Unmatched
+from moduletrace.conventions import LIFECYCLE_SPAN_NAMES
+from moduletrace.spans import STATUS_ERROR, Span
+
+Cause = Literal["auth", "pool", "race", "not_found", "unknown"]
+CAUSES: tuple[Cause, ...] = ("auth", "pool", "race", "not_found", "unknown")
+
+_POOL_MESSAGE = re.compile(
+    r"QueuePool limit of size (\d+) overflow (-?\d+) reached, connection timed out, timeout (\d+(?:\.\d+)?)"
+    r"|couldn't get a connection after|pool (?:of size \d+ )?exhausted|PoolTimeout",
+    re.IGNORECASE,
+)
+_POOL_TYPES = re.compile(r"PoolTimeout|sqlalchemy\.exc\.TimeoutError|PoolExhausted|QueuePool", re.IGNORECASE)
+_AUTH_TYPES = re.compile(r"Expired|Unauthori[sz]ed|Forbidden|InvalidToken|Token|JWT|Auth|Signature", re.IGNORECASE)
+_SKEW = re.compile(r"not yet valid|ImmatureSignature|\bnbf\b|issued in the future", re.IGNORECASE)
+_NOT_FOUND = re.compile(r"not ?found|NotFound|DoesNotExist|NoResultFound|404|missing", re.IGNORECASE)
+
+#: Attributes kept from the spans of a failed load (never free text beyond the redacted status).
+_EVIDENCE_KEYS = ("error.type", "http.response.status_code", "exception.type")
+_EVIDENCE_PREFIXES = ("module.auth.", "module.pool.", "module.data.", "module.cache.", "module.load.")
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    module_id: str
+    trace_id: str
+    load_span_id: str
+    load_service: str
+    load_start_ns: int
+    duration_ms: float
+    cause: Cause
+    strength: str
+    evidence: tuple[str, ...]
+    secondary: tuple[Cause, ...] = ()
+    missing: tuple[str, ...] = ()
+    detail: str = ""  # e.g. "expired", "clock skew", "scope" for auth; "possible race" for unknown
+
+
+@dataclass(slots=True)
+class CauseSummary:
+    count: int = 0
+    share: float = 0.0
+    median_ms: float | None = None
+    p95_ms: float | None = None
+
+
+@dataclass(slots=True)
+class DiagnosisReport:
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    loads: int = 0
+    by_cause: dict[str, CauseSummary] = field(default_factory=dict)
+
+    @property
+    def failed_loads(self) -> int:
+        return len(self.diagnoses)
+
+
+@dataclass(slots=True)
+class _Evidence:
+    """What the spans of one trace say about failures: per span id, and error spans by time."""
+
+    by_span: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors: list[tuple[int, int, str, dict[str, Any]]] = field(default_factory=list)  # start, end, name, attrs
+
+
+def wanted(name: str, kind: int) -> object:
+    """Diagnosis reads every span whole: a 401 or a pool timeout may sit on any span inside a load."""
+    return True
+
+
+class Diagnoser:
+    """Feeds the race detector and keeps the failure evidence of each trace (compactly)."""
+
+    def __init__(self, detector: RaceDetector | None = None) -> None:
+        self.detector = detector or RaceDetector()
+        self._traces: dict[str, _Evidence] = {}
+
+    def add(self, span: Span) -> None:
+        self.detector.add(span)
+        attributes = span.attributes
+        kept = {k: v for k, v in attributes.items() if k in _EVIDENCE_KEYS or k.startswith(_EVIDENCE_PREFIXES)}
+        failed = span.status_code == STATUS_ERROR
+        status = attributes.get("http.response.status_code")
+        http_error = isinstance(status, int) and status >= 400
+        if not (kept or failed or http_error):
+            return
+        if failed and span.status_message:
+            kept["status.message"] = span.status_message[:300]
+        kept["span.duration_ms"] = (span.end_ns - span.start_ns) / 1e6
+        evidence = self._traces.get(span.trace_id)
+        if evidence is None:
+            evidence = self._traces[span.trace_id] = _Evidence()
+        if span.name in LIFECYCLE_SPAN_NAMES:
+            evidence.by_span[span.span_id] = kept
+        elif failed or http_error or kept:
+            evidence.errors.append((span.start_ns, span.end_ns, span.name, kept))
+
+    def add_all(self, spans: Iterable[Span]) -> None:
+        for span in spans:
+            self.add(span)
+
+    def report(
+        self,
+        module: str | None = None,
+        service: str | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> DiagnosisReport:
+        report = DiagnosisReport()
+        for judgement in self.detector.judgements(module, service, start_ns, end_ns):
+            report.loads += 1
+            if judgement.load.failed:
+                report.diagnoses.append(self._diagnose(judgement))
+        durations: dict[str, list[float]] = {cause: [] for cause in CAUSES}
+        for diagnosis in report.diagnoses:
+            durations[diagnosis.cause].append(diagnosis.duration_ms)
+        for cause, values in durations.items():
+            values.sort()
+            report.by_cause[cause] = CauseSummary(
+                count=len(values),
+                share=round(len(values) / report.failed_loads, 4) if report.failed_loads else 0.0,
+                median_ms=round(values[len(values) // 2], 3) if values else None,
+                p95_ms=round(values[min(len(values) - 1, int(len(values) * 0.95))], 3) if values else None,
+            )
+        report.diagnoses.sort(key=lambda d: (d.load_start_ns, d.module_id))
+        return report
+
+    def _diagnose(self, judgement: Judgement) -> Diagnosis:
+        load = judgement.load
+        seen = self._load_evidence(load)
+        causes: list[tuple[Cause, str, list[str], str]] = []  # cause, strength, evidence lines, detail
+        pool = _pool(seen)
+        if pool:
+            causes.append(("pool", *pool))
+        auth = _auth(seen)
+        if auth:
+            causes.append(("auth", *auth))
+        race = self._race(judgement, seen)
+        if race:
+            causes.append(("race", *race))
+        outcome = judgement.outcome
+        missing: list[str] = []
+        if isinstance(outcome, Unmatched) and outcome.reason.startswith("no creation"):
+            causes.append(("not_found", "data", [f"no creation span of module {judgement.module_id} in the data"], ""))
+        if not causes:
+            cause: Cause = "unknown"
+            strength, lines, detail = "weak", [], ""
+            if isinstance(outcome, RaceVerdict) and outcome.verdict == "ambiguous":
+                detail = "possible race"
+                lines.append("the read started within the clock-skew margin of " + ", ".join(outcome.preceded))
+            if any(_NOT_FOUND.search(_text(a)) for a in seen):
+                lines.append(
+                    "the read found nothing although it came after the commit and the cache update: "
+                    "a wrong key, a tenant filter, or rows hidden by authorisation"
+                )
+            missing = self._missing(judgement, seen)
+            secondary: tuple[Cause, ...] = ()
+        else:
+            cause, strength, lines, detail = causes[0]
+            secondary = tuple(c for c, *_ in causes[1:])
+        error_types = sorted({str(a["error.type"]) for a in seen if "error.type" in a})
+        if error_types:
+            lines.append("error.type: " + ", ".join(error_types))
+        return Diagnosis(
+            module_id=judgement.module_id,
+            trace_id=load.trace_id,
+            load_span_id=load.span_id,
+            load_service=load.resource.service_name,
+            load_start_ns=judgement.t_load,
+            duration_ms=round((load.end_ns - load.start_ns) / 1e6, 3),
+            cause=cause,
+            strength=strength,
+            evidence=tuple(lines),
+            secondary=secondary,
+            missing=tuple(missing),
+            detail=detail,
+        )
+
+    def _load_evidence(self, load: Load) -> list[dict[str, Any]]:
+        """Evidence on the load's own spans and on failing spans that ran inside it (same trace)."""
+        evidence = self._traces.get(load.trace_id)
+        if evidence is None:
+            return []
+        found = [evidence.by_span[s] for s in (load.span_id, load.query_span_id) if s in evidence.by_span]
+        for start, end, name, attributes in evidence.errors:
+            if load.start_ns <= start and end <= max(load.end_ns, load.start_ns):
+                found.append({**attributes, "span.name": name})
+        return found
+
+    def _race(self, judgement: Judgement, seen: list[dict[str, Any]]) -> tuple[str, list[str], str] | None:
+        outcome = judgement.outcome
+        creation_trace = outcome.creation_trace_id if isinstance(outcome, RaceVerdict) else None
+        if creation_trace is None and judgement.load.trace_id:
+            creation_trace = judgement.load.trace_id
+        written = self.detector.creation_stage_attributes(judgement.module_id, creation_trace or "")
+        for read in seen:
+            observed = read.get("module.data.observed_version")
+            committed = written.get("module.data.version")
+            if read.get("module.data.found") is False and committed is not None:
+                return (
+                    "data version",
+                    [f"the read found no row although the creation committed version {committed}"],
+                    "commit",
+                )
+            if observed is not None and committed is not None and _older(observed, committed):
+                return (
+                    "data version",
+                    [f"the read observed version {observed}, older than the committed {committed}"],
+                    "commit",
+                )
+            if read.get("module.cache.hit") is False and written.get("module.cache.version") is not None:
+                return (
+                    "data version",
+                    [f"cache miss before the cache update wrote version {written['module.cache.version']}"],
+                    "cache",
+                )
+        if isinstance(outcome, RaceVerdict) and outcome.verdict == "race":
+            bases = {c.basis for c in outcome.checks if c.verdict == "race"}
+            strength = (
+                "same-clock timestamps"
+                if bases & {"same process", "same host"}
+                else ("cross-host timestamps beyond the skew bound")
+            )
+            lines = [c.explanation for c in outcome.checks if c.verdict == "race"]
+            return strength, lines, "+".join(outcome.preceded)
+        return None
+
+    def _missing(self, judgement: Judgement, seen: list[dict[str, Any]]) -> list[str]:
+        hints = []
+        if not any("error.type" in a for a in seen):
+            hints.append(
+                "no error.type on the failed load: let the exception reach the stage span "
+                "(or set error.type) so the cause has a name"
+            )
+        if not judgement.load.query_span_id:
+            hints.append("no module_load_db_query span: wrap the read in moduletrace.load_db_query")
+        if not any(k.startswith("module.data.") for a in seen for k in a):
+            hints.append(
+                "no data versions: moduletrace.record_data_version(found=..., observed_version=...) on the read "
+                "and version=... on the commit decide races without clocks"
+            )
+        if isinstance(judgement.outcome, Unmatched):
+            hints.append(judgement.outcome.reason)
+        return hints
+
+
+def _text(attributes: Mapping[str, Any]) -> str:
+    return " ".join(str(attributes.get(k, "")) for k in ("error.type", "status.message", "exception.type"))
+
+
+def _pool(seen: list[dict[str, Any]]) -> tuple[str, list[str], str] | None:
+    for attributes in seen:
+        text = _text(attributes)
+        if attributes.get("module.pool.timed_out") is True:
+            size = attributes.get("module.pool.size")
+            used = attributes.get("module.pool.in_use")
+            snapshot = f" (pool size {size}, in use {used})" if size is not None else ""
+            return (
+                "exception",
+                [
+                    f"timed out waiting for a pooled connection after "
+                    f"{attributes.get('module.pool.wait_ms', '?')} ms{snapshot}"
+                ],
+                "timeout",
+            )
+        if _POOL_MESSAGE.search(text) or _POOL_TYPES.search(str(attributes.get("error.type", ""))):
+            return "exception", [f"pool timeout: {text.strip()[:200]}"], "timeout"
+        wait, timeout = attributes.get("module.pool.wait_ms"), attributes.get("module.pool.timeout_s")
+        if isinstance(wait, (int, float)) and isinstance(timeout, (int, float)) and timeout and wait >= 900 * timeout:
+            return (
+                "weak",
+                [f"waited {wait} ms for a connection, at least 90% of the {timeout} s pool timeout"],
+                "slow wait",
+            )
+    return None
+
+
+def _auth(seen: list[dict[str, Any]]) -> tuple[str, list[str], str] | None:
+    for attributes in seen:
+        text = _text(attributes)
+        status = attributes.get("http.response.status_code") or attributes.get("module.auth.status")
+        error = str(attributes.get("module.auth.error", ""))
+        skew = attributes.get("module.auth.token_not_yet_valid") is True or bool(_SKEW.search(text))
+        where = attributes.get("span.name", "the load")
+        if skew:
+            return (
+                "exception",
+                [
+                    f"the token was not valid yet at {where}: issuer and validator clocks differ "
+                    "(clock skew, not expiry)"
+                ],
+                "clock skew",
+            )
+        if status in (401, 403) or error or attributes.get("module.auth.token_expired") is True:
+            kind = "scope" if status == 403 or error == "insufficient_scope" else "expired"
+            lines = [f"HTTP {status} at {where}" if status else f"token rejected at {where}"]
+            if error:
+                lines.append(f'WWW-Authenticate error="{error}"')
+            expires_in = attributes.get("module.auth.token_expires_in_s")
+            if isinstance(expires_in, (int, float)):
+                lines.append(
+                    f"token expired {-expires_in:.1f} s before the request"
+                    if expires_in <= 0
+                    else f"token still valid for {expires_in:.1f} s"
+                )
+            return "status code" if status else "exception", lines, kind
+        if _AUTH_TYPES.search(str(attributes.get("error.type", ""))):
+            return "exception", [f"authentication error {attributes['error.type']} at {where}"], "expired"
+    return None
+
+
+def _older(observed: Any, committed: Any) -> bool:
+    try:
+        return bool(observed < committed)
+    except TypeError:
+        return str(observed) != str(committed)

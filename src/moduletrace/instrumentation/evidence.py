@@ -1,0 +1,291 @@
+"""Evidence for ``moduletrace diagnose``: what a token, a pool and the data looked like at a load.
+
+All helpers write attributes on the current span (or the one given) and never raise into the
+caller. Nothing secret enters a span: a token is reduced to its claims' times and a keyed hash.
+
+::
+
+    with moduletrace.load_request(module_id, parent=carrier):
+        moduletrace.record_token(request.headers["Authorization"].removeprefix("Bearer "))
+        with moduletrace.load_db_query(module_id):
+            with moduletrace.pool_wait("modules-db", size=pool.size, timeout_s=5):
+                connection = pool.get()
+            row = connection.get(module_id)
+            moduletrace.record_data_version(found=row is not None, observed_version=row and row.version)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span
+
+from moduletrace.instrumentation._guard import internal_error, warn_once
+
+_KEY_ENV = "MODULETRACE_TOKEN_HASH_KEY"
+_process_key = secrets.token_bytes(32)
+_WWW_AUTHENTICATE_ERROR = re.compile(r'error="?([A-Za-z_]+)"?')
+
+
+def _target(span: Span | None) -> Span | None:
+    span = span or trace.get_current_span()
+    return span if span.is_recording() else None
+
+
+def token_id(token: str, key: bytes | None = None) -> str:
+    """A keyed hash telling tokens apart without revealing them (HMAC-SHA256, 16 hex characters).
+
+    The key comes from ``key``, else ``MODULETRACE_TOKEN_HASH_KEY`` (set the same value in every
+    service so the create and the load name the same token alike), else a per-process random key.
+    """
+    if key is None:
+        configured = os.environ.get(_KEY_ENV)
+        if configured:
+            key = configured.encode()
+        else:
+            warn_once("token-key", "moduletrace: %s is not set; token ids are per process", _KEY_ENV)
+            key = _process_key
+    return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT, decoded without verifying it ({} when it is not a JWT)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}
+    try:
+        payload = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def record_token(
+    token: str | None = None,
+    *,
+    claims: Mapping[str, Any] | None = None,
+    expires_at: float | None = None,
+    issued_at: float | None = None,
+    not_before: float | None = None,
+    key: bytes | None = None,
+    span: Span | None = None,
+) -> None:
+    """Record a token's times at this moment: expires in, age, lifetime, expired, not yet valid.
+
+    Give the token (a JWT's claims are decoded, nothing is verified), or its ``claims``, or the
+    times (Unix seconds) your service already knows. Sets ``module.auth.token_expires_in_s``,
+    ``module.auth.token_age_s``, ``module.auth.token_ttl_s``, ``module.auth.token_expired``,
+    ``module.auth.token_not_yet_valid`` and ``module.auth.token_id`` (a keyed hash, see
+    :func:`token_id`). Never the token.
+    """
+    try:
+        target = _target(span)
+        if target is None:
+            return
+        found = dict(claims or {})
+        if token and not claims:
+            found = jwt_claims(token)
+        exp = expires_at if expires_at is not None else _number(found.get("exp"))
+        iat = issued_at if issued_at is not None else _number(found.get("iat"))
+        nbf = not_before if not_before is not None else _number(found.get("nbf"))
+        now = time.time()
+        attributes: dict[str, Any] = {}
+        if exp is not None:
+            attributes["module.auth.token_expires_in_s"] = round(exp - now, 3)
+            attributes["module.auth.token_expired"] = exp <= now
+        if iat is not None:
+            attributes["module.auth.token_age_s"] = round(now - iat, 3)
+            if exp is not None:
+                attributes["module.auth.token_ttl_s"] = round(exp - iat, 3)
+        if nbf is not None or iat is not None:
+            # A token issued or valid only in the future means the issuer's clock is ahead.
+            attributes["module.auth.token_not_yet_valid"] = (nbf is not None and nbf > now) or (
+                iat is not None and iat > now + 1
+            )
+        if token:
+            attributes["module.auth.token_id"] = token_id(token, key)
+        target.set_attributes(attributes)
+    except Exception as exc:  # noqa: BLE001
+        internal_error("record_token", exc)
+
+
+def record_auth_failure(status: int, www_authenticate: str | None = None, *, span: Span | None = None) -> None:
+    """Record that a request was refused: the status (401/403) and the ``WWW-Authenticate`` error code."""
+    try:
+        target = _target(span)
+        if target is None:
+            return
+        target.set_attribute("module.auth.status", int(status))
+        match = _WWW_AUTHENTICATE_ERROR.search(www_authenticate or "")
+        if match:
+            target.set_attribute("module.auth.error", match.group(1))
+    except Exception as exc:  # noqa: BLE001
+        internal_error("record_auth_failure", exc)
+
+
+def httpx_response_hook(span: Span, request: Any, response: Any) -> None:
+    """For the httpx instrumentation: on a 401/403, record the ``WWW-Authenticate`` error code."""
+    try:
+        status = getattr(response, "status_code", None)
+        if status not in (401, 403) or not span.is_recording():
+            return
+        headers = getattr(response, "headers", None) or {}
+        value = headers.get("www-authenticate") if hasattr(headers, "get") else None
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        record_auth_failure(status, value, span=span)
+    except Exception as exc:  # noqa: BLE001
+        internal_error("httpx response hook", exc)
+
+
+def record_data_version(
+    *,
+    version: Any = None,
+    observed_version: Any = None,
+    found: bool | None = None,
+    cache_hit: bool | None = None,
+    cache_version: Any = None,
+    span: Span | None = None,
+) -> None:
+    """Record what was written or read, so a race can be proven without clocks.
+
+    On a commit: ``version=`` (row version, LSN, log position). On a cache update:
+    ``cache_version=``. On a read: ``found=``, ``observed_version=``, ``cache_hit=``.
+    """
+    try:
+        target = _target(span)
+        if target is None:
+            return
+        for key, value in (
+            ("module.data.version", version),
+            ("module.data.observed_version", observed_version),
+            ("module.data.found", found),
+            ("module.cache.hit", cache_hit),
+            ("module.cache.version", cache_version),
+        ):
+            if value is not None:
+                target.set_attribute(key, value if isinstance(value, (bool, int, float, str)) else str(value))
+    except Exception as exc:  # noqa: BLE001
+        internal_error("record_data_version", exc)
+
+
+@contextmanager
+def pool_wait(
+    pool_name: str,
+    *,
+    size: int | None = None,
+    timeout_s: float | None = None,
+    in_use: Callable[[], int] | int | None = None,
+    timeout_errors: tuple[type[BaseException], ...] = (TimeoutError,),
+    span: Span | None = None,
+) -> Iterator[None]:
+    """Time the wait for a pooled connection, for any pool: wrap the acquire in it.
+
+    Records ``module.pool.name``, ``module.pool.wait_ms`` and, when the acquire raises one of
+    ``timeout_errors`` (or an exception whose type name says timeout), ``module.pool.timed_out``
+    with a snapshot of ``module.pool.size``, ``module.pool.in_use`` and ``module.pool.timeout_s``.
+    The exception itself passes through unchanged.
+    """
+    target = _target(span)
+    started = time.perf_counter()
+    try:
+        yield
+    except BaseException as exc:
+        if target is not None and (isinstance(exc, timeout_errors) or "timeout" in type(exc).__name__.lower()):
+            _pool_snapshot(target, pool_name, started, True, size, timeout_s, in_use)
+            target = None
+        raise
+    finally:
+        if target is not None:
+            _pool_snapshot(target, pool_name, started, False, size, timeout_s, None)
+
+
+def _pool_snapshot(
+    span: Span,
+    name: str,
+    started: float,
+    timed_out: bool,
+    size: int | None,
+    timeout_s: float | None,
+    in_use: Callable[[], int] | int | None,
+) -> None:
+    try:
+        attributes: dict[str, Any] = {
+            "module.pool.name": name,
+            "module.pool.wait_ms": round((time.perf_counter() - started) * 1000, 3),
+            "module.pool.timed_out": timed_out,
+        }
+        if size is not None:
+            attributes["module.pool.size"] = size
+        if timeout_s is not None:
+            attributes["module.pool.timeout_s"] = timeout_s
+        if in_use is not None:
+            attributes["module.pool.in_use"] = in_use() if callable(in_use) else in_use
+        span.set_attributes(attributes)
+        if timed_out:
+            span.add_event("pool.timeout", attributes)
+    except Exception as exc:  # noqa: BLE001
+        internal_error("pool_wait", exc)
+
+
+def instrument_sqlalchemy_pool(engine_or_pool: Any, name: str | None = None) -> None:
+    """Record the connection wait of a SQLAlchemy engine's pool on the current span.
+
+    Wraps the pool's ``connect`` (with wrapt, so ``uninstrument_sqlalchemy_pool`` restores it): the
+    span current at checkout (your ``load_db_query``) gets ``module.pool.wait_ms`` and, on
+    SQLAlchemy's pool timeout, ``module.pool.timed_out`` with the pool's size, overflow and checked-
+    out count at that moment.
+    """
+    import wrapt
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+    pool = getattr(engine_or_pool, "pool", engine_or_pool)
+    if isinstance(getattr(pool, "connect", None), wrapt.ObjectProxy):
+        return
+    pool_name = name or getattr(pool, "logging_name", None) or str(getattr(engine_or_pool, "url", "pool"))
+
+    def checkout(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        with pool_wait(
+            pool_name,
+            size=_call(pool, "size"),
+            timeout_s=_call(pool, "timeout"),
+            in_use=lambda: _call(pool, "checkedout") or 0,
+            timeout_errors=(PoolTimeoutError,),
+        ):
+            return wrapped(*args, **kwargs)
+
+    wrapt.wrap_function_wrapper(pool, "connect", checkout)
+
+
+def uninstrument_sqlalchemy_pool(engine_or_pool: Any) -> None:
+    """Undo :func:`instrument_sqlalchemy_pool`."""
+    import wrapt
+
+    pool = getattr(engine_or_pool, "pool", engine_or_pool)
+    connect = pool.__dict__.get("connect")
+    if isinstance(connect, wrapt.ObjectProxy):
+        del pool.__dict__["connect"]
+
+
+def _call(obj: Any, name: str) -> Any:
+    try:
+        value = getattr(obj, name)
+        return value() if callable(value) else value
+    except Exception:  # noqa: BLE001 - a snapshot is best effort
+        return None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
