@@ -65,3 +65,27 @@ def test_a_small_search_limit_splits_the_window_and_still_finds_every_race(pipel
     _, report = races("--jaeger", pipeline.jaeger.query_url, "--since", "1h", "--limit", "2")
     assert raced_modules(report) == RACING
     assert report["summary"]["partial"] == []
+
+
+def test_diagnose_from_jaeger_names_the_racing_loads_as_races(pipeline: Pipeline) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moduletrace.cli.main",
+            "diagnose",
+            "--format",
+            "json",
+            "--jaeger",
+            pipeline.jaeger.query_url,
+            "--since",
+            "1h",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert {d["module_id"]: d["cause"] for d in report["failed_loads"]} == {m: "race" for m in RACING}
+    assert all(d["strength"] == "same-clock timestamps" for d in report["failed_loads"])

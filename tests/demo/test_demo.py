@@ -73,3 +73,38 @@ def test_bad_demo_options_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[
     assert main(["demo", "--race-rate", "0.8", "--auth-rate", "0.5"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "together at most 1" in err
+
+
+def test_diagnose_names_every_injected_fault_from_the_demo_s_files(tmp_path: Path) -> None:
+    result = run(
+        DemoOptions(
+            seed=11, modules=60, concurrency=6, race_rate=0.1, auth_rate=0.1, pool_rate=0.1, directory=str(tmp_path)
+        )
+    )
+    command = shutil.which("moduletrace", path=str(Path(sys.executable).parent))
+    assert command
+    done = subprocess.run(
+        [command, "diagnose", "--file", result.spans_glob, "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=python_env(),
+    )
+    assert done.returncode == 1, done.stderr
+    document = json.loads(done.stdout)
+    diagnosed = {d["module_id"]: d["cause"] for d in document["failed_loads"]}
+    assert diagnosed == result.injected
+    by_cause = document["summary"]["by_cause"]
+    assert {c: v["count"] for c, v in by_cause.items() if v["count"]} == {"auth": 6, "pool": 6, "race": 6}
+    # Auth and race fail in milliseconds; a pool failure takes the pool's timeout (50 ms here).
+    assert by_cause["pool"]["median_ms"] >= 45 > by_cause["auth"]["median_ms"]
+
+
+def test_diagnose_with_no_failed_load_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from moduletrace.cli.main import main
+
+    result = run(
+        DemoOptions(seed=5, modules=10, concurrency=2, race_rate=0, auth_rate=0, pool_rate=0, directory=str(tmp_path))
+    )
+    assert main(["diagnose", "--file", result.spans_glob, "--format", "table"]) == 0
+    assert capsys.readouterr().out.strip() == "0 of 10 loads failed."
