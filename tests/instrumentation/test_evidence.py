@@ -193,3 +193,51 @@ def _normalised(spans: Recorded) -> list[Any]:
         path = Path(directory) / "spans.jsonl"
         path.write_text(json.dumps(encode_spans(spans.all())) + "\n")
         return read_spans([str(path)])
+
+
+def test_a_pool_timeout_on_a_load_that_also_raced_is_diagnosed_pool_then_race(
+    spans: Recorded, starved_engine: Any
+) -> None:
+    holding, release = threading.Event(), threading.Event()
+
+    def slow_report() -> None:
+        with starved_engine.connect():
+            holding.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=slow_report)
+    holder.start()
+    holding.wait(5)
+    try:
+        # The load runs while the creation is still committing (a race) and finds the pool starved.
+        with moduletrace.create_start("m-both"), moduletrace.db_commit("m-both"):
+            with pytest.raises(SQLAlchemyPoolTimeout), moduletrace.load_request("m-both"):
+                read_module("m-both", starved_engine)
+    finally:
+        release.set()
+        holder.join()
+    diagnoser = Diagnoser()
+    diagnoser.add_all(_normalised(spans))
+    (diagnosis,) = diagnoser.report().diagnoses
+    assert (diagnosis.cause, diagnosis.secondary) == ("pool", ("race",))
+
+
+def test_a_401_for_a_token_not_valid_yet_is_diagnosed_as_clock_skew(spans: Recorded, instrumented_httpx: None) -> None:
+    server = AuthServer()
+    token = jwt(sub="u-1", iat=time.time() + 90, nbf=time.time() + 90, exp=time.time() + 3690)  # issuer clock ahead
+    try:
+        with moduletrace.create_start("m-skew"), moduletrace.db_commit("m-skew"), moduletrace.cache_update("m-skew"):
+            pass
+        with pytest.raises(httpx.HTTPStatusError), moduletrace.load_request("m-skew"):
+            moduletrace.record_token(token)
+            with httpx.Client() as client:
+                client.get(
+                    f"{server.url}/modules/m-skew", headers={"Authorization": f"Bearer {token}"}
+                ).raise_for_status()
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+    diagnoser = Diagnoser()
+    diagnoser.add_all(_normalised(spans))
+    (diagnosis,) = diagnoser.report().diagnoses
+    assert (diagnosis.cause, diagnosis.detail) == ("auth", "clock skew")
