@@ -250,7 +250,9 @@ class RaceDetector:
                     if record.span_id == span_id:
                         self._duplicates += 1
                         return
-                evidence = {k: v for k, v in attributes.items() if k.startswith(_EVIDENCE_PREFIXES)} or None
+                evidence = None
+                if "module.data.version" in attributes or "module.cache.version" in attributes:  # rare: cheap test
+                    evidence = {k: v for k, v in attributes.items() if k.startswith(_EVIDENCE_PREFIXES)}
                 records.append(
                     _StageSpan(span_id, end_ns, not failed, resource, _error(span) if failed else "", evidence)
                 )
@@ -350,17 +352,23 @@ class RaceDetector:
         judged: list[tuple[str, _StageSpan, int, Verdict, str, OffsetBound | None]] = []
         missing = []
         for stage, records in (("db_commit", creation.commits), ("cache_update", creation.caches)):
-            first_ok = min((r for r in records if r.ok), key=_end, default=None)
+            if len(records) == 1:  # the usual case: one commit, one cache update
+                first_ok = records[0] if records[0].ok else None
+            else:
+                first_ok = min((r for r in records if r.ok), key=_end, default=None)
             if first_ok is None:
                 missing.append(f"its {stage} failed" if records else f"no {stage} span")
                 continue
             judged.append((stage, first_ok, *self._compare(first_ok, load, t_load)))
         if not judged:
             return unmatched(f"creation in trace {creation.trace_id} is partial: " + ", ".join(missing))
-        verdicts = {verdict for _, _, _, verdict, _, _ in judged}
-        verdict: Verdict = "race" if "race" in verdicts else "ambiguous" if "ambiguous" in verdicts else "clean"
-        if verdict == "clean":
-            return None
+        verdicts = [j[3] for j in judged]
+        if "race" in verdicts:
+            verdict: Verdict = "race"
+        elif "ambiguous" in verdicts:
+            verdict = "ambiguous"
+        else:
+            return None  # clean
         return RaceVerdict(
             module_id=module_id,
             trace_id=load.trace_id,
@@ -480,7 +488,17 @@ def _loads(state: _Module) -> list[tuple[Load, str, int]]:
 
 def _with_query(request: Load, query: Load) -> Load:
     """The load as its request, judged at its first query (on the query's clock)."""
-    return request._replace(failed=request.failed or query.failed, resource=query.resource, query_span_id=query.span_id)
+    return Load(
+        request.trace_id,
+        request.span_id,
+        request.parent_span_id,
+        request.start_ns,
+        request.end_ns,
+        request.failed or query.failed,
+        query.resource,
+        request.linked_traces,
+        query.span_id,
+    )
 
 
 def _start(load: Load) -> int:

@@ -91,7 +91,7 @@ class FileSource:
                 self.bytes_done = done_before + raw.tell()
                 try:
                     payload = _payload(record)
-                    spans = list(decode(payload, self.resources, wanted))
+                    spans = decode(payload, self.resources, wanted)
                 except (ValueError, FormatError, UnicodeDecodeError, EOFError, OSError) as exc:
                     where = "last record" if last else f"record {number}"
                     reason = "cut short (collector killed mid-write?)" if last else str(exc)[:200]
@@ -118,8 +118,7 @@ class FileSource:
 def _payload(record: bytes) -> Any:
     if record[:4] == _ZSTD:
         record = _zstd_decompress(record)
-    stripped = record.lstrip()
-    if stripped[:1] == b"{":
+    if record[:1] == b"{" or record[:64].lstrip()[:1] == b"{":  # no copy of a whole line to look at its start
         return _loads(record)
     return _proto_to_dict(record)
 

@@ -124,7 +124,7 @@ class JaegerSource:
         if not isinstance(body, dict) or "result" not in body:
             raise BackendError(f"Jaeger at {self.backend.base_url}: unexpected api_v3 answer")
         try:
-            spans = list(decode(body["result"], self.resources, wanted))
+            spans = decode(body["result"], self.resources, wanted)
         except FormatError as exc:
             raise BackendError(f"Jaeger at {self.backend.base_url}: {exc}") from None
         traces = _trace_count(body["result"])
