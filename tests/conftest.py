@@ -70,3 +70,66 @@ def spans() -> Iterator[Recorded]:
     yield recorded
     recorded.provider.shutdown()
     reset_trace_globals()
+
+
+# --- no secret in any exported span, in the whole suite (issue 7) ---------------------------------
+
+import json as _json  # noqa: E402
+import re as _re  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
+
+from moduletrace.instrumentation.file_exporter import OTLPJsonFileExporter, encode_spans  # noqa: E402
+
+#: What a leaked secret looks like in a span: the test suite's own secrets, credentials in URLs,
+#: bearer/basic credentials, password=..., JSON Web Tokens, cookies.
+SECRET_PATTERNS = [
+    _re.compile(r"hunter2|s3cr3t"),
+    _re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@\"]+:(?!\*\*\*@)[^@\s/\"]+@", _re.IGNORECASE),
+    _re.compile(r"\b(?:bearer|basic)\s+(?!\*\*\*)[A-Za-z0-9._~+/=-]{6,}", _re.IGNORECASE),
+    _re.compile(r"(?:password|passwd|pwd)\s*[=:]\s*(?!\*\*\*)[^\s,;&\"]+", _re.IGNORECASE),
+    _re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
+    _re.compile(r"\bcookie\s*[=:]\s*(?!\*\*\*)\S+", _re.IGNORECASE),
+]
+
+
+def find_secrets(text: str) -> list[str]:
+    return [m.group(0) for pattern in SECRET_PATTERNS for m in pattern.finditer(text)]
+
+
+_exported: list[str] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _record_exports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every span any exporter in this process exports is kept (as OTLP JSON) for the secret scan."""
+    originals = (InMemorySpanExporter.export, OTLPJsonFileExporter.export)
+
+    def in_memory(self, spans):  # type: ignore[no-untyped-def]
+        _exported.append(_json.dumps(encode_spans(spans)))
+        return originals[0](self, spans)
+
+    def to_file(self, spans):  # type: ignore[no-untyped-def]
+        _exported.append(_json.dumps(encode_spans(spans)))
+        return originals[1](self, spans)
+
+    InMemorySpanExporter.export = in_memory  # type: ignore[method-assign]
+    OTLPJsonFileExporter.export = to_file  # type: ignore[method-assign]
+    yield
+    InMemorySpanExporter.export, OTLPJsonFileExporter.export = originals  # type: ignore[method-assign]
+    # Span files written by every process of the run (services, collectors, demos), wherever they are.
+    files = [p for p in tmp_path_factory.getbasetemp().rglob("*.jsonl") if p.is_file()]
+    leaks = sorted({leak for p in files for leak in find_secrets(p.read_text(errors="replace"))})
+    assert not leaks, f"secrets in span files of this run: {leaks}"
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_exported_spans(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails a test whose spans (in this process, or in span files its processes wrote) carry a secret."""
+    start = len(_exported)
+    directory: _Path | None = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    texts = _exported[start:]
+    if directory is not None:
+        texts += [p.read_text(errors="replace") for p in directory.rglob("*.jsonl") if p.is_file()]
+    leaks = sorted({leak for text in texts for leak in find_secrets(text)})
+    assert not leaks, f"secrets in exported spans: {leaks}"

@@ -177,6 +177,13 @@ def _trace_count(result: Any) -> set[str]:
 
 def legacy_trace_spans(trace: dict[str, Any], resources: ResourceCache, wanted: Wanted | None = None) -> Iterator[Span]:
     """Spans of one trace in Jaeger's legacy (UI) JSON: microsecond times, kind and status as tags."""
+    try:
+        return iter(list(_legacy_spans(trace, resources, wanted)))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BackendError(f"Jaeger answered a malformed trace ({type(exc).__name__}: {str(exc)[:100]})") from None
+
+
+def _legacy_spans(trace: dict[str, Any], resources: ResourceCache, wanted: Wanted | None) -> Iterator[Span]:
     processes = {}
     for key, process in (trace.get("processes") or {}).items():
         attributes = {tag["key"]: tag.get("value") for tag in process.get("tags") or []}
