@@ -97,13 +97,23 @@ print("result", read("m-1"), flush=True)
         {"OTEL_BSP_SCHEDULE_DELAY": "soon"},
         {"OTEL_SDK_DISABLED": "maybe"},
     ],
-    ids=["bad-endpoint", "bad-headers", "unknown-sampler", "unknown-exporter", "unknown-protocol",
-         "bad-resource", "bad-bsp-delay", "odd-disabled"],
+    ids=[
+        "bad-endpoint",
+        "bad-headers",
+        "unknown-sampler",
+        "unknown-exporter",
+        "unknown-protocol",
+        "bad-resource",
+        "bad-bsp-delay",
+        "odd-disabled",
+    ],
 )
 def test_invalid_otel_settings_leave_the_service_running(env: dict[str, str], tmp_path: Path) -> None:
     script = tmp_path / "service.py"
     script.write_text(SERVICE)
-    done = subprocess.run([sys.executable, str(script)], env=python_env(env), capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(script)], env=python_env(env), capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "result M-1"
     # The SDK reports some settings itself (sometimes with a traceback in its log); moduletrace

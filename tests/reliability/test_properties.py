@@ -29,11 +29,34 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=25,
 )
-OTLP_KEYS = ["resourceSpans", "scopeSpans", "spans", "traceId", "spanId", "parentSpanId", "name", "kind",
-             "startTimeUnixNano", "endTimeUnixNano", "attributes", "status", "links", "key", "value", "stringValue",
-             "intValue", "code", "resource", "batches"]
+OTLP_KEYS = [
+    "resourceSpans",
+    "scopeSpans",
+    "spans",
+    "traceId",
+    "spanId",
+    "parentSpanId",
+    "name",
+    "kind",
+    "startTimeUnixNano",
+    "endTimeUnixNano",
+    "attributes",
+    "status",
+    "links",
+    "key",
+    "value",
+    "stringValue",
+    "intValue",
+    "code",
+    "resource",
+    "batches",
+]
 otlp_like = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=40) | st.sampled_from(["0" * 32, "a" * 16, "AAAA", "7"]),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=40)
+    | st.sampled_from(["0" * 32, "a" * 16, "AAAA", "7"]),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(OTLP_KEYS), children, max_size=5),
     max_leaves=40,
 )
@@ -51,7 +74,7 @@ def _mutate(document: Any, path: list[Any], value: Any) -> Any:
         key = sorted(document)[path[0] % len(document)]
         return {**document, key: _mutate(document[key], path[1:], value)}
     index = path[0] % len(document)
-    return [*document[:index], _mutate(document[index], path[1:], value), *document[index + 1:]]
+    return [*document[:index], _mutate(document[index], path[1:], value), *document[index + 1 :]]
 
 
 @SETTINGS
@@ -89,7 +112,9 @@ def test_random_bytes_are_an_input_error_or_nothing(data: bytes) -> None:
 
 @SETTINGS
 @given(data=st.binary(max_size=200))
-def test_the_command_on_random_files_exits_with_a_documented_code(data: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_on_random_files_exits_with_a_documented_code(
+    data: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
     with tempfile.TemporaryDirectory() as directory:
         file = Path(directory) / "spans.jsonl"
         file.write_bytes(data)
@@ -99,9 +124,29 @@ def test_the_command_on_random_files_exits_with_a_documented_code(data: bytes, c
 
 
 @SETTINGS
-@given(trace=st.one_of(json_values, otlp_like, st.dictionaries(st.sampled_from(
-    ["traceID", "spans", "processes", "spanID", "operationName", "references", "tags", "startTime", "duration"]),
-    json_values, max_size=6)))
+@given(
+    trace=st.one_of(
+        json_values,
+        otlp_like,
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "traceID",
+                    "spans",
+                    "processes",
+                    "spanID",
+                    "operationName",
+                    "references",
+                    "tags",
+                    "startTime",
+                    "duration",
+                ]
+            ),
+            json_values,
+            max_size=6,
+        ),
+    )
+)
 def test_jaeger_legacy_json_gives_spans_or_a_backend_error(trace: Any) -> None:
     try:
         list(legacy_trace_spans(trace, ResourceCache()))
@@ -113,14 +158,30 @@ resources = st.sampled_from([Resource("a", "p1", "h1"), Resource("b", "p2", "h2"
 ids = st.text(alphabet="0123456789abcdef", min_size=1, max_size=3)
 random_spans = st.builds(
     lambda trace, span, parent, name, kind, start, length, status, module, resource, link: Span(
-        trace.rjust(32, "0"), span.rjust(16, "0"), parent.rjust(16, "0") if parent else "", name, kind, start,
-        start + length, status, "", {"module.id": module} if module is not None else {}, resource,
+        trace.rjust(32, "0"),
+        span.rjust(16, "0"),
+        parent.rjust(16, "0") if parent else "",
+        name,
+        kind,
+        start,
+        start + length,
+        status,
+        "",
+        {"module.id": module} if module is not None else {},
+        resource,
         (Link(link.rjust(32, "0"), "1" * 16, {"module.link.type": "creation"}),) if link else (),
     ),
-    ids, ids, st.none() | ids, st.sampled_from([*SPAN_NAMES.values(), "GET", "other"]),
-    st.integers(min_value=0, max_value=5), st.integers(min_value=0, max_value=10**6),
-    st.integers(min_value=0, max_value=10**5), st.integers(min_value=0, max_value=2),
-    st.none() | st.sampled_from(["m1", "m2", "m3"]) | st.integers(0, 3), resources, st.none() | ids,
+    ids,
+    ids,
+    st.none() | ids,
+    st.sampled_from([*SPAN_NAMES.values(), "GET", "other"]),
+    st.integers(min_value=0, max_value=5),
+    st.integers(min_value=0, max_value=10**6),
+    st.integers(min_value=0, max_value=10**5),
+    st.integers(min_value=0, max_value=2),
+    st.none() | st.sampled_from(["m1", "m2", "m3"]) | st.integers(0, 3),
+    resources,
+    st.none() | ids,
 )
 
 
@@ -132,18 +193,32 @@ def test_the_detector_accounts_for_every_load_whatever_the_spans(spans: list[Spa
     report = detector.report()
     assert report.loads == len(report.races) + len(report.ambiguous) + len(report.unmatched) + report.clean
     for verdict in report.races:
-        assert verdict.preceded and all(verdict.margin_ms[s] > 0 or c.basis == "derived bound"
-                                        for s, c in zip(verdict.preceded, verdict.checks, strict=False))
+        assert verdict.preceded and all(
+            verdict.margin_ms[s] > 0 or c.basis == "derived bound"
+            for s, c in zip(verdict.preceded, verdict.checks, strict=False)
+        )
 
 
-arguments = st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=300), st.binary(max_size=50),
-                      st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+arguments = st.one_of(
+    st.none(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=300),
+    st.binary(max_size=50),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
 
 
 @SETTINGS
-@given(module_id=arguments, args=st.lists(arguments, max_size=3), kwargs=st.dictionaries(
-    st.sampled_from(["module_id", "parent", "row", "x"]), arguments, max_size=3))
-def test_stage_helpers_fed_anything_never_raise_into_the_caller(module_id: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
+@given(
+    module_id=arguments,
+    args=st.lists(arguments, max_size=3),
+    kwargs=st.dictionaries(st.sampled_from(["module_id", "parent", "row", "x"]), arguments, max_size=3),
+)
+def test_stage_helpers_fed_anything_never_raise_into_the_caller(
+    module_id: Any, args: list[Any], kwargs: dict[str, Any]
+) -> None:
     @moduletrace.db_commit
     def anything(*a: Any, **k: Any) -> tuple[Any, ...]:
         return (a, k)

@@ -314,7 +314,7 @@ def _races(args: argparse.Namespace) -> int:
         print(json.dumps(as_json(report, link, partial), indent=2))
     else:
         print(as_table(report, link, partial))
-    return EXIT_RACES if report.races else EXIT_OK
+    return _exit(bool(report.races), partial)
 
 
 def _diagnose(args: argparse.Namespace) -> int:
@@ -330,7 +330,19 @@ def _diagnose(args: argparse.Namespace) -> int:
         print(json.dumps(diagnosis_json(report, link, partial), indent=2))
     else:
         print(diagnosis_table(report, link, partial))
-    return EXIT_RACES if report.diagnoses else EXIT_OK
+    return _exit(bool(report.diagnoses), partial)
+
+
+def _exit(found: bool, partial: list[str]) -> int:
+    """1 when something was found; a partial scan that found nothing is not "nothing": exit 3."""
+    if found:
+        return EXIT_RACES
+    if partial:
+        print(
+            f"moduletrace: error: the scan is partial, so finding nothing proves nothing: {partial[0]}", file=sys.stderr
+        )
+        return EXIT_BACKEND
+    return EXIT_OK
 
 
 def _format(args: argparse.Namespace) -> str:

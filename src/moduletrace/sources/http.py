@@ -8,6 +8,7 @@ and query strings are never echoed with a token in them).
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -68,6 +69,9 @@ class Backend:
             headers["Authorization"] = f"Bearer {auth.token}"
         if auth.tenant:
             headers["X-Scope-OrgID"] = auth.tenant
+        verify: bool | ssl.SSLContext = (
+            auth.verify if isinstance(auth.verify, bool) else ssl.create_default_context(cafile=auth.verify)
+        )
         basic = httpx.BasicAuth(auth.user, auth.password or "") if auth.user else None
         if parts.username and basic is None:  # user:password@host in the URL
             basic = httpx.BasicAuth(parts.username, parts.password or "")
@@ -78,7 +82,7 @@ class Backend:
         self.log = log
         self.requests = 0
         self._client = httpx.Client(
-            headers=headers, auth=basic, verify=auth.verify, timeout=timeout, transport=transport, follow_redirects=True
+            headers=headers, auth=basic, verify=verify, timeout=timeout, transport=transport, follow_redirects=True
         )
 
     def close(self) -> None:

@@ -104,7 +104,10 @@ class JaegerSource:
     def _lifecycle_operations(self, service: str) -> list[str]:
         response = self.backend.get("/api/v3/operations", {"service": service})
         body = self.backend.json(response)
-        names = {str(op.get("name")) for op in (body or {}).get("operations") or [] if isinstance(op, dict)}
+        operations = body.get("operations") if isinstance(body, dict) else None
+        if not isinstance(operations, list):
+            raise BackendError(f"Jaeger at {self.backend.base_url}: unexpected operations answer")
+        names = {str(op.get("name")) for op in operations if isinstance(op, dict)}
         return [name for name in SPAN_NAMES.values() if name in names]
 
     def _search(
@@ -162,7 +165,8 @@ class JaegerSource:
                     "limit": "20",
                 }
                 body = self.backend.json(self.backend.get("/api/traces", params))
-                for trace in (body or {}).get("data") or []:
+                traces = body.get("data") if isinstance(body, dict) else None
+                for trace in traces if isinstance(traces, list) else []:
                     yield from legacy_trace_spans(trace, self.resources, wanted)
 
 
