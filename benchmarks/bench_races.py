@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 from moduletrace.conventions import SPAN_NAMES as NAMES
 
@@ -91,37 +92,19 @@ def generate(path: str, spans: int, spans_per_module: int, seed: int = 1) -> Non
             written += spans_per_module
             for side in (0, 1):
                 if len(batch[side]) >= 100:
-                    out.write(
-                        json.dumps(
-                            {
-                                "resourceSpans": [
-                                    {
-                                        "resource": resources[side],
-                                        "scopeSpans": [{"scope": {"name": "moduletrace"}, "spans": batch[side]}],
-                                    }
-                                ]
-                            },
-                            separators=(",", ":"),
-                        )
-                        + "\n"
-                    )
+                    _write_line(out, resources[side], batch[side])
                     batch[side] = []
         for side in (0, 1):
             if batch[side]:
-                out.write(
-                    json.dumps(
-                        {
-                            "resourceSpans": [
-                                {
-                                    "resource": resources[side],
-                                    "scopeSpans": [{"scope": {"name": "moduletrace"}, "spans": batch[side]}],
-                                }
-                            ]
-                        },
-                        separators=(",", ":"),
-                    )
-                    + "\n"
-                )
+                _write_line(out, resources[side], batch[side])
+
+
+def _write_line(out: Any, resource: dict[str, object], spans: list[dict[str, object]]) -> None:
+    """One collector-style line: a resource, one scope, its spans."""
+    document = {
+        "resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": {"name": "moduletrace"}, "spans": spans}]}]
+    }
+    out.write(json.dumps(document, separators=(",", ":")) + "\n")
 
 
 def _json_only(path: str, loads: Callable[[bytes], object] = json.loads) -> float:

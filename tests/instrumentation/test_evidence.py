@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -81,18 +82,13 @@ def starved_engine(tmp_path: Path) -> Iterator[Any]:
     engine.dispose()
 
 
-@moduletrace.load_db_query
-def read_module(module_id: str, engine: Any) -> Any:
-    with engine.connect() as connection:
-        return connection.execute(text("SELECT id FROM modules WHERE id = :id"), {"id": module_id}).fetchone()
+@contextmanager
+def only_connection_held(engine: Any) -> Iterator[None]:
+    """A slow report query holds the pool's only connection for the duration of the block."""
+    holding, release = threading.Event(), threading.Event()
 
-
-def test_a_starved_sqlalchemy_pool_is_recorded_and_diagnosed_as_pool(spans: Recorded, starved_engine: Any) -> None:
-    holding = threading.Event()
-    release = threading.Event()
-
-    def slow_report() -> None:  # holds the only connection, as a slow query does
-        with starved_engine.connect():
+    def slow_report() -> None:
+        with engine.connect():
             holding.set()
             release.wait(5)
 
@@ -100,14 +96,24 @@ def test_a_starved_sqlalchemy_pool_is_recorded_and_diagnosed_as_pool(spans: Reco
     holder.start()
     holding.wait(5)
     try:
-        with pytest.raises(SQLAlchemyPoolTimeout):
-            with moduletrace.create_start("m-ok"), moduletrace.db_commit("m-ok"), moduletrace.cache_update("m-ok"):
-                pass
-            with moduletrace.load_request("m-ok"):
-                read_module("m-ok", starved_engine)
+        yield
     finally:
         release.set()
         holder.join()
+
+
+@moduletrace.load_db_query
+def read_module(module_id: str, engine: Any) -> Any:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT id FROM modules WHERE id = :id"), {"id": module_id}).fetchone()
+
+
+def test_a_starved_sqlalchemy_pool_is_recorded_and_diagnosed_as_pool(spans: Recorded, starved_engine: Any) -> None:
+    with only_connection_held(starved_engine), pytest.raises(SQLAlchemyPoolTimeout):
+        with moduletrace.create_start("m-ok"), moduletrace.db_commit("m-ok"), moduletrace.cache_update("m-ok"):
+            pass
+        with moduletrace.load_request("m-ok"):
+            read_module("m-ok", starved_engine)
     assert read_module("m-ok", starved_engine) == ("m-ok",)  # the pool works again, and records a short wait
 
     failed, succeeded = spans.named("module_load_db_query")
@@ -198,24 +204,11 @@ def _normalised(spans: Recorded) -> list[Any]:
 def test_a_pool_timeout_on_a_load_that_also_raced_is_diagnosed_pool_then_race(
     spans: Recorded, starved_engine: Any
 ) -> None:
-    holding, release = threading.Event(), threading.Event()
-
-    def slow_report() -> None:
-        with starved_engine.connect():
-            holding.set()
-            release.wait(5)
-
-    holder = threading.Thread(target=slow_report)
-    holder.start()
-    holding.wait(5)
-    try:
-        # The load runs while the creation is still committing (a race) and finds the pool starved.
+    # The load runs while the creation is still committing (a race) and finds the pool starved.
+    with only_connection_held(starved_engine):
         with moduletrace.create_start("m-both"), moduletrace.db_commit("m-both"):
             with pytest.raises(SQLAlchemyPoolTimeout), moduletrace.load_request("m-both"):
                 read_module("m-both", starved_engine)
-    finally:
-        release.set()
-        holder.join()
     diagnoser = Diagnoser()
     diagnoser.add_all(_normalised(spans))
     (diagnosis,) = diagnoser.report().diagnoses

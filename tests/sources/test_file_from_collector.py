@@ -80,17 +80,24 @@ def _spans(path: Path) -> list[dict[str, Any]]:
     return sorted(spans, key=lambda s: s["spanId"])
 
 
-def test_every_collector_file_format_and_our_embedded_file_give_the_same_races(tmp_path: Path) -> None:
-    collector = start_collector(tmp_path, CONFIG)
-    ours = tmp_path / "ours.jsonl"
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run: the same spans to our embedded file and, through the real collector, to its three formats."""
+    directory = tmp_path_factory.mktemp("collector-files")
+    collector = start_collector(directory, CONFIG)
+    ours = directory / "ours.jsonl"
     try:
         subprocess.run(
             [sys.executable, "-c", EMIT, str(ours), collector.otlp_http], env=python_env(), check=True, timeout=60
         )
-        assert wait_until(lambda: len(_spans(tmp_path / "out.jsonl")) == len(_spans(ours)), timeout=20)
+        assert wait_until(lambda: len(_spans(directory / "out.jsonl")) == len(_spans(ours)), timeout=20)
     finally:
         collector.process.stop()  # flushes and closes the compressed and proto files
-    reports = {name: races(tmp_path / name) for name in ("ours.jsonl", "out.jsonl", "out.zstd", "out.proto")}
+    return directory
+
+
+def test_every_collector_file_format_and_our_embedded_file_give_the_same_races(written: Path) -> None:
+    reports = {name: races(written / name) for name in ("ours.jsonl", "out.jsonl", "out.zstd", "out.proto")}
     summaries = {
         name: [(r["module_id"], r["trace_id"], r["load_span_id"], r["margin_ms"]) for r in report["races"]]
         for name, report in reports.items()
@@ -100,14 +107,5 @@ def test_every_collector_file_format_and_our_embedded_file_give_the_same_races(t
     assert reports["out.jsonl"]["summary"]["loads"] == 6
 
 
-def test_our_embedded_file_holds_the_same_spans_as_the_collector_file(tmp_path: Path) -> None:
-    collector = start_collector(tmp_path, CONFIG)
-    ours = tmp_path / "ours.jsonl"
-    try:
-        subprocess.run(
-            [sys.executable, "-c", EMIT, str(ours), collector.otlp_http], env=python_env(), check=True, timeout=60
-        )
-        assert wait_until(lambda: len(_spans(tmp_path / "out.jsonl")) == len(_spans(ours)), timeout=20)
-    finally:
-        collector.process.stop()
-    assert _spans(ours) == _spans(tmp_path / "out.jsonl")
+def test_our_embedded_file_holds_the_same_spans_as_the_collector_file(written: Path) -> None:
+    assert _spans(written / "ours.jsonl") == _spans(written / "out.jsonl")

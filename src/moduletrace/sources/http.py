@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from moduletrace.errors import BackendError
+from moduletrace.spans import ResourceCache
 
 _RETRYABLE_STATUS = {429, 502, 503, 504}
 
@@ -142,3 +143,31 @@ def _reason(response: httpx.Response) -> str:
         if not message and isinstance(errors, list) and errors and isinstance(errors[0], dict):
             message = str(errors[0].get("msg", ""))
     return f": {message[:200]}" if message else ""
+
+
+class BackendSource:
+    """What the Jaeger and Tempo sources share: the client, the window, the filters, what was partial."""
+
+    name = "backend"
+
+    def __init__(
+        self,
+        backend: Backend,
+        start_ns: int,
+        end_ns: int,
+        service: str | None = None,
+        limit: int = 1000,
+        warn: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self.backend = backend
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.service = service
+        self.limit = limit
+        self.warn = warn
+        self.resources = ResourceCache()
+        #: What could not be read whole (a search that could not be split further, a partial trace).
+        self.partial: list[str] = []
+
+    def describe(self) -> str:
+        return f"{self.name} at {self.backend.base_url}"

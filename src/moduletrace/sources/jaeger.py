@@ -15,12 +15,12 @@ only exists from v2.19). Legacy JSON has microsecond times and tags for kind and
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from moduletrace.conventions import LIFECYCLE_SPAN_NAMES, SPAN_NAMES
 from moduletrace.errors import BackendError
-from moduletrace.sources.http import Backend
+from moduletrace.sources.http import BackendSource
 from moduletrace.sources.otlp_json import FormatError, decode
 from moduletrace.spans import (
     KIND_CLIENT,
@@ -56,30 +56,14 @@ def _rfc3339(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class JaegerSource:
+class JaegerSource(BackendSource):
     """Lifecycle traces from Jaeger in [start_ns, end_ns]."""
 
-    def __init__(
-        self,
-        backend: Backend,
-        start_ns: int,
-        end_ns: int,
-        service: str | None = None,
-        limit: int = 1000,
-        warn: Callable[[str], None] = lambda message: None,
-    ) -> None:
-        self.backend = backend
-        self.start_ns = start_ns
-        self.end_ns = end_ns
-        self.service = service
-        self.limit = limit
-        self.warn = warn
-        self.resources = ResourceCache()
-        self.partial: list[str] = []
-        self._services: list[str] | None = None
+    name = "Jaeger"
 
-    def describe(self) -> str:
-        return f"Jaeger at {self.backend.base_url}"
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._services: list[str] | None = None
 
     def trace_url(self, trace_id: str) -> str:
         return f"{self.backend.base_url}/trace/{trace_id}"

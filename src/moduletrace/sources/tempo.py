@@ -10,12 +10,13 @@ mapping (base64 ids, enum names), not OTLP JSON; a trace Tempo marks ``PARTIAL``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from moduletrace.errors import BackendError
-from moduletrace.sources.http import Backend
+from moduletrace.sources.http import BackendSource
 from moduletrace.sources.otlp_json import FormatError, decode
-from moduletrace.spans import ResourceCache, Span, Wanted, normalise_trace_id
+from moduletrace.spans import Span, Wanted, normalise_trace_id
 
 _MIN_WINDOW_S = 2
 _MAX_SPLITS = 12
@@ -25,30 +26,14 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class TempoSource:
+class TempoSource(BackendSource):
     """Lifecycle traces from Tempo in [start_ns, end_ns]."""
 
-    def __init__(
-        self,
-        backend: Backend,
-        start_ns: int,
-        end_ns: int,
-        service: str | None = None,
-        limit: int = 1000,
-        warn: Callable[[str], None] = lambda message: None,
-    ) -> None:
-        self.backend = backend
-        self.start_ns = start_ns
-        self.end_ns = end_ns
-        self.service = service
-        self.limit = limit
-        self.warn = warn
-        self.resources = ResourceCache()
-        self.partial: list[str] = []
-        self._fetched: set[str] = set()
+    name = "Tempo"
 
-    def describe(self) -> str:
-        return f"Tempo at {self.backend.base_url}"
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fetched: set[str] = set()
 
     def trace_url(self, trace_id: str) -> str:
         return f"{self.backend.base_url}/api/v2/traces/{trace_id}"
