@@ -4,9 +4,10 @@
 
 Prints, measured side by side in one run: the time ``json.loads`` alone takes on the file's
 lines, the time the whole scan takes (read, decode, detect, report), their ratio (target <= 2x),
-and the peak memory of the scan on a file a quarter the size and on the full file, for two
-shapes: a module per 10 spans (memory follows the modules) and a module per 100 spans (the same
-number of spans, a tenth of the modules: memory must not follow the file size).
+and the peak memory of the scan on a file a quarter the size and on the full file (a module every
+50 ms, each loaded 5 ms after its creation), with the command's default settling (a module's
+loads are judged once the data is an hour past it) and with a 5-minute settling window: memory
+must follow the modules in flight, not the file size.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def generate(path: str, spans: int, spans_per_module: int, seed: int = 1) -> Non
         while written < spans:
             module += 1
             trace = f"{rng.getrandbits(128):032x}"
-            base = t0 + module * 1_000_000
+            base = t0 + module * 50_000_000  # a module every 50 ms
             race = rng.random() < 0.02
             load_at = base + (500_000 if race else 5_000_000)
             for stage in STAGES:
@@ -115,7 +116,7 @@ def _json_only(path: str, loads: Callable[[bytes], object] = json.loads) -> floa
     return time.perf_counter() - started
 
 
-def _scan(path: str) -> dict[str, float]:
+def _scan(path: str, settle_after_s: float | None = 3600) -> dict[str, float]:
     """Run in a child process: time and peak RSS of the full scan."""
     code = (
         "import gc,json,resource,sys,time\n"
@@ -123,7 +124,7 @@ def _scan(path: str) -> dict[str, float]:
         "from moduletrace.sources.file import FileSource\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "t = time.perf_counter()\n"
-        "d = RaceDetector()\n"
+        f"d = RaceDetector(settle_after_s={settle_after_s!r})\n"
         "gc.disable()  # as the command does during a scan\n"
         "for s in FileSource([sys.argv[1]], print).spans(wanted): d.add(s)\n"
         "r = d.report()\n"
@@ -161,19 +162,15 @@ def main() -> None:
             f"{scan['loads']:,} loads, {scan['races']:,} races, {scan['modules']:,} modules\n"
         )
         print("peak memory of the scan (RSS, MiB, interpreter and imports included):")
-        for per_module in (10, 100):
-            quarter = os.path.join(directory, f"quarter-{per_module}.jsonl")
-            whole = os.path.join(directory, f"whole-{per_module}.jsonl")
-            generate(quarter, args.spans // 4, spans_per_module=per_module)
-            generate(whole, args.spans, spans_per_module=per_module)
-            small, big = _scan(quarter), _scan(whole)
+        quarter = os.path.join(directory, "quarter.jsonl")
+        generate(quarter, args.spans // 4, spans_per_module=10)
+        for label, settle in (("settle after 1h (default)", 3600), ("settle after 5m", 300), ("never settle", None)):
+            small, big = _scan(quarter, settle), _scan(full, settle)
             print(
-                f"  one module per {per_module:3d} spans: {args.spans // 4:>9,} spans -> {small['peak_mib']:6.0f} MiB "
-                f"({small['modules']:,} modules); {args.spans:,} spans -> {big['peak_mib']:6.0f} MiB "
-                f"({big['modules']:,} modules)"
+                f"  {label:26s} {args.spans // 4:>9,} spans -> {small['peak_mib']:5.0f} MiB; "
+                f"{args.spans:,} spans ({big['modules']:,} modules, {args.spans / 10 * 0.05 / 60:.0f} min of data) -> "
+                f"{big['peak_mib']:5.0f} MiB"
             )
-            os.remove(quarter)
-            os.remove(whole)
     print(f"\n(this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB peak)")
 
 

@@ -18,6 +18,7 @@ of modules, not with the number of spans read.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from sys import intern
@@ -150,6 +151,23 @@ class Load(NamedTuple):
     query_span_id: str = ""  # the first query's span, when the load has one
 
 
+@dataclass(frozen=True)
+class LoadScope:
+    """Which loads a report covers: one module, loads served by one service, loads in a window."""
+
+    module: str | None = None
+    service: str | None = None
+    start_ns: int | None = None
+    end_ns: int | None = None
+
+    def includes(self, load: Load, t_load: int) -> bool:
+        if self.service is not None and load.resource.service_name != self.service:
+            return False
+        if self.start_ns is not None and t_load < self.start_ns:
+            return False
+        return self.end_ns is None or t_load <= self.end_ns
+
+
 class Judgement(NamedTuple):
     """A load and what the race rule says of it (None: clean)."""
 
@@ -177,15 +195,31 @@ def wanted(name: str, kind: int) -> object:
 class RaceDetector:
     """Applies the race rule to spans fed in any order."""
 
-    def __init__(self, skew_tolerance_ms: float = DEFAULT_SKEW_TOLERANCE_MS, derive_bounds: bool = True) -> None:
+    def __init__(
+        self,
+        skew_tolerance_ms: float = DEFAULT_SKEW_TOLERANCE_MS,
+        derive_bounds: bool = True,
+        settle_after_s: float | None = None,
+        scope: LoadScope | None = None,
+    ) -> None:
+        """``settle_after_s``: judge a module's loads once the data has moved that far past its last
+        lifecycle span, and keep only a summary of its creation (memory then follows the modules in
+        flight); None keeps everything to the end. ``scope``: which loads to report."""
         self.tolerance_ns = int(skew_tolerance_ms * 1_000_000)
         self.derive_bounds = derive_bounds
         self.offsets = ClockOffsets()
+        self.scope = scope or LoadScope()
         self._modules: dict[str, _Module] = {}
         self._lifecycle = 0
         self._without_id = 0
         self._duplicates = 0
         self._bounds: dict[tuple[str, str], OffsetBound | None] = {}
+        self._settle_after_ns = None if settle_after_s is None else int(settle_after_s * 1e9)
+        self._activity: OrderedDict[str, int] = OrderedDict()  # module -> its latest span end, oldest first
+        self._watermark = 0
+        self._settled = RaceReport()  # verdicts of loads already judged
+        self._summaries: dict[str, tuple[_Creation, ...]] = {}  # settled modules: their creations only
+        self._settled_modules: set[str] = set()
 
     # -- input ------------------------------------------------------------------------------
 
@@ -218,6 +252,11 @@ class RaceDetector:
         module = self._modules.get(module_id)
         if module is None:
             module = self._modules[module_id] = _Module()
+            summary = self._summaries.pop(module_id, None)
+            if summary is not None:  # a late span of a settled module: it comes back in flight
+                module.creations = {c.trace_id: c for c in summary}
+        if self._settle_after_ns is not None:
+            self._track(module_id, end_ns)
         failed = status_code == STATUS_ERROR or attributes.get(MODULE_CANCELLED) is True
         trace_id = intern(trace_id)  # ids repeat across a module's spans: share one string
         if stage == "load_request" or stage == "load_db_query":
@@ -262,6 +301,48 @@ class RaceDetector:
         for span in spans:
             self.add(span)
 
+    # -- settling: judging early what can no longer change ---------------------------------
+
+    def _track(self, module_id: str, end_ns: int) -> None:
+        activity = self._activity
+        if end_ns > activity.get(module_id, 0):
+            activity[module_id] = end_ns
+        activity.move_to_end(module_id)
+        if end_ns > self._watermark:
+            self._watermark = end_ns
+        if not self._lifecycle & 0x3FF:  # every 1024 lifecycle spans
+            self._sweep()
+
+    def _sweep(self) -> None:
+        assert self._settle_after_ns is not None
+        cutoff = self._watermark - self._settle_after_ns
+        self._bounds = {}  # the clock bounds may have tightened since the last sweep
+        activity = self._activity
+        while activity:
+            module_id, last = next(iter(activity.items()))
+            if last >= cutoff:
+                return
+            del activity[module_id]
+            state = self._modules[module_id]
+            if state.creations:  # a load with no creation yet stays: its creation may come later
+                self._settle(module_id, state)
+
+    def _settle(self, module_id: str, state: _Module) -> None:
+        scope = self.scope
+        settled = self._settled
+        if module_id not in self._settled_modules and scope.module in (None, module_id):
+            self._settled_modules.add(module_id)
+            for creation in state.creations.values():
+                failure = _failed_commit(module_id, creation)
+                if failure is not None:
+                    settled.failed_commits.append(failure)
+        for judgement in self._judge_module(module_id, state, scope):
+            settled.loads += 1
+            _tally(settled, judgement.outcome)
+        # Keep of each creation only what a later load is judged against.
+        self._summaries[module_id] = tuple(_compact(c) for c in state.creations.values())
+        del self._modules[module_id]
+
     def modules_without_creation(self) -> list[str]:
         """Modules with loads but no creation span: their creation may lie in another trace."""
         return sorted(
@@ -277,15 +358,30 @@ class RaceDetector:
         start_ns: int | None = None,
         end_ns: int | None = None,
     ) -> RaceReport:
-        """Verdicts for every load (optionally: of one module, served by one service, in a window)."""
+        """Verdicts for every load (optionally: of one module, served by one service, in a window).
+
+        With settling on, the scope is fixed at construction (``scope=``): loads judged early were
+        judged in it, so a report for another scope would be wrong.
+        """
+        scope = self._scope_for(module, service, start_ns, end_ns)
         self._bounds = {}  # per report: the data may have grown
+        settled = self._settled
         report = RaceReport(
+            races=list(settled.races),
+            ambiguous=list(settled.ambiguous),
+            unmatched=list(settled.unmatched),
+            failed_commits=list(settled.failed_commits),
+            clean=settled.clean,
+            loads=settled.loads,
+            modules=len(self._settled_modules),
             lifecycle_spans=self._lifecycle,
             spans_without_module_id=self._without_id,
             duplicates=self._duplicates,
             inconsistent_clocks=self.offsets.inconsistent_pairs(),
         )
-        for module_id in self._selected(module):
+        for module_id in self._selected(scope.module):
+            if module_id in self._settled_modules:
+                continue  # counted, and its failed commits reported, when it settled
             report.modules += 1
             for creation in self._modules[module_id].creations.values():
                 failure = _failed_commit(module_id, creation)
@@ -293,17 +389,10 @@ class RaceDetector:
                     report.failed_commits.append(failure)
         for judgement in self.judgements(module, service, start_ns, end_ns):
             report.loads += 1
-            outcome = judgement.outcome
-            if outcome is None:
-                report.clean += 1
-            elif isinstance(outcome, Unmatched):
-                report.unmatched.append(outcome)
-            elif outcome.verdict == "race":
-                report.races.append(outcome)
-            else:
-                report.ambiguous.append(outcome)
+            _tally(report, judgement.outcome)
         for entries in (report.races, report.ambiguous, report.unmatched):
             entries.sort(key=lambda e: (e.load_start_ns, e.module_id))
+        report.failed_commits.sort(key=lambda f: (f.end_ns, f.module_id))
         return report
 
     def judgements(
@@ -313,15 +402,26 @@ class RaceDetector:
         start_ns: int | None = None,
         end_ns: int | None = None,
     ) -> Iterator[Judgement]:
-        """Every load (optionally filtered as for :meth:`report`) with the rule's outcome for it."""
-        for module_id in self._selected(module):
-            state = self._modules[module_id]
-            for load, instant, t_load in _loads(state):
-                if service is not None and load.resource.service_name != service:
-                    continue
-                if (start_ns is not None and t_load < start_ns) or (end_ns is not None and t_load > end_ns):
-                    continue
+        """Every load still in flight (all loads when settling is off) with the rule's outcome for it."""
+        scope = self._scope_for(module, service, start_ns, end_ns)
+        for module_id in self._selected(scope.module):
+            yield from self._judge_module(module_id, self._modules[module_id], scope)
+
+    def _judge_module(self, module_id: str, state: _Module, scope: LoadScope) -> Iterator[Judgement]:
+        for load, instant, t_load in _loads(state):
+            if scope.includes(load, t_load):
                 yield Judgement(module_id, load, instant, t_load, self._judge(module_id, state, load, instant, t_load))
+
+    def _scope_for(
+        self, module: str | None, service: str | None, start_ns: int | None, end_ns: int | None
+    ) -> LoadScope:
+        asked = LoadScope(module, service, start_ns, end_ns)
+        if asked == LoadScope():
+            return self.scope
+        if self._settled_modules or self._summaries:
+            if asked != self.scope:
+                raise ValueError("loads were judged early in the detector's scope; give the scope at construction")
+        return asked
 
     def _selected(self, module: str | None) -> list[str]:
         if module is not None:
@@ -449,6 +549,32 @@ def _explain(
     else:
         rule = f"different hosts, skew tolerance {bound_ms[1]} ms"
     return StageCheck(stage, verdict, margin_ms, record.span_id, record.end_ns, basis, bound_ms, f"{what}; {rule}")
+
+
+def _tally(report: RaceReport, outcome: RaceVerdict | Unmatched | None) -> None:
+    if outcome is None:
+        report.clean += 1
+    elif isinstance(outcome, Unmatched):
+        report.unmatched.append(outcome)
+    elif outcome.verdict == "race":
+        report.races.append(outcome)
+    else:
+        report.ambiguous.append(outcome)
+
+
+def _compact(creation: _Creation) -> _Creation:
+    """A creation reduced to what later loads are judged against: its first successful stages
+    (or, where a stage never succeeded, its last failure)."""
+
+    def keep(records: list[_StageSpan]) -> list[_StageSpan]:
+        ok = [r for r in records if r.ok]
+        if ok:
+            return [min(ok, key=_end)]
+        return [max(records, key=_end)] if records else []
+
+    return _Creation(
+        creation.trace_id, creation.start_ns, creation.start_span_id, keep(creation.commits), keep(creation.caches)
+    )
 
 
 def _error(span: Span) -> str:

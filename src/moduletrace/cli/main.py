@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from moduletrace._version import __version__
-from moduletrace.analysis.races import DEFAULT_SKEW_TOLERANCE_MS, RaceDetector, wanted
+from moduletrace.analysis.races import DEFAULT_SKEW_TOLERANCE_MS, LoadScope, RaceDetector, wanted
 from moduletrace.cli.render import as_json, as_table
 from moduletrace.errors import InputError, ModuleTraceError
 
@@ -34,11 +34,11 @@ class _Parser(argparse.ArgumentParser):
         raise InputError(f"{message} (see '{self.prog} --help')")
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, flag: str = "--since") -> float:
     """'90s', '15m', '2h', '1d' -> seconds."""
     match = _DURATION.match(text)
     if not match:
-        raise InputError(f"--since {text!r}: expected a duration like 90s, 15m, 2h or 1d")
+        raise InputError(f"{flag} {text!r}: expected a duration like 90s, 15m, 2h or 1d")
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
@@ -128,6 +128,13 @@ def _scan_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_SKEW_TOLERANCE_MS,
         metavar="MS",
         help=f"clock skew allowed across hosts (default {DEFAULT_SKEW_TOLERANCE_MS:g} ms)",
+    )
+    rule.add_argument(
+        "--settle-after",
+        default="1h",
+        metavar="DURATION",
+        help="races: judge a module's loads once the data is this far past its last lifecycle span, keeping only "
+        "a summary of its creation (bounds memory on large archives; 'never' to keep everything; default 1h)",
     )
     rule.add_argument(
         "--no-derived-bounds",
@@ -257,7 +264,7 @@ def _scan(
         raise InputError("--skew-tolerance must be >= 0")
     if args.limit < 1:
         raise InputError("--limit must be >= 1")
-    lookback_ns = int(parse_duration(args.lookback) * 1e9)
+    lookback_ns = int(parse_duration(args.lookback, "--lookback") * 1e9)
     start, end = _window(args, bool(args.jaeger or args.tempo))
     warn = _Warnings()
     sources = _sources(args, start, end, warn)
@@ -306,9 +313,16 @@ def _scan(
 
 
 def _races(args: argparse.Namespace) -> int:
-    detector = RaceDetector(args.skew_tolerance, derive_bounds=not args.no_derived_bounds)
+    start, end = _window(args, bool(args.jaeger or args.tempo))
+    settle = parse_duration(args.settle_after, "--settle-after") if args.settle_after != "never" else None
+    detector = RaceDetector(
+        args.skew_tolerance,
+        derive_bounds=not args.no_derived_bounds,
+        settle_after_s=settle,
+        scope=LoadScope(args.module, args.service, start, end),
+    )
     sources, partial, start, end = _scan(args, detector, wanted)
-    report = detector.report(module=args.module, service=args.service, start_ns=start, end_ns=end)
+    report = detector.report()
     link = _link(sources)
     if _format(args) == "json":
         print(json.dumps(as_json(report, link, partial), indent=2))
