@@ -255,9 +255,9 @@ def _window(args: argparse.Namespace, backend: bool) -> tuple[int | None, int | 
 
 
 def _scan(
-    args: argparse.Namespace, consumer: Any, wanted_spans: Any
-) -> tuple[list[Any], list[str], int | None, int | None]:
-    """Read every source into ``consumer`` (a RaceDetector or a Diagnoser); (sources, partial, start, end)."""
+    args: argparse.Namespace, consumer: Any, wanted_spans: Any, window: tuple[int | None, int | None]
+) -> tuple[list[Any], list[str]]:
+    """Read every source into ``consumer`` (a RaceDetector or a Diagnoser); (sources, what was partial)."""
     if not (args.file or args.jaeger or args.tempo):
         raise InputError("give a source: --file PATH, --jaeger URL or --tempo URL")
     if args.skew_tolerance < 0:
@@ -265,7 +265,7 @@ def _scan(
     if args.limit < 1:
         raise InputError("--limit must be >= 1")
     lookback_ns = int(parse_duration(args.lookback, "--lookback") * 1e9)
-    start, end = _window(args, bool(args.jaeger or args.tempo))
+    start, end = window
     warn = _Warnings()
     sources = _sources(args, start, end, warn)
     detector = getattr(consumer, "detector", consumer)
@@ -309,7 +309,7 @@ def _scan(
         for source in sources:
             if hasattr(source, "backend"):
                 source.backend.close()
-    return sources, partial, start, end
+    return sources, partial
 
 
 def _races(args: argparse.Namespace) -> int:
@@ -321,7 +321,7 @@ def _races(args: argparse.Namespace) -> int:
         settle_after_s=settle,
         scope=LoadScope(args.module, args.service, start, end),
     )
-    sources, partial, start, end = _scan(args, detector, wanted)
+    sources, partial = _scan(args, detector, wanted, (start, end))
     report = detector.report()
     link = _link(sources)
     if _format(args) == "json":
@@ -337,7 +337,8 @@ def _diagnose(args: argparse.Namespace) -> int:
     from moduletrace.cli.render import diagnosis_json, diagnosis_table
 
     diagnoser = Diagnoser(RaceDetector(args.skew_tolerance, derive_bounds=not args.no_derived_bounds))
-    sources, partial, start, end = _scan(args, diagnoser, diagnosis_wanted)
+    start, end = _window(args, bool(args.jaeger or args.tempo))
+    sources, partial = _scan(args, diagnoser, diagnosis_wanted, (start, end))
     report = diagnoser.report(module=args.module, service=args.service, start_ns=start, end_ns=end)
     link = _link(sources)
     if _format(args) == "json":
