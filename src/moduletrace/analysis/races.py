@@ -18,7 +18,6 @@ of modules, not with the number of spans read.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from sys import intern
@@ -183,6 +182,7 @@ class _Module:
     creations: dict[str, _Creation] = field(default_factory=dict)
     requests: list[Load] = field(default_factory=list)
     queries: list[Load] = field(default_factory=list)
+    bucket: int = -1  # the time bucket of its latest lifecycle span (settling)
 
 
 def wanted(name: str, kind: int) -> object:
@@ -215,10 +215,12 @@ class RaceDetector:
         self._duplicates = 0
         self._bounds: dict[tuple[str, str], OffsetBound | None] = {}
         self._settle_after_ns = None if settle_after_s is None else int(settle_after_s * 1e9)
-        self._activity: OrderedDict[str, int] = OrderedDict()  # module -> its latest span end, oldest first
+        # Modules by the time bucket of their latest lifecycle span: a sweep settles the old buckets.
+        self._bucket_ns = max(1_000_000_000, (self._settle_after_ns or 0) // 8)
+        self._buckets: dict[int, list[str]] = {}
         self._watermark = 0
         self._settled = RaceReport()  # verdicts of loads already judged
-        self._summaries: dict[str, tuple[_Creation, ...]] = {}  # settled modules: their creations only
+        self._summaries: dict[str, tuple[_Summary, ...]] = {}  # settled modules: their creations only
         self._settled_modules: set[str] = set()
 
     # -- input ------------------------------------------------------------------------------
@@ -254,9 +256,16 @@ class RaceDetector:
             module = self._modules[module_id] = _Module()
             summary = self._summaries.pop(module_id, None)
             if summary is not None:  # a late span of a settled module: it comes back in flight
-                module.creations = {c.trace_id: c for c in summary}
+                module.creations = {c.trace_id: _expand(c) for c in summary}
         if self._settle_after_ns is not None:
-            self._track(module_id, end_ns)
+            bucket = end_ns // self._bucket_ns
+            if bucket > module.bucket:
+                module.bucket = bucket
+                self._buckets.setdefault(bucket, []).append(module_id)
+            if end_ns > self._watermark:
+                self._watermark = end_ns
+            if not self._lifecycle & 0x3FF:  # every 1024 lifecycle spans
+                self._sweep()
         failed = status_code == STATUS_ERROR or attributes.get(MODULE_CANCELLED) is True
         trace_id = intern(trace_id)  # ids repeat across a module's spans: share one string
         if stage == "load_request" or stage == "load_db_query":
@@ -303,29 +312,17 @@ class RaceDetector:
 
     # -- settling: judging early what can no longer change ---------------------------------
 
-    def _track(self, module_id: str, end_ns: int) -> None:
-        activity = self._activity
-        if end_ns > activity.get(module_id, 0):
-            activity[module_id] = end_ns
-        activity.move_to_end(module_id)
-        if end_ns > self._watermark:
-            self._watermark = end_ns
-        if not self._lifecycle & 0x3FF:  # every 1024 lifecycle spans
-            self._sweep()
-
     def _sweep(self) -> None:
         assert self._settle_after_ns is not None
-        cutoff = self._watermark - self._settle_after_ns
+        cutoff = (self._watermark - self._settle_after_ns) // self._bucket_ns
         self._bounds = {}  # the clock bounds may have tightened since the last sweep
-        activity = self._activity
-        while activity:
-            module_id, last = next(iter(activity.items()))
-            if last >= cutoff:
-                return
-            del activity[module_id]
-            state = self._modules[module_id]
-            if state.creations:  # a load with no creation yet stays: its creation may come later
-                self._settle(module_id, state)
+        for bucket in sorted(b for b in self._buckets if b < cutoff):
+            for module_id in self._buckets.pop(bucket):
+                state = self._modules.get(module_id)
+                # Settle a module only if nothing newer came since, and if it has a creation: a
+                # load whose creation is not in yet stays, since its creation may still come.
+                if state is not None and state.bucket == bucket and state.creations:
+                    self._settle(module_id, state)
 
     def _settle(self, module_id: str, state: _Module) -> None:
         scope = self.scope
@@ -562,18 +559,34 @@ def _tally(report: RaceReport, outcome: RaceVerdict | Unmatched | None) -> None:
         report.ambiguous.append(outcome)
 
 
-def _compact(creation: _Creation) -> _Creation:
-    """A creation reduced to what later loads are judged against: its first successful stages
-    (or, where a stage never succeeded, its last failure)."""
+class _Summary(NamedTuple):
+    """A settled creation: what a later load is judged against, and no more."""
 
-    def keep(records: list[_StageSpan]) -> list[_StageSpan]:
+    trace_id: str
+    start_ns: int | None
+    commit: _StageSpan | None
+    cache: _StageSpan | None
+
+
+def _compact(creation: _Creation) -> _Summary:
+    """Keep of a creation its first successful stages (or, where a stage never succeeded, its last failure)."""
+
+    def keep(records: list[_StageSpan]) -> _StageSpan | None:
         ok = [r for r in records if r.ok]
         if ok:
-            return [min(ok, key=_end)]
-        return [max(records, key=_end)] if records else []
+            return min(ok, key=_end)
+        return max(records, key=_end) if records else None
 
+    return _Summary(creation.trace_id, creation.start_ns, keep(creation.commits), keep(creation.caches))
+
+
+def _expand(summary: _Summary) -> _Creation:
     return _Creation(
-        creation.trace_id, creation.start_ns, creation.start_span_id, keep(creation.commits), keep(creation.caches)
+        summary.trace_id,
+        summary.start_ns,
+        "",
+        [summary.commit] if summary.commit else [],
+        [summary.cache] if summary.cache else [],
     )
 
 
