@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.support.pipeline import CLEAN, RACING, Pipeline
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -89,3 +91,28 @@ def test_diagnose_from_jaeger_names_the_racing_loads_as_races(pipeline: Pipeline
     report = json.loads(result.stdout)
     assert {d["module_id"]: d["cause"] for d in report["failed_loads"]} == {m: "race" for m in RACING}
     assert all(d["strength"] == "same-clock timestamps" for d in report["failed_loads"])
+
+
+def test_the_demo_sent_to_the_collector_shows_the_same_races_in_jaeger(pipeline: Pipeline, tmp_path: Path) -> None:
+    # As the README's next commands say: `moduletrace demo --otlp ...`, then `races --jaeger ...`.
+    from moduletrace.demo import DemoOptions, run
+
+    result = run(
+        DemoOptions(
+            seed=21,
+            modules=40,
+            concurrency=4,
+            race_rate=0.1,
+            auth_rate=0.05,
+            pool_rate=0.0,
+            otlp=pipeline.collector.otlp_http,
+            directory=str(tmp_path),
+        )
+    )
+    assert result.matches
+
+    def from_jaeger() -> list[str]:
+        _, report = races("--jaeger", pipeline.jaeger.query_url, "--since", "15m", "--service", "canvas-service")
+        return sorted(r["module_id"] for r in report["races"] if r["module_id"].startswith("mod-21-"))
+
+    assert wait_until(lambda: from_jaeger() == sorted(result.injected_races), timeout=30), from_jaeger()
