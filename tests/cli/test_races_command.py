@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 
 from moduletrace.cli.main import main
 from tests.sources.test_file import line, otlp_span, write_lines
+from tests.support.local_server import LocalServer
 from tests.support.processes import free_port
 
 HEX32 = set("0123456789abcdef")
@@ -142,17 +142,15 @@ class _Failing:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.local = LocalServer(Handler)
+        self.url = self.local.url
 
 
 @pytest.fixture
 def failing() -> Iterator[_Failing]:
     backend = _Failing()
     yield backend
-    backend.server.shutdown()
-    backend.server.server_close()
+    backend.local.close()
 
 
 def test_a_backend_answering_5xx_is_retried_then_exit_3(failing: _Failing, capsys: pytest.CaptureFixture[str]) -> None:

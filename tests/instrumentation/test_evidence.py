@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from moduletrace.analysis.diagnosis import Diagnoser
 from moduletrace.instrumentation.evidence import httpx_response_hook, token_id
 from moduletrace.sources.file import read_spans
 from tests.conftest import Recorded
+from tests.support.local_server import LocalServer
 
 
 def jwt(**claims: Any) -> str:
@@ -150,9 +151,8 @@ class AuthServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.local = LocalServer(Handler)
+        self.url = self.local.url
 
 
 @pytest.fixture
@@ -176,8 +176,7 @@ def test_a_real_401_is_recorded_on_the_client_span_and_diagnosed_as_auth(
                         f"{server.url}/modules/m-auth", headers={"Authorization": "Bearer s3cr3t"}
                     ).raise_for_status()
     finally:
-        server.server.shutdown()
-        server.server.server_close()
+        server.local.close()
     (client_span,) = [s for s in spans.all() if s.name == "GET"]
     assert client_span.attributes["module.auth.error"] == "invalid_token"
     assert client_span.attributes["module.auth.status"] == 401
@@ -228,8 +227,7 @@ def test_a_401_for_a_token_not_valid_yet_is_diagnosed_as_clock_skew(spans: Recor
                     f"{server.url}/modules/m-skew", headers={"Authorization": f"Bearer {token}"}
                 ).raise_for_status()
     finally:
-        server.server.shutdown()
-        server.server.server_close()
+        server.local.close()
     diagnoser = Diagnoser()
     diagnoser.add_all(_normalised(spans))
     (diagnosis,) = diagnoser.report().diagnoses

@@ -7,16 +7,16 @@ demand (and no Tempo runs here at all). Refused connections come from a real Jae
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from moduletrace.cli.main import main
+from tests.support.local_server import LocalServer
 from tests.support.peers import start_jaeger
 
 
@@ -48,18 +48,15 @@ class FakeTempo:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.local = LocalServer(Handler)
+        self.url = self.local.url
 
 
 @pytest.fixture
 def fake_tempo(request: pytest.FixtureRequest) -> Iterator[FakeTempo]:
     server = FakeTempo(request.param)
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    server.local.close()
 
 
 @pytest.mark.parametrize("fake_tempo", ["partial"], indirect=True)

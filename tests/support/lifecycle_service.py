@@ -20,13 +20,14 @@ import signal
 import sqlite3
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import httpx
 from opentelemetry import context, propagate
 
 import moduletrace
+from moduletrace.demo.services import JsonHandler
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
         db.execute("CREATE TABLE IF NOT EXISTS modules (id TEXT PRIMARY KEY, carrier TEXT)")
         db.execute("CREATE TABLE IF NOT EXISTS module_index (id TEXT PRIMARY KEY)")
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_POST(self) -> None:  # noqa: N802
             module_id = self.path.rsplit("/", 1)[-1]
             racing = module_id.startswith("race-")
@@ -51,7 +52,7 @@ def main() -> None:
                     db.execute("INSERT INTO module_index VALUES (?)", (module_id,))
                 if load_url and not racing:
                     httpx.get(f"{load_url}/modules/{module_id}", timeout=10).raise_for_status()
-            self._reply(200, {"id": module_id, "carrier": carrier})
+            self.reply(200, {"id": module_id, "carrier": carrier})
 
         def do_GET(self) -> None:  # noqa: N802
             module_id = self.path.rsplit("/", 1)[-1]
@@ -65,11 +66,11 @@ def main() -> None:
                 with moduletrace.load_request(module_id, parent=carrier):
                     self._query(module_id)
             except LookupError:
-                self._reply(404, {"error": "failed to load"})
+                self.reply(404, {"error": "failed to load"})
                 return
             finally:
                 context.detach(token)
-            self._reply(200, {"id": module_id})
+            self.reply(200, {"id": module_id})
 
         @moduletrace.load_db_query(id_param="module_id")
         def _query(self, module_id: str) -> Any:
@@ -78,17 +79,6 @@ def main() -> None:
             if row is None:
                 raise LookupError(f"module {module_id} not found")
             return row
-
-        def _reply(self, status: int, body: dict[str, Any]) -> None:
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: Any) -> None:
-            pass
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

@@ -49,7 +49,9 @@ def schema(path: str) -> None:
         db.execute("CREATE TABLE IF NOT EXISTS load_attempts (id TEXT, at REAL)")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class JsonHandler(BaseHTTPRequestHandler):
+    """Quiet HTTP/1.1 handler answering JSON."""
+
     protocol_version = "HTTP/1.1"
 
     def reply(self, status: int, body: dict[str, Any]) -> None:
@@ -76,7 +78,7 @@ def module_service(port: int, db_path: str, secret: bytes) -> ThreadingHTTPServe
             with moduletrace.cache_update(module_id, parent=carrier):
                 db.execute("INSERT OR IGNORE INTO module_index VALUES (?)", (module_id,))
 
-    class Handler(_Handler):
+    class Handler(JsonHandler):
         def do_POST(self) -> None:  # noqa: N802
             path = urlsplit(self.path)
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -111,7 +113,7 @@ def canvas_service(port: int, db_path: str, secret: bytes, pool_size: int, pool_
             raise ModuleNotFound(f"module {module_id} not found")
         return str(row[0])
 
-    class Handler(_Handler):
+    class Handler(JsonHandler):
         def do_GET(self) -> None:  # noqa: N802
             path = urlsplit(self.path)
             if path.path == "/report":
