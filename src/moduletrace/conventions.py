@@ -1,25 +1,44 @@
-"""The names users' saved queries depend on: span names, stages and attribute keys.
+"""The vocabulary: every span name and attribute key that instrumentation writes and analysis reads.
 
-Fixed by the product contract (shared/design.md); the instrumentation writes them and the
-analysis reads them, so both import them from here.
+Fixed by the product contract (docs/design.md): users' saved Jaeger/TraceQL queries and dashboards
+depend on these strings. Nothing else in the package spells them; instrumentation, analysis and the
+backend queries all import them from here.
+
+Standard OpenTelemetry keys are spelled here too, as plain strings equal to the
+``opentelemetry.semconv`` constants (a test holds them equal): importing semconv costs the CLI
+~0.1 s of start-up for a handful of strings.
 """
 
 from __future__ import annotations
 
 from typing import Final, Literal
 
-Stage = Literal["create_start", "db_commit", "cache_update", "load_request", "load_db_query"]
+# --- lifecycle stages and span names -----------------------------------------------------------
+
+StageName = Literal["create_start", "db_commit", "cache_update", "load_request", "load_db_query"]
+
+CREATE_START: Final = "create_start"
+DB_COMMIT: Final = "db_commit"
+CACHE_UPDATE: Final = "cache_update"
+LOAD_REQUEST: Final = "load_request"
+LOAD_DB_QUERY: Final = "load_db_query"
 
 #: stage -> span name, in lifecycle order.
 SPAN_NAMES: Final[dict[str, str]] = {
-    "create_start": "module_create_start",
-    "db_commit": "module_create_db_commit",
-    "cache_update": "module_create_cache_update",
-    "load_request": "module_load_request",
-    "load_db_query": "module_load_db_query",
+    CREATE_START: "module_create_start",
+    DB_COMMIT: "module_create_db_commit",
+    CACHE_UPDATE: "module_create_cache_update",
+    LOAD_REQUEST: "module_load_request",
+    LOAD_DB_QUERY: "module_load_db_query",
 }
+#: span name -> stage.
 STAGES: Final[dict[str, str]] = {name: stage for stage, name in SPAN_NAMES.items()}
 LIFECYCLE_SPAN_NAMES: Final[frozenset[str]] = frozenset(SPAN_NAMES.values())
+#: The creation stages a load is judged against, in order.
+CREATION_STAGES: Final = (DB_COMMIT, CACHE_UPDATE)
+CREATION_SPAN_NAMES: Final = tuple(SPAN_NAMES[s] for s in (CREATE_START, DB_COMMIT, CACHE_UPDATE))
+
+# --- attributes on every lifecycle span --------------------------------------------------------
 
 MODULE_ID: Final = "module.id"
 MODULE_STAGE: Final = "module.stage"
@@ -28,6 +47,72 @@ MODULE_CANCELLED: Final = "module.cancelled"
 #: On span links: "creation" (the link points at the module's creation) or "request"
 #: (the link points at the span that was current when the load began).
 MODULE_LINK_TYPE: Final = "module.link.type"
+LINK_CREATION: Final = "creation"
+LINK_REQUEST: Final = "request"
 
 #: Module ids longer than this are truncated (a span attribute is not a blob store).
 MAX_MODULE_ID_LENGTH: Final = 256
+
+# --- evidence: what the data looked like (decides races without clocks) ------------------------
+
+DATA_PREFIX: Final = "module.data."
+#: On a commit: the version written (row version, LSN, log position).
+DATA_VERSION: Final = "module.data.version"
+#: On a read: the version the read saw.
+DATA_OBSERVED_VERSION: Final = "module.data.observed_version"
+#: On a read: whether the read found the module's row.
+DATA_FOUND: Final = "module.data.found"
+CACHE_PREFIX: Final = "module.cache."
+#: On a cache read: hit (True) or miss (False).
+CACHE_HIT: Final = "module.cache.hit"
+#: On a cache update: the version written.
+CACHE_VERSION: Final = "module.cache.version"
+
+# --- evidence: the token at the load ------------------------------------------------------------
+
+AUTH_PREFIX: Final = "module.auth."
+AUTH_TOKEN_EXPIRES_IN_S: Final = "module.auth.token_expires_in_s"
+AUTH_TOKEN_EXPIRED: Final = "module.auth.token_expired"
+AUTH_TOKEN_AGE_S: Final = "module.auth.token_age_s"
+AUTH_TOKEN_TTL_S: Final = "module.auth.token_ttl_s"
+AUTH_TOKEN_NOT_YET_VALID: Final = "module.auth.token_not_yet_valid"
+#: A keyed hash of the token (never the token).
+AUTH_TOKEN_ID: Final = "module.auth.token_id"
+AUTH_STATUS: Final = "module.auth.status"
+#: The ``error`` code of a ``WWW-Authenticate`` challenge (RFC 6750), e.g. invalid_token.
+AUTH_ERROR: Final = "module.auth.error"
+
+# --- evidence: the wait for a pooled connection --------------------------------------------------
+
+POOL_PREFIX: Final = "module.pool."
+POOL_NAME: Final = "module.pool.name"
+POOL_WAIT_MS: Final = "module.pool.wait_ms"
+POOL_TIMED_OUT: Final = "module.pool.timed_out"
+POOL_SIZE: Final = "module.pool.size"
+POOL_TIMEOUT_S: Final = "module.pool.timeout_s"
+POOL_IN_USE: Final = "module.pool.in_use"
+#: Span event added when the wait for a connection timed out.
+POOL_TIMEOUT_EVENT: Final = "pool.timeout"
+
+# --- the loader's attempts -----------------------------------------------------------------------
+
+LOAD_PREFIX: Final = "module.load."
+LOAD_ATTEMPT: Final = "module.load.attempt"
+LOAD_ATTEMPTS_MAX: Final = "module.load.attempts_max"
+
+#: Every prefix of moduletrace's evidence attributes.
+EVIDENCE_PREFIXES: Final = (AUTH_PREFIX, POOL_PREFIX, DATA_PREFIX, CACHE_PREFIX, LOAD_PREFIX)
+
+# --- standard OpenTelemetry keys read or written (equal to opentelemetry.semconv) --------------
+
+ERROR_TYPE: Final = "error.type"
+EXCEPTION_TYPE: Final = "exception.type"
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+DB_SYSTEM: Final = "db.system"  # the older key, still written by many instrumentations
+DB_SYSTEM_NAME: Final = "db.system.name"
+DB_COLLECTION_NAME: Final = "db.collection.name"
+SERVICE_NAME: Final = "service.name"
+SERVICE_INSTANCE_ID: Final = "service.instance.id"
+HOST_ID: Final = "host.id"
+HOST_NAME: Final = "host.name"
+PROCESS_PID: Final = "process.pid"

@@ -21,31 +21,42 @@ Strength of the evidence, strongest first: ``data version``, ``status code``, ``
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from moduletrace.analysis.races import Judgement, Load, RaceDetector, RaceVerdict, Unmatched
-from moduletrace.conventions import LIFECYCLE_SPAN_NAMES
+from moduletrace.causes import classify, is_clock_skew, says_not_found
+from moduletrace.conventions import (
+    AUTH_ERROR,
+    AUTH_STATUS,
+    AUTH_TOKEN_EXPIRED,
+    AUTH_TOKEN_EXPIRES_IN_S,
+    AUTH_TOKEN_NOT_YET_VALID,
+    CACHE_HIT,
+    CACHE_VERSION,
+    DATA_FOUND,
+    DATA_OBSERVED_VERSION,
+    DATA_PREFIX,
+    DATA_VERSION,
+    ERROR_TYPE,
+    EVIDENCE_PREFIXES,
+    EXCEPTION_TYPE,
+    HTTP_RESPONSE_STATUS_CODE,
+    LIFECYCLE_SPAN_NAMES,
+    POOL_IN_USE,
+    POOL_SIZE,
+    POOL_TIMED_OUT,
+    POOL_TIMEOUT_S,
+    POOL_WAIT_MS,
+)
 from moduletrace.spans import STATUS_ERROR, Span
 
 Cause = Literal["auth", "pool", "race", "not_found", "unknown"]
 CAUSES: tuple[Cause, ...] = ("auth", "pool", "race", "not_found", "unknown")
 
-_POOL_MESSAGE = re.compile(
-    r"QueuePool limit of size (\d+) overflow (-?\d+) reached, connection timed out, timeout (\d+(?:\.\d+)?)"
-    r"|couldn't get a connection after|pool (?:of size \d+ )?exhausted|PoolTimeout",
-    re.IGNORECASE,
-)
-_POOL_TYPES = re.compile(r"PoolTimeout|sqlalchemy\.exc\.TimeoutError|PoolExhausted|QueuePool", re.IGNORECASE)
-_AUTH_TYPES = re.compile(r"Expired|Unauthori[sz]ed|Forbidden|InvalidToken|Token|JWT|Auth|Signature", re.IGNORECASE)
-_SKEW = re.compile(r"not yet valid|ImmatureSignature|\bnbf\b|issued in the future", re.IGNORECASE)
-_NOT_FOUND = re.compile(r"not ?found|NotFound|DoesNotExist|NoResultFound|404|missing", re.IGNORECASE)
-
 #: Attributes kept from the spans of a failed load (never free text beyond the redacted status).
-_EVIDENCE_KEYS = ("error.type", "http.response.status_code", "exception.type")
-_EVIDENCE_PREFIXES = ("module.auth.", "module.pool.", "module.data.", "module.cache.", "module.load.")
+_EVIDENCE_KEYS = (ERROR_TYPE, HTTP_RESPONSE_STATUS_CODE, EXCEPTION_TYPE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +117,9 @@ class Diagnoser:
     def add(self, span: Span) -> None:
         self.detector.add(span)
         attributes = span.attributes
-        kept = {k: v for k, v in attributes.items() if k in _EVIDENCE_KEYS or k.startswith(_EVIDENCE_PREFIXES)}
+        kept = {k: v for k, v in attributes.items() if k in _EVIDENCE_KEYS or k.startswith(EVIDENCE_PREFIXES)}
         failed = span.status_code == STATUS_ERROR
-        status = attributes.get("http.response.status_code")
+        status = attributes.get(HTTP_RESPONSE_STATUS_CODE)
         http_error = isinstance(status, int) and status >= 400
         if not (kept or failed or http_error):
             return
@@ -176,7 +187,7 @@ class Diagnoser:
             if isinstance(outcome, RaceVerdict) and outcome.verdict == "ambiguous":
                 detail = "possible race"
                 lines.append("the read started within the clock-skew margin of " + ", ".join(outcome.preceded))
-            if any(_NOT_FOUND.search(_text(a)) for a in seen):
+            if any(says_not_found(_text(a)) for a in seen):
                 lines.append(
                     "the read found nothing although it came after the commit and the cache update: "
                     "a wrong key, a tenant filter, or rows hidden by authorisation"
@@ -186,7 +197,7 @@ class Diagnoser:
         else:
             cause, strength, lines, detail = causes[0]
             secondary = tuple(c for c, *_ in causes[1:])
-        error_types = sorted({str(a["error.type"]) for a in seen if "error.type" in a})
+        error_types = sorted({str(a[ERROR_TYPE]) for a in seen if ERROR_TYPE in a})
         if error_types:
             lines.append("error.type: " + ", ".join(error_types))
         return Diagnosis(
@@ -222,9 +233,9 @@ class Diagnoser:
             creation_trace = judgement.load.trace_id
         written = self.detector.creation_stage_attributes(judgement.module_id, creation_trace or "")
         for read in seen:
-            observed = read.get("module.data.observed_version")
-            committed = written.get("module.data.version")
-            if read.get("module.data.found") is False and committed is not None:
+            observed = read.get(DATA_OBSERVED_VERSION)
+            committed = written.get(DATA_VERSION)
+            if read.get(DATA_FOUND) is False and committed is not None:
                 return (
                     "data version",
                     [f"the read found no row although the creation committed version {committed}"],
@@ -236,10 +247,10 @@ class Diagnoser:
                     [f"the read observed version {observed}, older than the committed {committed}"],
                     "commit",
                 )
-            if read.get("module.cache.hit") is False and written.get("module.cache.version") is not None:
+            if read.get(CACHE_HIT) is False and written.get(CACHE_VERSION) is not None:
                 return (
                     "data version",
-                    [f"cache miss before the cache update wrote version {written['module.cache.version']}"],
+                    [f"cache miss before the cache update wrote version {written[CACHE_VERSION]}"],
                     "cache",
                 )
         if isinstance(outcome, RaceVerdict) and outcome.verdict == "race":
@@ -255,14 +266,14 @@ class Diagnoser:
 
     def _missing(self, judgement: Judgement, seen: list[dict[str, Any]]) -> list[str]:
         hints = []
-        if not any("error.type" in a for a in seen):
+        if not any(ERROR_TYPE in a for a in seen):
             hints.append(
                 "no error.type on the failed load: let the exception reach the stage span "
                 "(or set error.type) so the cause has a name"
             )
         if not judgement.load.query_span_id:
             hints.append("no module_load_db_query span: wrap the read in moduletrace.load_db_query")
-        if not any(k.startswith("module.data.") for a in seen for k in a):
+        if not any(k.startswith(DATA_PREFIX) for a in seen for k in a):
             hints.append(
                 "no data versions: moduletrace.record_data_version(found=..., observed_version=...) on the read "
                 "and version=... on the commit decide races without clocks"
@@ -273,27 +284,27 @@ class Diagnoser:
 
 
 def _text(attributes: Mapping[str, Any]) -> str:
-    return " ".join(str(attributes.get(k, "")) for k in ("error.type", "status.message", "exception.type"))
+    return " ".join(str(attributes.get(k, "")) for k in (ERROR_TYPE, "status.message", EXCEPTION_TYPE))
 
 
 def _pool(seen: list[dict[str, Any]]) -> tuple[str, list[str], str] | None:
     for attributes in seen:
         text = _text(attributes)
-        if attributes.get("module.pool.timed_out") is True:
-            size = attributes.get("module.pool.size")
-            used = attributes.get("module.pool.in_use")
+        if attributes.get(POOL_TIMED_OUT) is True:
+            size = attributes.get(POOL_SIZE)
+            used = attributes.get(POOL_IN_USE)
             snapshot = f" (pool size {size}, in use {used})" if size is not None else ""
             return (
                 "exception",
                 [
                     f"timed out waiting for a pooled connection after "
-                    f"{attributes.get('module.pool.wait_ms', '?')} ms{snapshot}"
+                    f"{attributes.get(POOL_WAIT_MS, '?')} ms{snapshot}"
                 ],
                 "timeout",
             )
-        if _POOL_MESSAGE.search(text) or _POOL_TYPES.search(str(attributes.get("error.type", ""))):
+        if classify(str(attributes.get(ERROR_TYPE, "")), text) == "pool":
             return "exception", [f"pool timeout: {text.strip()[:200]}"], "timeout"
-        wait, timeout = attributes.get("module.pool.wait_ms"), attributes.get("module.pool.timeout_s")
+        wait, timeout = attributes.get(POOL_WAIT_MS), attributes.get(POOL_TIMEOUT_S)
         if isinstance(wait, (int, float)) and isinstance(timeout, (int, float)) and timeout and wait >= 900 * timeout:
             return (
                 "weak",
@@ -306,9 +317,9 @@ def _pool(seen: list[dict[str, Any]]) -> tuple[str, list[str], str] | None:
 def _auth(seen: list[dict[str, Any]]) -> tuple[str, list[str], str] | None:
     for attributes in seen:
         text = _text(attributes)
-        status = attributes.get("http.response.status_code") or attributes.get("module.auth.status")
-        error = str(attributes.get("module.auth.error", ""))
-        skew = attributes.get("module.auth.token_not_yet_valid") is True or bool(_SKEW.search(text))
+        status = attributes.get(HTTP_RESPONSE_STATUS_CODE) or attributes.get(AUTH_STATUS)
+        error = str(attributes.get(AUTH_ERROR, ""))
+        skew = attributes.get(AUTH_TOKEN_NOT_YET_VALID) is True or is_clock_skew(text)
         where = attributes.get("span.name", "the load")
         if skew:
             return (
@@ -319,12 +330,12 @@ def _auth(seen: list[dict[str, Any]]) -> tuple[str, list[str], str] | None:
                 ],
                 "clock skew",
             )
-        if status in (401, 403) or error or attributes.get("module.auth.token_expired") is True:
+        if status in (401, 403) or error or attributes.get(AUTH_TOKEN_EXPIRED) is True:
             kind = "scope" if status == 403 or error == "insufficient_scope" else "expired"
             lines = [f"HTTP {status} at {where}" if status else f"token rejected at {where}"]
             if error:
                 lines.append(f'WWW-Authenticate error="{error}"')
-            expires_in = attributes.get("module.auth.token_expires_in_s")
+            expires_in = attributes.get(AUTH_TOKEN_EXPIRES_IN_S)
             if isinstance(expires_in, (int, float)):
                 lines.append(
                     f"token expired {-expires_in:.1f} s before the request"
@@ -332,8 +343,8 @@ def _auth(seen: list[dict[str, Any]]) -> tuple[str, list[str], str] | None:
                     else f"token still valid for {expires_in:.1f} s"
                 )
             return "status code" if status else "exception", lines, kind
-        if _AUTH_TYPES.search(str(attributes.get("error.type", ""))):
-            return "exception", [f"authentication error {attributes['error.type']} at {where}"], "expired"
+        if classify(str(attributes.get(ERROR_TYPE, ""))) == "auth":
+            return "exception", [f"authentication error {attributes[ERROR_TYPE]} at {where}"], "expired"
     return None
 
 

@@ -34,11 +34,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import moduletrace
+from moduletrace.conventions import DB_COLLECTION_NAME, DB_SYSTEM_NAME
 from moduletrace.demo import tokens
 from moduletrace.demo.errors import ModuleNotFound
 from moduletrace.demo.pool import ConnectionPool, PoolTimeout
 
-DB_ATTRIBUTES = {"db.system.name": "sqlite", "db.collection.name": "module_index"}
+DB_ATTRIBUTES = {DB_SYSTEM_NAME: "sqlite", DB_COLLECTION_NAME: "module_index"}
 
 
 def schema(path: str) -> None:
@@ -90,7 +91,7 @@ def module_service(port: int, db_path: str, secret: bytes) -> ThreadingHTTPServe
             lagging = self.headers.get("X-Demo-Fault") == "race"
             with moduletrace.create_start(module_id):
                 carrier = moduletrace.carrier()
-                with moduletrace.db_commit(module_id, attributes={"db.system.name": "sqlite"}):
+                with moduletrace.db_commit(module_id, attributes={DB_SYSTEM_NAME: "sqlite"}):
                     with sqlite3.connect(db_path, timeout=10) as db:
                         db.execute("INSERT INTO modules VALUES (?, ?)", (module_id, json.dumps(carrier)))
                 if lagging:

@@ -31,6 +31,28 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
+from moduletrace.conventions import (
+    AUTH_ERROR,
+    AUTH_STATUS,
+    AUTH_TOKEN_AGE_S,
+    AUTH_TOKEN_EXPIRED,
+    AUTH_TOKEN_EXPIRES_IN_S,
+    AUTH_TOKEN_ID,
+    AUTH_TOKEN_NOT_YET_VALID,
+    AUTH_TOKEN_TTL_S,
+    CACHE_HIT,
+    CACHE_VERSION,
+    DATA_FOUND,
+    DATA_OBSERVED_VERSION,
+    DATA_VERSION,
+    POOL_IN_USE,
+    POOL_NAME,
+    POOL_SIZE,
+    POOL_TIMED_OUT,
+    POOL_TIMEOUT_EVENT,
+    POOL_TIMEOUT_S,
+    POOL_WAIT_MS,
+)
 from moduletrace.instrumentation._guard import internal_error, warn_once
 
 _KEY_ENV = "MODULETRACE_TOKEN_HASH_KEY"
@@ -103,19 +125,19 @@ def record_token(
         now = time.time()
         attributes: dict[str, Any] = {}
         if exp is not None:
-            attributes["module.auth.token_expires_in_s"] = round(exp - now, 3)
-            attributes["module.auth.token_expired"] = exp <= now
+            attributes[AUTH_TOKEN_EXPIRES_IN_S] = round(exp - now, 3)
+            attributes[AUTH_TOKEN_EXPIRED] = exp <= now
         if iat is not None:
-            attributes["module.auth.token_age_s"] = round(now - iat, 3)
+            attributes[AUTH_TOKEN_AGE_S] = round(now - iat, 3)
             if exp is not None:
-                attributes["module.auth.token_ttl_s"] = round(exp - iat, 3)
+                attributes[AUTH_TOKEN_TTL_S] = round(exp - iat, 3)
         if nbf is not None or iat is not None:
             # A token issued or valid only in the future means the issuer's clock is ahead.
-            attributes["module.auth.token_not_yet_valid"] = (nbf is not None and nbf > now) or (
+            attributes[AUTH_TOKEN_NOT_YET_VALID] = (nbf is not None and nbf > now) or (
                 iat is not None and iat > now + 1
             )
         if token:
-            attributes["module.auth.token_id"] = token_id(token, key)
+            attributes[AUTH_TOKEN_ID] = token_id(token, key)
         target.set_attributes(attributes)
     except Exception as exc:  # noqa: BLE001
         internal_error("record_token", exc)
@@ -127,10 +149,10 @@ def record_auth_failure(status: int, www_authenticate: str | None = None, *, spa
         target = _target(span)
         if target is None:
             return
-        target.set_attribute("module.auth.status", int(status))
+        target.set_attribute(AUTH_STATUS, int(status))
         match = _WWW_AUTHENTICATE_ERROR.search(www_authenticate or "")
         if match:
-            target.set_attribute("module.auth.error", match.group(1))
+            target.set_attribute(AUTH_ERROR, match.group(1))
     except Exception as exc:  # noqa: BLE001
         internal_error("record_auth_failure", exc)
 
@@ -169,11 +191,11 @@ def record_data_version(
         if target is None:
             return
         for key, value in (
-            ("module.data.version", version),
-            ("module.data.observed_version", observed_version),
-            ("module.data.found", found),
-            ("module.cache.hit", cache_hit),
-            ("module.cache.version", cache_version),
+            (DATA_VERSION, version),
+            (DATA_OBSERVED_VERSION, observed_version),
+            (DATA_FOUND, found),
+            (CACHE_HIT, cache_hit),
+            (CACHE_VERSION, cache_version),
         ):
             if value is not None:
                 target.set_attribute(key, value if isinstance(value, (bool, int, float, str)) else str(value))
@@ -223,19 +245,19 @@ def _pool_snapshot(
 ) -> None:
     try:
         attributes: dict[str, Any] = {
-            "module.pool.name": name,
-            "module.pool.wait_ms": round((time.perf_counter() - started) * 1000, 3),
-            "module.pool.timed_out": timed_out,
+            POOL_NAME: name,
+            POOL_WAIT_MS: round((time.perf_counter() - started) * 1000, 3),
+            POOL_TIMED_OUT: timed_out,
         }
         if size is not None:
-            attributes["module.pool.size"] = size
+            attributes[POOL_SIZE] = size
         if timeout_s is not None:
-            attributes["module.pool.timeout_s"] = timeout_s
+            attributes[POOL_TIMEOUT_S] = timeout_s
         if in_use is not None:
-            attributes["module.pool.in_use"] = in_use() if callable(in_use) else in_use
+            attributes[POOL_IN_USE] = in_use() if callable(in_use) else in_use
         span.set_attributes(attributes)
         if timed_out:
-            span.add_event("pool.timeout", attributes)
+            span.add_event(POOL_TIMEOUT_EVENT, attributes)
     except Exception as exc:  # noqa: BLE001
         internal_error("pool_wait", exc)
 

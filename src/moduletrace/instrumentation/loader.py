@@ -32,12 +32,12 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from moduletrace.causes import classify_exception
+from moduletrace.conventions import LOAD_ATTEMPT, LOAD_ATTEMPTS_MAX
 from moduletrace.instrumentation.propagation import Parent
 from moduletrace.instrumentation.stages import load_request
 
 T = TypeVar("T")
-ATTEMPT = "module.load.attempt"
-ATTEMPTS_MAX = "module.load.attempts_max"
 
 
 class ModuleLoadError(Exception):
@@ -53,26 +53,11 @@ class ModuleLoadError(Exception):
 
 
 def classify_failure(exc: BaseException) -> str:
-    """The cause a caller can see: auth, not_found, pool, timeout, unavailable or error."""
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status in (401, 403):
-        return "auth"
-    if status == 404:
-        return "not_found"
-    if status in (502, 503, 504, 429):
-        return "unavailable"
-    name = type(exc).__name__
-    if "Pool" in name or "QueuePool" in str(exc):
-        return "pool"
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or "Timeout" in name:
-        return "timeout"
-    if isinstance(exc, (LookupError,)) or "NotFound" in name:
-        return "not_found"
-    if "Auth" in name or "Token" in name or "Unauthori" in name or "Forbidden" in name:
-        return "auth"
-    if isinstance(exc, (ConnectionError, OSError)):
-        return "unavailable"
-    return "error"
+    """The cause a caller can see: auth, not_found, pool, timeout, unavailable or error.
+
+    The same classification ``diagnose`` applies to the spans afterwards (``moduletrace.causes``).
+    """
+    return classify_exception(exc)
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -126,7 +111,7 @@ class ModuleLoader(_Base[T]):
             for retrying in Retrying(**self._policy):
                 with retrying:
                     attempt = retrying.retry_state.attempt_number
-                    attributes = {ATTEMPT: attempt, ATTEMPTS_MAX: self.attempts}
+                    attributes = {LOAD_ATTEMPT: attempt, LOAD_ATTEMPTS_MAX: self.attempts}
                     with load_request(module_id, parent=parent, attributes=attributes) as span:
                         trace_id = _trace_id(span) or trace_id
                         return self._load(module_id)  # type: ignore[no-any-return]
@@ -148,7 +133,7 @@ class AsyncModuleLoader(_Base[T]):
             async for retrying in AsyncRetrying(**self._policy):
                 with retrying:
                     attempt = retrying.retry_state.attempt_number
-                    attributes = {ATTEMPT: attempt, ATTEMPTS_MAX: self.attempts}
+                    attributes = {LOAD_ATTEMPT: attempt, LOAD_ATTEMPTS_MAX: self.attempts}
                     async with load_request(module_id, parent=parent, attributes=attributes) as span:
                         trace_id = _trace_id(span) or trace_id
                         return await asyncio.wait_for(self._load(module_id), self.timeout_s)

@@ -8,7 +8,7 @@ window is halved and each half searched again, so a busy incident window is cove
 its first page. An empty result is HTTP 404 "No traces found", not an error.
 
 By module id (loads whose creation lies in another trace, outside the window): the legacy API's
-``tags={"module.id": ...}`` filter, which every Jaeger v2 honours (api_v3's attribute filter
+``tags`` filter on the module id attribute, which every Jaeger v2 honours (api_v3's attribute filter
 only exists from v2.19). Legacy JSON has microsecond times and tags for kind and status.
 """
 
@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from moduletrace.conventions import LIFECYCLE_SPAN_NAMES, SPAN_NAMES
+from moduletrace.conventions import CREATION_SPAN_NAMES, MODULE_ID, SPAN_NAMES
 from moduletrace.errors import BackendError
 from moduletrace.sources.http import BackendSource
 from moduletrace.sources.otlp_json import FormatError, decode
@@ -136,14 +136,14 @@ class JaegerSource(BackendSource):
             s
             for s in self._service_names()
             if any(
-                op in LIFECYCLE_SPAN_NAMES and op.startswith("module_create") for op in self._lifecycle_operations(s)
+                op in CREATION_SPAN_NAMES for op in self._lifecycle_operations(s)
             )
         ]
         for module_id in module_ids:
             for service in creators:
                 params = {
                     "service": service,
-                    "tags": json.dumps({"module.id": module_id}),
+                    "tags": json.dumps({MODULE_ID: module_id}),
                     "start": str(since_ns // 1000),
                     "end": str(self.end_ns // 1000),
                     "limit": "20",
