@@ -19,39 +19,24 @@ the loads that ran before their module's commit or cache update::
             row = db.get(module_id)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from moduletrace._version import __version__
-from moduletrace.errors import BackendError, InputError, ModuleTraceError
-from moduletrace.instrumentation import (
-    AsyncModuleLoader,
-    LifecycleSampler,
-    ModuleLoader,
-    ModuleLoadError,
-    Stage,
-    StageSpan,
-    cache_update,
-    carrier,
-    configure,
-    create_start,
-    db_commit,
-    instrument_sqlalchemy_pool,
-    load_db_query,
-    load_request,
-    pool_wait,
-    record_auth_failure,
-    record_data_version,
-    record_token,
-    shutdown,
-    uninstrument_sqlalchemy_pool,
-)
+from moduletrace.errors import BackendError, EmptyScanError, InputError, ModuleTraceError
+
+if TYPE_CHECKING:
+    from moduletrace.instrumentation import *  # noqa: F403
 
 __all__ = [
     "AsyncModuleLoader",
     "BackendError",
+    "EmptyScanError",
     "InputError",
     "LifecycleSampler",
     "ModuleLoadError",
     "ModuleLoader",
     "ModuleTraceError",
+    "Parent",
     "Stage",
     "StageSpan",
     "__version__",
@@ -60,8 +45,8 @@ __all__ = [
     "configure",
     "create_start",
     "db_commit",
-    "load_db_query",
     "instrument_sqlalchemy_pool",
+    "load_db_query",
     "load_request",
     "pool_wait",
     "record_auth_failure",
@@ -70,3 +55,14 @@ __all__ = [
     "shutdown",
     "uninstrument_sqlalchemy_pool",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The instrumentation's names, imported on first use (PEP 562): the command line never loads the SDK."""
+    if name in __all__:
+        from moduletrace import instrumentation
+
+        value = getattr(instrumentation, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'moduletrace' has no attribute {name!r}")

@@ -4,7 +4,8 @@
 
     ModuleTraceError
      ├── InputError          exit 2: bad usage, unreadable or malformed input
-     └── BackendError        exit 3: Jaeger/Tempo unreachable or answering with an error
+     ├── BackendError        exit 3: Jaeger/Tempo unreachable or answering with an error
+     └── EmptyScanError      exit 3: the sources held no lifecycle span: nothing was judged
 
 The instrumentation never raises these (nor anything else) into a host service.
 """
@@ -26,5 +27,11 @@ class InputError(ModuleTraceError):
 
 class BackendError(ModuleTraceError):
     """A backend was unreachable or answered with an error (exit status 3)."""
+
+    exit_code = 3
+
+
+class EmptyScanError(ModuleTraceError):
+    """The scan read no lifecycle span at all: that is no evidence of "no race" (exit status 3)."""
 
     exit_code = 3

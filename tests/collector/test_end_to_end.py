@@ -95,7 +95,7 @@ def test_diagnose_from_jaeger_names_the_racing_loads_as_races(pipeline: Pipeline
 
 def test_the_demo_sent_to_the_collector_shows_the_same_races_in_jaeger(pipeline: Pipeline, tmp_path: Path) -> None:
     # As the README's next commands say: `moduletrace demo --otlp ...`, then `races --jaeger ...`.
-    from moduletrace.demo import DemoOptions, run
+    from moduletrace.demo.runner import DemoOptions, run
 
     result = run(
         DemoOptions(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from moduletrace.demo import DemoOptions, run
+from moduletrace.demo.runner import DemoOptions, run
 from tests.support.processes import python_env
 
 

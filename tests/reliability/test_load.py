@@ -6,7 +6,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from moduletrace.demo import DemoOptions, run
+from moduletrace.demo.runner import DemoOptions, run
 
 
 def test_many_concurrent_creates_and_loads_keep_every_span_on_its_module_and_parent(tmp_path: Path) -> None:

@@ -1,22 +1,26 @@
 """Which hypothesis caused each failed load: auth, pool, race, not_found or unknown, with evidence.
 
-The decision follows shared/reference/rca.md (section 3.4), first match wins for the primary
-cause, the others are kept as secondary:
+The decision follows the incident write-up's order (docs/design.md, "diagnose"), first match wins
+for the primary cause, the others are kept as secondary:
 
-1. pool: a pool timeout (``module.pool.timed_out``, SQLAlchemy's "QueuePool limit ... timed out",
-   psycopg_pool's PoolTimeout), or a wait of at least 90% of the pool's timeout. Checked before
-   auth: a long wait can push a token past its expiry, and then the pool is the first fault.
-2. auth: a 401/403 (on the load span or an HTTP span inside it), ``module.auth.token_expired``,
-   a ``WWW-Authenticate`` error, or a token error type. A token that is not valid *yet* (nbf in
-   the future) is clock skew between issuer and validator, not expiry, and is said so.
-3. race: the data the read saw is older than what the creation committed (``module.data.*``:
-   clock-free, the strongest), else the race rule's verdict (same clock, or across hosts beyond
-   the skew bound). A load within the skew margin stays ``unknown``, flagged as a possible race.
+1. pool: a pool timeout (a timed-out wait recorded by the pool helpers, SQLAlchemy's "QueuePool
+   limit ... timed out", psycopg_pool's PoolTimeout), or a wait of at least 90% of the pool's
+   timeout. Checked before auth: a long wait can push a token past its expiry, and then the pool
+   was the first fault.
+2. auth: a 401/403 (on the load span or an HTTP span inside it), an expired token, a
+   ``WWW-Authenticate`` error, or a token error type. A token that is not valid *yet* (nbf in the
+   future) is clock skew between issuer and validator, not expiry, and is said so.
+3. race: the race rule's verdict: decided by what the read recorded having seen (clock-free, the
+   strongest; a stale read, which came after the commit and saw nothing, is a race too), else by
+   timestamps on one clock or across hosts beyond the offset bound; a read that overlapped the
+   stage and found nothing is a race of weaker strength. Other undecided loads stay ``unknown``,
+   flagged as a possible race.
 4. not_found: no creation of the module at all in the data.
 5. unknown: anything else, with what is missing and how to instrument it.
 
 Strength of the evidence, strongest first: ``data version``, ``status code``, ``exception``,
-``same-clock timestamps``, ``cross-host timestamps beyond the skew bound``, ``weak``.
+``same-clock timestamps``, ``cross-host timestamps beyond the skew bound``, ``overlap with a
+not-found read``, ``weak``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from moduletrace.analysis.races import Judgement, Load, RaceDetector, RaceVerdict, Unmatched
+from moduletrace.analysis.races import Judgement, Load, RaceDetector
+from moduletrace.analysis.report import RaceVerdict, Unmatched
 from moduletrace.causes import classify, is_clock_skew, says_not_found
 from moduletrace.conventions import (
     AUTH_ERROR,
@@ -33,12 +38,7 @@ from moduletrace.conventions import (
     AUTH_TOKEN_EXPIRED,
     AUTH_TOKEN_EXPIRES_IN_S,
     AUTH_TOKEN_NOT_YET_VALID,
-    CACHE_HIT,
-    CACHE_VERSION,
-    DATA_FOUND,
-    DATA_OBSERVED_VERSION,
     DATA_PREFIX,
-    DATA_VERSION,
     ERROR_TYPE,
     EVIDENCE_PREFIXES,
     EXCEPTION_TYPE,
@@ -138,6 +138,13 @@ class Diagnoser:
         for span in spans:
             self.add(span)
 
+    def modules_without_creation(self) -> list[str]:
+        return self.detector.modules_without_creation()
+
+    @property
+    def lifecycle_spans(self) -> int:
+        return self.detector.lifecycle_spans
+
     def report(
         self,
         module: str | None = None,
@@ -183,10 +190,11 @@ class Diagnoser:
             causes.append(("not_found", "data", [f"no creation span of module {judgement.module_id} in the data"], ""))
         if not causes:
             cause: Cause = "unknown"
-            strength, lines, detail = "weak", [], ""
+            strength, detail = "weak", ""
+            lines: list[str] = []
             if isinstance(outcome, RaceVerdict) and outcome.verdict == "ambiguous":
                 detail = "possible race"
-                lines.append("the read started within the clock-skew margin of " + ", ".join(outcome.preceded))
+                lines.extend(c.explanation for c in outcome.checks if c.verdict == "ambiguous")
             if any(says_not_found(_text(a)) for a in seen):
                 lines.append(
                     "the read found nothing although it came after the commit and the cache update: "
@@ -205,7 +213,7 @@ class Diagnoser:
             trace_id=load.trace_id,
             load_span_id=load.span_id,
             load_service=load.resource.service_name,
-            load_start_ns=judgement.t_load,
+            load_start_ns=judgement.read.window.start_ns,
             duration_ms=round((load.end_ns - load.start_ns) / 1e6, 3),
             cause=cause,
             strength=strength,
@@ -228,40 +236,29 @@ class Diagnoser:
 
     def _race(self, judgement: Judgement, seen: list[dict[str, Any]]) -> tuple[str, list[str], str] | None:
         outcome = judgement.outcome
-        creation_trace = outcome.creation_trace_id if isinstance(outcome, RaceVerdict) else None
-        if creation_trace is None and judgement.load.trace_id:
-            creation_trace = judgement.load.trace_id
-        written = self.detector.creation_stage_attributes(judgement.module_id, creation_trace or "")
-        for read in seen:
-            observed = read.get(DATA_OBSERVED_VERSION)
-            committed = written.get(DATA_VERSION)
-            if read.get(DATA_FOUND) is False and committed is not None:
-                return (
-                    "data version",
-                    [f"the read found no row although the creation committed version {committed}"],
-                    "commit",
-                )
-            if observed is not None and committed is not None and _older(observed, committed):
-                return (
-                    "data version",
-                    [f"the read observed version {observed}, older than the committed {committed}"],
-                    "commit",
-                )
-            if read.get(CACHE_HIT) is False and written.get(CACHE_VERSION) is not None:
-                return (
-                    "data version",
-                    [f"cache miss before the cache update wrote version {written[CACHE_VERSION]}"],
-                    "cache",
-                )
-        if isinstance(outcome, RaceVerdict) and outcome.verdict == "race":
-            bases = {c.basis for c in outcome.checks if c.verdict == "race"}
-            strength = (
-                "same-clock timestamps"
-                if bases & {"same process", "same host"}
-                else ("cross-host timestamps beyond the skew bound")
-            )
-            lines = [c.explanation for c in outcome.checks if c.verdict == "race"]
-            return strength, lines, "+".join(outcome.preceded)
+        if not isinstance(outcome, RaceVerdict):
+            return None
+        behind = [c for c in outcome.checks if c.verdict == outcome.verdict]
+        lines = [c.explanation for c in behind]
+        stages = "+".join(outcome.preceded)
+        if outcome.verdict == "stale_read":
+            lines.insert(0, "the read came after the stage ended and saw nothing: a lagging replica or cache")
+            return "data version", lines, f"stale read ({stages})"
+        if outcome.verdict == "race":
+            if any(c.decided_by == "data" for c in behind):
+                strength = "data version"
+            elif any(c.basis in ("same process", "same host") for c in behind):
+                strength = "same-clock timestamps"
+            else:
+                strength = "cross-host timestamps beyond the skew bound"
+            return strength, lines, stages
+        if (
+            outcome.verdict == "ambiguous"
+            and outcome.reason == "overlap"
+            and any(says_not_found(_text(a)) for a in seen)
+        ):
+            lines.insert(0, "the read ran while the stage was in flight and found nothing")
+            return "overlap with a not-found read", lines, stages
         return None
 
     def _missing(self, judgement: Judgement, seen: list[dict[str, Any]]) -> list[str]:
@@ -296,10 +293,7 @@ def _pool(seen: list[dict[str, Any]]) -> tuple[str, list[str], str] | None:
             snapshot = f" (pool size {size}, in use {used})" if size is not None else ""
             return (
                 "exception",
-                [
-                    f"timed out waiting for a pooled connection after "
-                    f"{attributes.get(POOL_WAIT_MS, '?')} ms{snapshot}"
-                ],
+                [f"timed out waiting for a pooled connection after {attributes.get(POOL_WAIT_MS, '?')} ms{snapshot}"],
                 "timeout",
             )
         if classify(str(attributes.get(ERROR_TYPE, "")), text) == "pool":

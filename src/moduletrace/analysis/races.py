@@ -1,143 +1,95 @@
-"""The race rule of shared/design.md, as pure functions over normalised spans.
-
-For a module M, ``commit_end`` is the end of its first successful ``module_create_db_commit``
-span and ``cache_end`` that of its first successful ``module_create_cache_update`` span. For a
-load L of M, ``t_L`` is the start of L's first ``module_load_db_query`` span (of its
-``module_load_request`` span when it has none). L raced a stage when ``t_L`` < the stage's end;
-``margin_ms`` = stage end - ``t_L`` (positive: the load came first).
-
-Timestamps compare exactly when both spans share a clock (same process, or same host). Across
-hosts the margin must clear the clock offset: a bound derived from client/server RPC pairs
-between the two hosts when the data has them, else the skew tolerance; inside it the verdict is
-``ambiguous``, never ``race``. Every verdict carries the spans, instants and rule that decided it.
+"""The race detector: collects lifecycle spans per module and judges every load with the rule.
 
 Feed spans with :meth:`RaceDetector.add` in any order (duplicates are ignored), then call
-:meth:`RaceDetector.report`. State is kept per module, compactly: memory grows with the number
-of modules, not with the number of spans read.
+:meth:`RaceDetector.report`. The rule itself is :func:`moduletrace.analysis.rule.judge_stage`; this
+module finds, for each load, its read window, what it recorded having seen, the creation it is
+judged against and the stage windows, and keeps memory bounded:
+
+- state is kept per module, compactly: memory follows modules, not spans;
+- with ``settle_after_s``, a module whose data lies that far behind the newest span read is judged
+  early and reduced to a summary of its creation (the first successful commit and cache update), so
+  memory follows the modules in flight.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from sys import intern
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
-from moduletrace.analysis.skew import ClockOffsets, OffsetBound
-from moduletrace.conventions import LIFECYCLE_SPAN_NAMES, MODULE_CANCELLED, MODULE_ID, MODULE_LINK_TYPE, STAGES
+from moduletrace.analysis.clocks import ClockOffsets, Clocks
+from moduletrace.analysis.report import FailedCommit, Outcome, RaceReport, RaceVerdict, Unmatched
+from moduletrace.analysis.rule import StageCheck, Window, judge_stage
+from moduletrace.conventions import (
+    CACHE_HIT,
+    CACHE_UPDATE,
+    CACHE_VERSION,
+    CREATE_START,
+    DATA_FOUND,
+    DATA_OBSERVED_VERSION,
+    DATA_VERSION,
+    DB_COMMIT,
+    DB_SYSTEM,
+    DB_SYSTEM_NAME,
+    ERROR_TYPE,
+    LIFECYCLE_SPAN_NAMES,
+    LINK_CREATION,
+    LOAD_DB_QUERY,
+    LOAD_REQUEST,
+    MODULE_CANCELLED,
+    MODULE_ID,
+    MODULE_LINK_TYPE,
+    SPAN_NAMES,
+    STAGES,
+)
 from moduletrace.spans import BARE, KIND_CLIENT, KIND_SERVER, STATUS_ERROR, Resource, Span
 
-Verdict = Literal["race", "ambiguous", "clean"]
-CREATION_STAGES = ("db_commit", "cache_update")
-_UNKNOWN: Any = object()
-_EVIDENCE_PREFIXES = ("module.data.", "module.cache.")
 DEFAULT_SKEW_TOLERANCE_MS = 5.0
+_SEEN_KEYS = (DATA_FOUND, DATA_OBSERVED_VERSION, CACHE_HIT)
+#: Statements that are not the read: a transaction's control, a session setting, a pool's connect.
+_NOT_A_READ = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "SET", "START", "CONNECT", "SHOW")
+_READ_SOURCES = {
+    "db": "database client span",
+    LOAD_DB_QUERY: SPAN_NAMES[LOAD_DB_QUERY],
+    LOAD_REQUEST: SPAN_NAMES[LOAD_REQUEST],
+}
 
 
-@dataclass(frozen=True, slots=True)
-class StageCheck:
-    """One load compared with one creation stage."""
+class StageSpan(NamedTuple):
+    """A creation stage's span: its window, its clock, whether it succeeded, what it wrote."""
 
-    stage: str
-    verdict: Verdict
-    margin_ms: float
-    stage_span_id: str
-    stage_end_ns: int
-    basis: str  # "same process", "same host", "derived bound", "tolerance"
-    bound_ms: tuple[float, float] | None  # offset interval used across hosts (ms), else None
-    explanation: str
-
-
-@dataclass(frozen=True, slots=True)
-class RaceVerdict:
-    """A load that raced (or may have raced) its module's creation, with the evidence."""
-
-    module_id: str
-    trace_id: str
-    load_span_id: str
-    load_service: str
-    load_start_ns: int  # t_L
-    load_instant: str  # which span's start t_L is
-    load_failed: bool
-    verdict: Verdict
-    same_trace: bool
-    matched_by: str  # "trace", "link", "module.id"
-    creation_trace_id: str
-    checks: tuple[StageCheck, ...]
-
-    @property
-    def preceded(self) -> list[str]:
-        """The stages this load came before (for an ambiguous verdict: the undecided ones)."""
-        wanted = "race" if self.verdict == "race" else "ambiguous"
-        return [c.stage for c in self.checks if c.verdict == wanted]
-
-    @property
-    def margin_ms(self) -> dict[str, float]:
-        return {c.stage: c.margin_ms for c in self.checks}
-
-
-@dataclass(frozen=True, slots=True)
-class Unmatched:
-    """A load that could not be compared with a creation, and why."""
-
-    module_id: str
-    trace_id: str
-    load_span_id: str
-    load_service: str
-    load_start_ns: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class FailedCommit:
-    """A creation whose commit failed and never succeeded later."""
-
-    module_id: str
-    trace_id: str
     span_id: str
-    service: str
-    end_ns: int
-    error: str
-
-
-@dataclass(slots=True)
-class RaceReport:
-    races: list[RaceVerdict] = field(default_factory=list)
-    ambiguous: list[RaceVerdict] = field(default_factory=list)
-    unmatched: list[Unmatched] = field(default_factory=list)
-    failed_commits: list[FailedCommit] = field(default_factory=list)
-    clean: int = 0
-    loads: int = 0
-    modules: int = 0
-    lifecycle_spans: int = 0
-    spans_without_module_id: int = 0
-    duplicates: int = 0
-    inconsistent_clocks: list[tuple[str, str]] = field(default_factory=list)
-
-
-# --- compact per-module state ------------------------------------------------------------------
-
-
-class _StageSpan(NamedTuple):
-    span_id: str
+    start_ns: int
     end_ns: int
     ok: bool
     resource: Resource
     error: str
-    evidence: dict[str, Any] | None = None  # module.data.* / module.cache.* written by this stage
+    version: Any = None  # module.data.version on a commit, module.cache.version on a cache update
 
 
 @dataclass(slots=True)
-class _Creation:
+class Creation:
     trace_id: str
     start_ns: int | None = None
-    start_span_id: str = ""
-    commits: list[_StageSpan] = field(default_factory=list)
-    caches: list[_StageSpan] = field(default_factory=list)
+    commits: list[StageSpan] = field(default_factory=list)
+    caches: list[StageSpan] = field(default_factory=list)
+
+    def first_ok(self, stage: str) -> StageSpan | None:
+        records = self.commits if stage == DB_COMMIT else self.caches
+        if len(records) == 1:
+            return records[0] if records[0].ok else None
+        return min((r for r in records if r.ok), key=_start, default=None)
+
+    def started(self) -> int:
+        if self.start_ns is not None:
+            return self.start_ns
+        return min((r.start_ns for r in (*self.commits, *self.caches)), default=0)
 
 
 class Load(NamedTuple):
-    """One load: its request span (or a lone query span), judged at ``t_load``."""
+    """One load span (a request, or a query with no request) and what it recorded having seen."""
 
     trace_id: str
     span_id: str
@@ -147,7 +99,18 @@ class Load(NamedTuple):
     failed: bool
     resource: Resource
     linked_traces: tuple[str, ...]
+    seen: Mapping[str, Any] | None = None  # module.data.found / observed_version / cache.hit
     query_span_id: str = ""  # the first query's span, when the load has one
+
+
+class Read(NamedTuple):
+    """A load reduced to what the rule needs: the read window, its clock, its source, what it saw."""
+
+    load: Load
+    window: Window
+    resource: Resource
+    source: str
+    seen: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -159,12 +122,12 @@ class LoadScope:
     start_ns: int | None = None
     end_ns: int | None = None
 
-    def includes(self, load: Load, t_load: int) -> bool:
+    def includes(self, load: Load, read_start: int) -> bool:
         if self.service is not None and load.resource.service_name != self.service:
             return False
-        if self.start_ns is not None and t_load < self.start_ns:
+        if self.start_ns is not None and read_start < self.start_ns:
             return False
-        return self.end_ns is None or t_load <= self.end_ns
+        return self.end_ns is None or read_start <= self.end_ns
 
 
 class Judgement(NamedTuple):
@@ -172,28 +135,29 @@ class Judgement(NamedTuple):
 
     module_id: str
     load: Load
-    instant: str
-    t_load: int
-    outcome: RaceVerdict | Unmatched | None
+    read: Read
+    outcome: Outcome
 
 
 @dataclass(slots=True)
 class _Module:
-    creations: dict[str, _Creation] = field(default_factory=dict)
+    creations: dict[str, Creation] = field(default_factory=dict)
     requests: list[Load] = field(default_factory=list)
     queries: list[Load] = field(default_factory=list)
+    span_ids: set[str] = field(default_factory=set)  # duplicates (a re-exported batch) are dropped
     bucket: int = -1  # the time bucket of its latest lifecycle span (settling)
 
 
 def wanted(name: str, kind: int) -> object:
-    """What the detector reads: lifecycle spans whole; client/server spans' timing, for clock bounds."""
-    if name in LIFECYCLE_SPAN_NAMES:
+    """What the detector reads: lifecycle spans and client spans whole (a database client span narrows
+    a read); server spans' timing only, for clock bounds."""
+    if name in LIFECYCLE_SPAN_NAMES or kind == KIND_CLIENT:
         return True
-    return BARE if kind == KIND_CLIENT or kind == KIND_SERVER else False
+    return BARE if kind == KIND_SERVER else False
 
 
 class RaceDetector:
-    """Applies the race rule to spans fed in any order."""
+    """Applies the race rule (version 2) to spans fed in any order."""
 
     def __init__(
         self,
@@ -203,46 +167,42 @@ class RaceDetector:
         scope: LoadScope | None = None,
     ) -> None:
         """``settle_after_s``: judge a module's loads once the data has moved that far past its last
-        lifecycle span, and keep only a summary of its creation (memory then follows the modules in
-        flight); None keeps everything to the end. ``scope``: which loads to report."""
-        self.tolerance_ns = int(skew_tolerance_ms * 1_000_000)
+        lifecycle span, keeping only a summary of its creation; None keeps everything to the end.
+        ``scope``: which loads to report."""
         self.derive_bounds = derive_bounds
         self.offsets = ClockOffsets()
+        self.clocks = Clocks(self.offsets, int(skew_tolerance_ms * 1_000_000), derive_bounds)
         self.scope = scope or LoadScope()
         self._modules: dict[str, _Module] = {}
+        self._db_reads: OrderedDict[str, tuple[int, int]] = OrderedDict()  # parent span id -> first db read
         self._lifecycle = 0
         self._without_id = 0
         self._duplicates = 0
-        self._bounds: dict[tuple[str, str], OffsetBound | None] = {}
         self._settle_after_ns = None if settle_after_s is None else int(settle_after_s * 1e9)
         # Modules by the time bucket of their latest lifecycle span: a sweep settles the old buckets.
         self._bucket_ns = max(1_000_000_000, (self._settle_after_ns or 0) // 8)
         self._buckets: dict[int, list[str]] = {}
         self._watermark = 0
         self._settled = RaceReport()  # verdicts of loads already judged
-        self._summaries: dict[str, tuple[_Summary, ...]] = {}  # settled modules: their creations only
+        self._summaries: dict[str, tuple[Creation, ...]] = {}  # settled modules: their creations only
         self._settled_modules: set[str] = set()
+
+    @property
+    def lifecycle_spans(self) -> int:
+        return self._lifecycle
 
     # -- input ------------------------------------------------------------------------------
 
     def add(self, span: Span) -> None:
         # One unpacking instead of a dozen attribute reads: this runs for every span of a scan.
-        (
-            trace_id,
-            span_id,
-            parent_span_id,
-            name,
-            kind,
-            start_ns,
-            end_ns,
-            status_code,
-            _,
-            attributes,
-            resource,
-            links,
-        ) = span
-        if (kind == KIND_CLIENT or kind == KIND_SERVER) and self.derive_bounds:
-            self.offsets.add(span)
+        trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, _, attributes, resource, links = (
+            span
+        )
+        if kind == KIND_CLIENT or kind == KIND_SERVER:
+            if self.derive_bounds:
+                self.offsets.add(span)
+            if kind == KIND_CLIENT and parent_span_id and (DB_SYSTEM_NAME in attributes or DB_SYSTEM in attributes):
+                self._add_db_read(span)
         stage = STAGES.get(name)
         if stage is None:
             return
@@ -256,66 +216,72 @@ class RaceDetector:
             module = self._modules[module_id] = _Module()
             summary = self._summaries.pop(module_id, None)
             if summary is not None:  # a late span of a settled module: it comes back in flight
-                module.creations = {c.trace_id: _expand(c) for c in summary}
+                module.creations = {c.trace_id: c for c in summary}
+        if span_id in module.span_ids:
+            self._duplicates += 1
+            return
+        module.span_ids.add(span_id)
+        self._lifecycle += 1
         if self._settle_after_ns is not None:
-            bucket = end_ns // self._bucket_ns
-            if bucket > module.bucket:
-                module.bucket = bucket
-                self._buckets.setdefault(bucket, []).append(module_id)
-            if end_ns > self._watermark:
-                self._watermark = end_ns
-            if not self._lifecycle & 0x3FF:  # every 1024 lifecycle spans
-                self._sweep()
+            self._track(module_id, module, end_ns)
         failed = status_code == STATUS_ERROR or attributes.get(MODULE_CANCELLED) is True
         trace_id = intern(trace_id)  # ids repeat across a module's spans: share one string
-        if stage == "load_request" or stage == "load_db_query":
-            loads = module.requests if stage == "load_request" else module.queries
-            for other in loads:
-                if other.span_id == span_id:  # a re-exported batch
-                    self._duplicates += 1
-                    return
+        if stage == LOAD_REQUEST or stage == LOAD_DB_QUERY:
             linked: tuple[str, ...] = ()
             if links:
                 linked = tuple(
                     intern(link.trace_id)
                     for link in links
-                    if link.attributes.get(MODULE_LINK_TYPE, "creation") == "creation"
+                    if link.attributes.get(MODULE_LINK_TYPE, LINK_CREATION) == LINK_CREATION
                 )
-            loads.append(Load(trace_id, span_id, parent_span_id, start_ns, end_ns, failed, resource, linked))
-        else:
-            creation = module.creations.get(trace_id)
-            if creation is None:
-                creation = module.creations[trace_id] = _Creation(trace_id)
-            if stage == "create_start":
-                if creation.start_span_id == span_id:
-                    self._duplicates += 1
-                    return
-                creation.start_span_id = creation.start_span_id or span_id
-                creation.start_ns = start_ns if creation.start_ns is None else min(creation.start_ns, start_ns)
-            else:
-                records = creation.commits if stage == "db_commit" else creation.caches
-                for record in records:
-                    if record.span_id == span_id:
-                        self._duplicates += 1
-                        return
-                evidence = None
-                if "module.data.version" in attributes or "module.cache.version" in attributes:  # rare: cheap test
-                    evidence = {k: v for k, v in attributes.items() if k.startswith(_EVIDENCE_PREFIXES)}
-                records.append(
-                    _StageSpan(span_id, end_ns, not failed, resource, _error(span) if failed else "", evidence)
-                )
-        self._lifecycle += 1
+            seen = None
+            if DATA_FOUND in attributes or DATA_OBSERVED_VERSION in attributes or CACHE_HIT in attributes:
+                seen = {k: attributes[k] for k in _SEEN_KEYS if k in attributes}
+            record = Load(trace_id, span_id, parent_span_id, start_ns, end_ns, failed, resource, linked, seen)
+            (module.requests if stage == LOAD_REQUEST else module.queries).append(record)
+            return
+        creation = module.creations.get(trace_id)
+        if creation is None:
+            creation = module.creations[trace_id] = Creation(trace_id)
+        if stage == CREATE_START:
+            creation.start_ns = start_ns if creation.start_ns is None else min(creation.start_ns, start_ns)
+            return
+        version = attributes.get(DATA_VERSION if stage == DB_COMMIT else CACHE_VERSION)
+        error = _error(span) if failed else ""
+        (creation.commits if stage == DB_COMMIT else creation.caches).append(
+            StageSpan(span_id, start_ns, end_ns, not failed, resource, error, version)
+        )
 
     def add_all(self, spans: Iterable[Span]) -> None:
         for span in spans:
             self.add(span)
 
+    def _add_db_read(self, span: Span) -> None:
+        """Remember the first statement under each parent that is a read, not a transaction's control."""
+        if _statement_head(span) in _NOT_A_READ:
+            return
+        known = self._db_reads.get(span.parent_span_id)
+        if known is None or span.start_ns < known[0]:
+            self._db_reads[span.parent_span_id] = (span.start_ns, span.end_ns)
+            if len(self._db_reads) > 50_000:  # in an archive a statement is lines away from its parent
+                self._db_reads.popitem(last=False)
+
     # -- settling: judging early what can no longer change ---------------------------------
+
+    def _track(self, module_id: str, module: _Module, end_ns: int) -> None:
+        bucket = end_ns // self._bucket_ns
+        if bucket > module.bucket:
+            module.bucket = bucket
+            self._buckets.setdefault(bucket, []).append(module_id)
+        if end_ns > self._watermark:
+            self._watermark = end_ns
+        if not self._lifecycle & 0x3FF:  # every 1024 lifecycle spans
+            self._sweep()
 
     def _sweep(self) -> None:
         assert self._settle_after_ns is not None
         cutoff = (self._watermark - self._settle_after_ns) // self._bucket_ns
-        self._bounds = {}  # the clock bounds may have tightened since the last sweep
+        self.clocks.forget()  # the clock bounds may have tightened since the last sweep
         for bucket in sorted(b for b in self._buckets if b < cutoff):
             for module_id in self._buckets.pop(bucket):
                 state = self._modules.get(module_id)
@@ -325,17 +291,12 @@ class RaceDetector:
                     self._settle(module_id, state)
 
     def _settle(self, module_id: str, state: _Module) -> None:
-        scope = self.scope
         settled = self._settled
-        if module_id not in self._settled_modules and scope.module in (None, module_id):
+        if module_id not in self._settled_modules and self.scope.module in (None, module_id):
             self._settled_modules.add(module_id)
-            for creation in state.creations.values():
-                failure = _failed_commit(module_id, creation)
-                if failure is not None:
-                    settled.failed_commits.append(failure)
-        for judgement in self._judge_module(module_id, state, scope):
-            settled.loads += 1
-            _tally(settled, judgement.outcome)
+            settled.failed_commits.extend(_failed_commits(module_id, state))
+        for judgement in self._judge_module(module_id, state, self.scope):
+            settled.tally(judgement.outcome, judgement.load.failed)
         # Keep of each creation only what a later load is judged against.
         self._summaries[module_id] = tuple(_compact(c) for c in state.creations.values())
         del self._modules[module_id]
@@ -361,15 +322,18 @@ class RaceDetector:
         judged in it, so a report for another scope would be wrong.
         """
         scope = self._scope_for(module, service, start_ns, end_ns)
-        self._bounds = {}  # per report: the data may have grown
+        self.clocks.forget()  # per report: the data may have grown
         settled = self._settled
         report = RaceReport(
             races=list(settled.races),
             ambiguous=list(settled.ambiguous),
+            stale_reads=list(settled.stale_reads),
+            contradicted=list(settled.contradicted),
             unmatched=list(settled.unmatched),
             failed_commits=list(settled.failed_commits),
             clean=settled.clean,
             loads=settled.loads,
+            failed_loads=settled.failed_loads,
             modules=len(self._settled_modules),
             lifecycle_spans=self._lifecycle,
             spans_without_module_id=self._without_id,
@@ -380,16 +344,10 @@ class RaceDetector:
             if module_id in self._settled_modules:
                 continue  # counted, and its failed commits reported, when it settled
             report.modules += 1
-            for creation in self._modules[module_id].creations.values():
-                failure = _failed_commit(module_id, creation)
-                if failure is not None:
-                    report.failed_commits.append(failure)
+            report.failed_commits.extend(_failed_commits(module_id, self._modules[module_id]))
         for judgement in self.judgements(module, service, start_ns, end_ns):
-            report.loads += 1
-            _tally(report, judgement.outcome)
-        for entries in (report.races, report.ambiguous, report.unmatched):
-            entries.sort(key=lambda e: (e.load_start_ns, e.module_id))
-        report.failed_commits.sort(key=lambda f: (f.end_ns, f.module_id))
+            report.tally(judgement.outcome, judgement.load.failed)
+        report.sort()
         return report
 
     def judgements(
@@ -404,10 +362,21 @@ class RaceDetector:
         for module_id in self._selected(scope.module):
             yield from self._judge_module(module_id, self._modules[module_id], scope)
 
+    def creation_versions(self, module_id: str, trace_id: str) -> dict[str, Any]:
+        """What a creation's successful stages recorded having written: {stage: version}."""
+        state = self._modules.get(module_id)
+        creation = state.creations.get(trace_id) if state else None
+        out: dict[str, Any] = {}
+        for stage in (DB_COMMIT, CACHE_UPDATE):
+            record = creation.first_ok(stage) if creation else None
+            if record is not None and record.version is not None:
+                out[stage] = record.version
+        return out
+
     def _judge_module(self, module_id: str, state: _Module, scope: LoadScope) -> Iterator[Judgement]:
-        for load, instant, t_load in _loads(state):
-            if scope.includes(load, t_load):
-                yield Judgement(module_id, load, instant, t_load, self._judge(module_id, state, load, instant, t_load))
+        for read in self._reads(state):
+            if scope.includes(read.load, read.window.start_ns):
+                yield Judgement(module_id, read.load, read, self._judge(module_id, state, read))
 
     def _scope_for(
         self, module: str | None, service: str | None, start_ns: int | None, end_ns: int | None
@@ -415,9 +384,8 @@ class RaceDetector:
         asked = LoadScope(module, service, start_ns, end_ns)
         if asked == LoadScope():
             return self.scope
-        if self._settled_modules or self._summaries:
-            if asked != self.scope:
-                raise ValueError("loads were judged early in the detector's scope; give the scope at construction")
+        if (self._settled_modules or self._summaries) and asked != self.scope:
+            raise ValueError("loads were judged early in the detector's scope; give the scope at construction")
         return asked
 
     def _selected(self, module: str | None) -> list[str]:
@@ -425,246 +393,189 @@ class RaceDetector:
             return [module] if module in self._modules else []
         return sorted(self._modules)
 
-    def creation_stage_attributes(self, module_id: str, trace_id: str) -> dict[str, Any]:
-        """Evidence attributes recorded on a creation's successful stages (e.g. module.data.version)."""
-        state = self._modules.get(module_id)
-        creation = state.creations.get(trace_id) if state else None
-        out: dict[str, Any] = {}
-        for record in (*creation.commits, *creation.caches) if creation else ():
-            if record.ok and record.evidence:
-                out.update(record.evidence)
-        return out
-
-    def _judge(
-        self, module_id: str, state: _Module, load: Load, instant: str, t_load: int
-    ) -> RaceVerdict | Unmatched | None:
-        """The verdict for one load; None when it is clean (most loads: kept cheap)."""
-
-        def unmatched(reason: str) -> Unmatched:
-            return Unmatched(module_id, load.trace_id, load.span_id, load.resource.service_name, t_load, reason)
-
-        if not state.creations:
-            return unmatched("no creation spans for this module in the data")
-        creation, matched_by = _creation_for(state, load, t_load)
-        judged: list[tuple[str, _StageSpan, int, Verdict, str, OffsetBound | None]] = []
-        missing = []
-        for stage, records in (("db_commit", creation.commits), ("cache_update", creation.caches)):
-            if len(records) == 1:  # the usual case: one commit, one cache update
-                first_ok = records[0] if records[0].ok else None
+    def _reads(self, state: _Module) -> Iterator[Read]:
+        """Each load with its read window: a request with its first query, or a query with no request."""
+        requests, queries = state.requests, state.queries
+        if not queries:
+            for request in requests:
+                yield self._read(request, None)
+            return
+        request_ids = {r.span_id for r in requests}
+        children: dict[str, list[Load]] = {}
+        strays: dict[str, list[Load]] = {}  # queries whose parent is no request: matched by trace and time
+        for query in queries:
+            if query.parent_span_id in request_ids:
+                children.setdefault(query.parent_span_id, []).append(query)
             else:
-                first_ok = min((r for r in records if r.ok), key=_end, default=None)
-            if first_ok is None:
-                missing.append(f"its {stage} failed" if records else f"no {stage} span")
+                strays.setdefault(query.trace_id, []).append(query)
+        claimed: set[str] = set()
+        for request in requests:
+            candidates = children.get(request.span_id) or [
+                q for q in strays.get(request.trace_id, ()) if request.start_ns <= q.start_ns <= request.end_ns
+            ]
+            claimed.update(q.span_id for q in candidates)
+            yield self._read(request, min(candidates, key=_start, default=None))
+        for group in strays.values():
+            for query in group:
+                if query.span_id not in claimed:
+                    yield self._read(query, query)
+
+    def _read(self, load: Load, query: Load | None) -> Read:
+        seen = dict(load.seen or {})
+        if query is None:
+            return Read(load, Window(load.start_ns, load.end_ns), load.resource, _READ_SOURCES[LOAD_REQUEST], seen)
+        if query is not load:
+            seen.update(query.seen or {})
+            load = load._replace(failed=load.failed or query.failed, query_span_id=query.span_id)
+        statement = self._db_reads.get(query.span_id)
+        if statement is not None:
+            return Read(load, Window(*statement), query.resource, _READ_SOURCES["db"], seen)
+        return Read(load, Window(query.start_ns, query.end_ns), query.resource, _READ_SOURCES[LOAD_DB_QUERY], seen)
+
+    def _judge(self, module_id: str, state: _Module, read: Read) -> Outcome:
+        """The verdict for one load; None when it is clean (most loads: kept cheap)."""
+        load = read.load
+        if not state.creations:
+            return Unmatched(
+                module_id,
+                load.trace_id,
+                load.span_id,
+                load.resource.service_name,
+                read.window.start_ns,
+                load.failed,
+                "no creation spans for this module in the data",
+            )
+        creation, matched_by = _creation_for(state, load, read.window.start_ns)
+        checks: list[StageCheck] = []
+        missing = []
+        for stage in (DB_COMMIT, CACHE_UPDATE):
+            record = creation.first_ok(stage)
+            if record is None:
+                failed_any = creation.commits if stage == DB_COMMIT else creation.caches
+                missing.append(f"its {stage} failed" if failed_any else f"no {stage} span")
                 continue
-            judged.append((stage, first_ok, *self._compare(first_ok, load, t_load)))
-        if not judged:
-            return unmatched(f"creation in trace {creation.trace_id} is partial: " + ", ".join(missing))
-        verdicts = [j[3] for j in judged]
+            saw, detail = _saw(stage, read.seen, record.version)
+            clock = self.clocks.compare(record.resource, read.resource)
+            written = Window(record.start_ns, record.end_ns)
+            checks.append(judge_stage(stage, record.span_id, written, read.window, clock, saw, detail))
+        if not checks:
+            return Unmatched(
+                module_id,
+                load.trace_id,
+                load.span_id,
+                load.resource.service_name,
+                read.window.start_ns,
+                load.failed,
+                f"creation in trace {creation.trace_id} is partial: " + ", ".join(missing),
+            )
+        verdicts = {c.verdict for c in checks}
+        reason = ""
         if "race" in verdicts:
-            verdict: Verdict = "race"
+            verdict = "race"
+        elif "stale_read" in verdicts:
+            verdict = "stale_read"
         elif "ambiguous" in verdicts:
             verdict = "ambiguous"
+            reason = "overlap" if any(c.reason == "overlap" for c in checks) else "clock"
+        elif any(c.clocks_contradicted for c in checks):
+            verdict = "clean"
         else:
-            return None  # clean
+            return None
         return RaceVerdict(
             module_id=module_id,
             trace_id=load.trace_id,
             load_span_id=load.span_id,
             load_service=load.resource.service_name,
-            load_start_ns=t_load,
-            load_instant=instant,
+            read_start_ns=read.window.start_ns,
+            read_source=read.source,
             load_failed=load.failed,
-            verdict=verdict,
+            verdict=verdict,  # type: ignore[arg-type]
+            reason=reason,  # type: ignore[arg-type]
             same_trace=creation.trace_id == load.trace_id,
             matched_by=matched_by,
             creation_trace_id=creation.trace_id,
-            checks=tuple(
-                _explain(stage, record, load, margin, stage_verdict, basis, bound)
-                for stage, record, margin, stage_verdict, basis, bound in judged
-            ),
-        )
-
-    def _compare(self, record: _StageSpan, load: Load, t_load: int) -> tuple[int, Verdict, str, OffsetBound | None]:
-        """(margin in ns, verdict, clock basis, derived bound) for one stage against one load."""
-        margin = record.end_ns - t_load
-        shared = load.resource.shares_clock_with(record.resource)
-        if shared is not None:
-            return margin, ("race" if margin > 0 else "clean"), shared, None
-        bound: OffsetBound | None = None
-        if self.derive_bounds:
-            pair = (record.resource.clock, load.resource.clock)
-            bound = self._bounds.get(pair, _UNKNOWN)
-            if bound is _UNKNOWN:
-                bound = self._bounds[pair] = self.offsets.bound(*pair)
-        if bound is not None:
-            # theta = clock(load) - clock(stage) in [low, high]: the load's instant on the
-            # stage's clock is t_load - theta, so the true margin lies in [margin+low, margin+high].
-            low, high, basis = margin + bound.low_ns, margin + bound.high_ns, "derived bound"
-        else:
-            low, high, basis = margin - self.tolerance_ns, margin + self.tolerance_ns, "tolerance"
-        verdict: Verdict = "race" if low > 0 else "clean" if high <= 0 else "ambiguous"
-        return (
-            margin,
-            verdict,
-            basis,
-            bound if bound is not None else OffsetBound(-self.tolerance_ns, self.tolerance_ns, 0),
+            checks=tuple(checks),
         )
 
 
-def _end(record: _StageSpan) -> int:
-    return record.end_ns
+def _saw(stage: str, seen: Mapping[str, Any], written: Any) -> tuple[bool | None, str]:
+    """Whether the read saw the stage's write, by what it recorded (None: it recorded nothing)."""
+    if stage == DB_COMMIT:
+        found = seen.get(DATA_FOUND)
+        observed = seen.get(DATA_OBSERVED_VERSION)
+        if found is False:
+            return False, f"{DATA_FOUND}=false"
+        if observed is not None and written is not None:
+            older = _older(observed, written)
+            return not older, f"observed version {observed}, committed {written}"
+        if found is True:
+            return True, f"{DATA_FOUND}=true"
+        return None, ""
+    hit = seen.get(CACHE_HIT)
+    if isinstance(hit, bool):
+        return hit, f"{CACHE_HIT}={'true' if hit else 'false'}"
+    return None, ""
 
 
-def _explain(
-    stage: str,
-    record: _StageSpan,
-    load: Load,
-    margin: int,
-    verdict: Verdict,
-    basis: str,
-    bound: OffsetBound | None,
-) -> StageCheck:
-    margin_ms = round(margin / 1e6, 3)
-    what = f"{stage} span {record.span_id} ended {margin_ms:+.3f} ms after the load began"
-    if bound is None:
-        return StageCheck(
-            stage,
-            verdict,
-            margin_ms,
-            record.span_id,
-            record.end_ns,
-            basis,
-            None,
-            f"{what}; {basis}, timestamps compare exactly",
-        )
-    bound_ms = (round(bound.low_ns / 1e6, 3), round(bound.high_ns / 1e6, 3))
-    if basis == "derived bound":
-        rule = (
-            f"clock offset {load.resource.clock} - {record.resource.clock} in "
-            f"[{bound_ms[0]}, {bound_ms[1]}] ms from {bound.pairs} client/server pairs"
-        )
-    else:
-        rule = f"different hosts, skew tolerance {bound_ms[1]} ms"
-    return StageCheck(stage, verdict, margin_ms, record.span_id, record.end_ns, basis, bound_ms, f"{what}; {rule}")
+def _older(observed: Any, committed: Any) -> bool:
+    try:
+        return bool(observed < committed)
+    except TypeError:
+        return str(observed) != str(committed)
 
 
-def _tally(report: RaceReport, outcome: RaceVerdict | Unmatched | None) -> None:
-    if outcome is None:
-        report.clean += 1
-    elif isinstance(outcome, Unmatched):
-        report.unmatched.append(outcome)
-    elif outcome.verdict == "race":
-        report.races.append(outcome)
-    else:
-        report.ambiguous.append(outcome)
+def _statement_head(span: Span) -> str:
+    """The first word of a database span's statement (or of its name): BEGIN, SELECT, connect, ..."""
+    text = span.name
+    for key in ("db.operation.name", "db.operation", "db.query.text", "db.statement"):
+        value = span.attributes.get(key)
+        if isinstance(value, str) and value:
+            text = value
+            break
+    head = text.lstrip(" (").split(None, 1)
+    return head[0].rstrip(";").upper() if head else ""
 
 
-class _Summary(NamedTuple):
-    """A settled creation: what a later load is judged against, and no more."""
-
-    trace_id: str
-    start_ns: int | None
-    commit: _StageSpan | None
-    cache: _StageSpan | None
+def _start(record: StageSpan | Load) -> int:
+    return record.start_ns
 
 
-def _compact(creation: _Creation) -> _Summary:
+def _compact(creation: Creation) -> Creation:
     """Keep of a creation its first successful stages (or, where a stage never succeeded, its last failure)."""
 
-    def keep(records: list[_StageSpan]) -> _StageSpan | None:
+    def keep(records: list[StageSpan]) -> list[StageSpan]:
         ok = [r for r in records if r.ok]
         if ok:
-            return min(ok, key=_end)
-        return max(records, key=_end) if records else None
+            return [min(ok, key=_start)]
+        return [max(records, key=_start)] if records else []
 
-    return _Summary(creation.trace_id, creation.start_ns, keep(creation.commits), keep(creation.caches))
-
-
-def _expand(summary: _Summary) -> _Creation:
-    return _Creation(
-        summary.trace_id,
-        summary.start_ns,
-        "",
-        [summary.commit] if summary.commit else [],
-        [summary.cache] if summary.cache else [],
-    )
+    return Creation(creation.trace_id, creation.start_ns, keep(creation.commits), keep(creation.caches))
 
 
 def _error(span: Span) -> str:
     if span.attributes.get(MODULE_CANCELLED):
         return "cancelled"
-    if span.status_code != STATUS_ERROR:
-        return ""
-    return str(span.attributes.get("error.type") or span.status_message or "error")
+    return str(span.attributes.get(ERROR_TYPE) or span.status_message or "error")
 
 
-def _loads(state: _Module) -> list[tuple[Load, str, int]]:
-    """Each load with its t_L: a request with its first query, or a query with no request."""
-    requests, queries = state.requests, state.queries
-    if len(requests) == 1 and len(queries) == 1 and queries[0].parent_span_id == requests[0].span_id:
-        return [(_with_query(requests[0], queries[0]), "module_load_db_query start", queries[0].start_ns)]  # most loads
-    out: list[tuple[Load, str, int]] = []
-    claimed: set[str] = set()
-    for request in requests:
-        candidates = [
-            q
-            for q in queries
-            if q.trace_id == request.trace_id
-            and (q.parent_span_id == request.span_id or request.start_ns <= q.start_ns <= request.end_ns)
-        ]
-        direct = [q for q in candidates if q.parent_span_id == request.span_id]
-        first = min(direct or candidates, key=_start, default=None)
-        if first is None:
-            out.append((request, "module_load_request start", request.start_ns))
-        else:
-            claimed.update(q.span_id for q in candidates)
-            out.append((_with_query(request, first), "module_load_db_query start", first.start_ns))
-    for query in queries:
-        if query.span_id not in claimed:
-            out.append((query, "module_load_db_query start", query.start_ns))
-    return out
-
-
-def _with_query(request: Load, query: Load) -> Load:
-    """The load as its request, judged at its first query (on the query's clock)."""
-    return Load(
-        request.trace_id,
-        request.span_id,
-        request.parent_span_id,
-        request.start_ns,
-        request.end_ns,
-        request.failed or query.failed,
-        query.resource,
-        request.linked_traces,
-        query.span_id,
-    )
-
-
-def _start(load: Load) -> int:
-    return load.start_ns
-
-
-def _creation_for(state: _Module, load: Load, t_load: int) -> tuple[_Creation, str]:
+def _creation_for(state: _Module, load: Load, read_start: int) -> tuple[Creation, str]:
+    """The creation a load is judged against: its own trace's, a linked one's, else by module id the
+    latest creation that began before the read (a module deleted and created again)."""
     if load.trace_id in state.creations:
         return state.creations[load.trace_id], "trace"
     for trace_id in load.linked_traces:
         if trace_id in state.creations:
             return state.creations[trace_id], "link"
     creations = list(state.creations.values())
-
-    def started(c: _Creation) -> int:
-        if c.start_ns is not None:
-            return c.start_ns
-        ends = [r.end_ns for r in (*c.commits, *c.caches)]
-        return min(ends) if ends else 0
-
-    before = [c for c in creations if started(c) <= t_load]
-    chosen = max(before, key=started) if before else min(creations, key=started)
-    return chosen, "module.id"
+    before = [c for c in creations if c.started() <= read_start]
+    chosen = max(before, key=Creation.started) if before else min(creations, key=Creation.started)
+    return chosen, MODULE_ID
 
 
-def _failed_commit(module_id: str, creation: _Creation) -> FailedCommit | None:
-    if not creation.commits or any(r.ok for r in creation.commits):
-        return None
-    last = max(creation.commits, key=lambda r: r.end_ns)
-    return FailedCommit(module_id, creation.trace_id, last.span_id, last.resource.service_name, last.end_ns, last.error)
+def _failed_commits(module_id: str, state: _Module) -> Iterator[FailedCommit]:
+    for creation in state.creations.values():
+        if creation.commits and not any(r.ok for r in creation.commits):
+            last = max(creation.commits, key=lambda r: r.end_ns)
+            yield FailedCommit(
+                module_id, creation.trace_id, last.span_id, last.resource.service_name, last.end_ns, last.error
+            )

@@ -1,14 +1,14 @@
-"""The ``moduletrace`` command: argument parsing, sources, the detector, rendering, exit codes.
+"""The ``moduletrace`` command: it parses flags, calls the scan (``moduletrace.scan``), renders.
 
-Exit status: 0 no race, 1 at least one race, 2 bad usage or unreadable input, 3 backend
-unreachable or answering with an error. Every error is one line on stderr, never a traceback.
+Exit status: 0 no race, 1 at least one race or stale read, 2 bad usage or unreadable input, 3 a
+backend unreachable or answering with an error, or a scan that read no lifecycle span (or read
+only part of the data and found nothing). Every error is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import json
 import os
 import re
@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from moduletrace._version import __version__
-from moduletrace.analysis.races import DEFAULT_SKEW_TOLERANCE_MS, LoadScope, RaceDetector, wanted
+from moduletrace.analysis.races import DEFAULT_SKEW_TOLERANCE_MS
 from moduletrace.cli.render import as_json, as_table
 from moduletrace.errors import InputError, ModuleTraceError
+from moduletrace.scan import Scan, ScanOptions
 
 EXIT_OK, EXIT_RACES, EXIT_USAGE, EXIT_BACKEND = 0, 1, 2, 3
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -143,6 +144,9 @@ def _scan_arguments(parser: argparse.ArgumentParser) -> None:
     )
     output = parser.add_argument_group("output")
     output.add_argument(
+        "--failed-only", action="store_true", help="races: list only loads that failed (the counts cover all loads)"
+    )
+    output.add_argument(
         "--format", choices=("table", "json"), help="table (default on a terminal) or json (default otherwise)"
     )
     output.add_argument("--verbose", action="store_true", help="log backend requests (never credentials) on stderr")
@@ -215,21 +219,21 @@ class _Warnings:
 class _Progress:
     """A progress line on stderr (a terminal only) once a scan has run for more than a second."""
 
-    def __init__(self, describe: Callable[[], str]) -> None:
-        self.describe = describe
+    def __init__(self) -> None:
         self.started = time.monotonic()
         self.last = 0.0
         self.shown = False
         self.enabled = sys.stderr.isatty()
 
-    def tick(self) -> None:
+    def tick(self, scan: Scan) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
         if now - self.started > 1.0 and now - self.last > 0.2:
             self.last = now
             self.shown = True
-            sys.stderr.write(f"\r\033[Kmoduletrace: {self.describe()}")
+            done = "".join(f", {p}" for p in (s.progress() for s in scan.sources) if p)
+            sys.stderr.write(f"\r\033[Kmoduletrace: {scan.spans_read:,} spans read{done}")
             sys.stderr.flush()
 
     def done(self) -> None:
@@ -238,114 +242,89 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _window(args: argparse.Namespace, backend: bool) -> tuple[int | None, int | None]:
-    now = time.time_ns()
+def _options(args: argparse.Namespace) -> ScanOptions:
+    """The scan the flags ask for (parsing and checking only; the scan runs elsewhere)."""
+    backend = bool(args.jaeger or args.tempo)
     end = parse_time(args.end, "--end") if args.end else None
     start = parse_time(args.start, "--start") if args.start else None
     if args.since:
         if start is not None:
             raise InputError("give --since or --start, not both")
-        start = (end or now) - int(parse_duration(args.since) * 1e9)
-    if backend:
-        end = end or now
-        start = start if start is not None else end - 3600 * 10**9
+        start = (end or time.time_ns()) - int(parse_duration(args.since) * 1e9)
+    if backend and end is None:
+        end = time.time_ns()
     if start is not None and end is not None and start >= end:
         raise InputError("the window is empty: --start/--since must come before --end")
-    return start, end
+    settle = None if args.settle_after == "never" else parse_duration(args.settle_after, "--settle-after")
+    return ScanOptions(
+        files=args.file,
+        jaeger=args.jaeger,
+        tempo=args.tempo,
+        start_ns=start,
+        end_ns=end,
+        service=args.service,
+        module=args.module,
+        lookback_s=parse_duration(args.lookback, "--lookback"),
+        skew_tolerance_ms=args.skew_tolerance,
+        derive_bounds=not args.no_derived_bounds,
+        settle_after_s=settle,
+        auth=_auth(args) if backend else None,
+        limit=args.limit,
+        timeout_s=args.timeout,
+        log=(lambda line: print(f"moduletrace: {line}", file=sys.stderr)) if args.verbose else None,
+    )
 
 
-def _scan(
-    args: argparse.Namespace, consumer: Any, wanted_spans: Any, window: tuple[int | None, int | None]
-) -> tuple[list[Any], list[str]]:
-    """Read every source into ``consumer`` (a RaceDetector or a Diagnoser); (sources, what was partial)."""
-    if not (args.file or args.jaeger or args.tempo):
-        raise InputError("give a source: --file PATH, --jaeger URL or --tempo URL")
-    if args.skew_tolerance < 0:
-        raise InputError("--skew-tolerance must be >= 0")
-    if args.limit < 1:
-        raise InputError("--limit must be >= 1")
-    lookback_ns = int(parse_duration(args.lookback, "--lookback") * 1e9)
-    start, end = window
+def _auth(args: argparse.Namespace) -> Any:
+    from moduletrace.sources.http import Auth
+
+    token = os.environ.get(args.token_env) or None
+    password = os.environ.get("MODULETRACE_PASSWORD") or None
+    if args.user and password is None:
+        raise InputError("--user needs the password in the MODULETRACE_PASSWORD environment variable")
+    if args.ca_cert and not os.path.isfile(args.ca_cert):
+        raise InputError(f"--ca-cert {args.ca_cert}: no such file")
+    verify: bool | str = False if args.insecure else (args.ca_cert or True)
+    return Auth(token=token, user=args.user, password=password, tenant=args.tenant, verify=verify)
+
+
+def _run_scan(args: argparse.Namespace, command: Callable[..., Any]) -> tuple[Any, Scan]:
+    options = _options(args)
     warn = _Warnings()
-    sources = _sources(args, start, end, warn)
-    detector = getattr(consumer, "detector", consumer)
-    partial: list[str] = []
-    spans_read = 0
-
-    def describe() -> str:
-        files = "".join(
-            f", {100 * s.bytes_done / max(s.bytes_total, 1):.0f}% of {s.bytes_total / 1e6:.0f} MB"
-            for s in sources
-            if hasattr(s, "bytes_total")
-        )
-        return f"{spans_read:,} spans read{files}"
-
-    progress = _Progress(describe)
-    # The scan builds only acyclic data (tuples, dicts of strings): reference counting frees it,
-    # and the cyclic collector's passes over a growing heap would cost a third of the scan.
-    gc.disable()
+    if args.insecure and options.from_backend:
+        warn("TLS certificates are not verified (--insecure)")
+    progress = _Progress()
     try:
-        add = consumer.add
-        for source in sources:
-            for span in source.spans(wanted_spans):
-                add(span)
-                spans_read += 1
-                if not spans_read & 0xFFF:
-                    progress.tick()
-        missing = detector.modules_without_creation()
-        if missing and start is not None:
-            for source in sources:
-                if hasattr(source, "spans_for_modules"):
-                    for span in source.spans_for_modules(missing[:500], start - lookback_ns, wanted_spans):
-                        add(span)
-                    if len(missing) > 500:
-                        partial.append(f"creation searched by module id for 500 of {len(missing)} modules only")
-        for source in sources:
-            partial.extend(getattr(source, "partial", []))
+        return command(options, warn, progress.tick)  # type: ignore[no-any-return]
     finally:
-        gc.enable()
         progress.done()
         warn.close()
-        for source in sources:
-            if hasattr(source, "backend"):
-                source.backend.close()
-    return sources, partial
 
 
 def _races(args: argparse.Namespace) -> int:
-    start, end = _window(args, bool(args.jaeger or args.tempo))
-    settle = parse_duration(args.settle_after, "--settle-after") if args.settle_after != "never" else None
-    detector = RaceDetector(
-        args.skew_tolerance,
-        derive_bounds=not args.no_derived_bounds,
-        settle_after_s=settle,
-        scope=LoadScope(args.module, args.service, start, end),
-    )
-    sources, partial = _scan(args, detector, wanted, (start, end))
-    report = detector.report()
-    link = _link(sources)
+    from moduletrace import scan
+
+    report, read = _run_scan(args, scan.races)
+    shown = report.failed_only() if args.failed_only else report
+    link = read.trace_url if read.links else None
     if _format(args) == "json":
-        print(json.dumps(as_json(report, link, partial), indent=2))
+        print(json.dumps(as_json(shown, link, read.partial), indent=2))
     else:
-        print(as_table(report, link, partial))
-    return _exit(bool(report.races), partial)
+        print(as_table(shown, link, read.partial))
+    return _exit(report.found_races, read.partial)
 
 
 def _diagnose(args: argparse.Namespace) -> int:
-    from moduletrace.analysis.diagnosis import Diagnoser
-    from moduletrace.analysis.diagnosis import wanted as diagnosis_wanted
+    from moduletrace import scan
     from moduletrace.cli.render import diagnosis_json, diagnosis_table
 
-    diagnoser = Diagnoser(RaceDetector(args.skew_tolerance, derive_bounds=not args.no_derived_bounds))
-    start, end = _window(args, bool(args.jaeger or args.tempo))
-    sources, partial = _scan(args, diagnoser, diagnosis_wanted, (start, end))
-    report = diagnoser.report(module=args.module, service=args.service, start_ns=start, end_ns=end)
-    link = _link(sources)
+    report, read = _run_scan(args, scan.diagnose)
+    link = read.trace_url if read.links else None
     if _format(args) == "json":
-        print(json.dumps(diagnosis_json(report, link, partial), indent=2))
+        print(json.dumps(diagnosis_json(report, link, read.partial), indent=2))
     else:
-        print(diagnosis_table(report, link, partial))
-    return _exit(bool(report.diagnoses), partial)
+        print(diagnosis_table(report, link, read.partial))
+    return _exit(bool(report.diagnoses), read.partial)
 
 
 def _exit(found: bool, partial: list[str]) -> int:
@@ -365,7 +344,8 @@ def _format(args: argparse.Namespace) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from moduletrace.demo import DemoOptions, run, summary_lines
+    from moduletrace.cli.render import demo_json, demo_table
+    from moduletrace.demo.runner import DemoOptions, run
 
     if args.modules < 1 or args.concurrency < 1:
         raise InputError("--modules and --concurrency must be >= 1")
@@ -402,68 +382,10 @@ def _demo(args: argparse.Namespace) -> int:
     seconds = time.monotonic() - started
     fmt = args.format or ("table" if sys.stdout.isatty() else "json")
     if fmt == "json":
-        document = as_json(result.report)
-        from moduletrace.cli.render import diagnosis_json
-
-        document["diagnosis"] = diagnosis_json(result.diagnosis)
-        document["demo"] = {
-            "directory": str(result.directory),
-            "spans": result.spans_glob,
-            "injected": result.injected,
-            "load_statuses": result.statuses,
-            "missed": sorted(result.missed),
-            "false_positives": sorted(result.false_positives),
-            "misdiagnosed": {m: {"injected": f, "diagnosed": c} for m, (f, c) in result.misdiagnosed.items()},
-            "matches": result.matches,
-        }
-        print(json.dumps(document, indent=2))
+        print(json.dumps(demo_json(result), indent=2))
     else:
-        print(as_table(result.report))
-        print()
-        print("\n".join(summary_lines(result, options, seconds)))
+        print(demo_table(result, options, seconds))
     return EXIT_OK if result.matches else EXIT_RACES
-
-
-def _sources(args: argparse.Namespace, start: int | None, end: int | None, warn: _Warnings) -> list[Any]:
-    from moduletrace.sources.file import FileSource
-
-    sources: list[Any] = []
-    if args.file:
-        sources.append(FileSource(args.file, warn))
-    if args.jaeger or args.tempo:
-        from moduletrace.sources.http import Auth, Backend
-
-        token = os.environ.get(args.token_env) or None
-        password = os.environ.get("MODULETRACE_PASSWORD") or None
-        if args.user and password is None:
-            raise InputError("--user needs the password in the MODULETRACE_PASSWORD environment variable")
-        verify: bool | str = False if args.insecure else (args.ca_cert or True)
-        if args.ca_cert and not os.path.isfile(args.ca_cert):
-            raise InputError(f"--ca-cert {args.ca_cert}: no such file")
-        if args.insecure:
-            warn("TLS certificates are not verified (--insecure)")
-        auth = Auth(token=token, user=args.user, password=password, tenant=args.tenant, verify=verify)
-        log = (lambda line: print(f"moduletrace: {line}", file=sys.stderr)) if args.verbose else None
-        assert start is not None and end is not None
-        try:
-            if args.jaeger:
-                from moduletrace.sources.jaeger import JaegerSource
-
-                backend = Backend(args.jaeger, auth, "Jaeger", timeout=args.timeout, log=log)
-                sources.append(JaegerSource(backend, start, end, args.service, args.limit, warn))
-            if args.tempo:
-                from moduletrace.sources.tempo import TempoSource
-
-                backend = Backend(args.tempo, auth, "Tempo", timeout=args.timeout, log=log)
-                sources.append(TempoSource(backend, start, end, args.service, args.limit, warn))
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-    return sources
-
-
-def _link(sources: list[Any]) -> Callable[[str], str | None] | None:
-    linkers: list[Callable[[str], str | None]] = [s.trace_url for s in sources if hasattr(s, "trace_url")]
-    return linkers[0] if linkers else None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from moduletrace.analysis.diagnosis import Diagnosis, DiagnosisReport
-from moduletrace.analysis.races import FailedCommit, RaceReport, RaceVerdict, Unmatched
+from moduletrace.analysis.report import FailedCommit, RaceReport, RaceVerdict, Unmatched
+
+if TYPE_CHECKING:
+    from moduletrace.demo.runner import DemoOptions, DemoResult
 
 #: Given a trace id, the URL of that trace in a backend's UI (None: no link).
 TraceLink = Callable[[str], "str | None"]
@@ -30,26 +34,33 @@ def _verdict(v: RaceVerdict, link: TraceLink | None) -> dict[str, Any]:
         "margin_ms": v.margin_ms,
         "verdict": v.verdict,
         "same_trace": v.same_trace,
+        "load_failed": v.load_failed,
+        "decided_by": v.decided_by,
         "matched_by": v.matched_by,
         "creation_trace_id": v.creation_trace_id,
         "load_service": v.load_service,
-        "load_start": rfc3339(v.load_start_ns),
-        "load_instant": v.load_instant,
-        "load_failed": v.load_failed,
+        "read_start": rfc3339(v.read_start_ns),
+        "read_source": v.read_source,
         "evidence": [
             {
                 "stage": c.stage,
                 "verdict": c.verdict,
+                **({"reason": c.reason} if c.reason else {}),
+                "decided_by": c.decided_by,
                 "margin_ms": c.margin_ms,
                 "stage_span_id": c.stage_span_id,
-                "stage_end": rfc3339(c.stage_end_ns),
+                "stage_start": rfc3339(c.stage_window.start_ns),
+                "stage_end": rfc3339(c.stage_window.end_ns),
                 "clock": c.basis,
                 "offset_bound_ms": list(c.bound_ms) if c.bound_ms else None,
+                "clocks_contradicted": c.clocks_contradicted,
                 "explanation": c.explanation,
             }
             for c in v.checks
         ],
     }
+    if v.verdict == "ambiguous":
+        out["reason"] = v.reason
     if link is not None:
         out["trace_url"] = link(v.trace_id)
     return out
@@ -61,7 +72,8 @@ def _unmatched(u: Unmatched, link: TraceLink | None) -> dict[str, Any]:
         "trace_id": u.trace_id,
         "load_span_id": u.load_span_id,
         "load_service": u.load_service,
-        "load_start": rfc3339(u.load_start_ns),
+        "read_start": rfc3339(u.read_start_ns),
+        "load_failed": u.load_failed,
         "reason": u.reason,
     }
     if link is not None:
@@ -80,19 +92,36 @@ def _failed(f: FailedCommit) -> dict[str, Any]:
     }
 
 
+def _split(verdicts: list[RaceVerdict] | list[Unmatched]) -> dict[str, int]:
+    failed = sum(1 for v in verdicts if v.load_failed)
+    return {"failed": failed, "succeeded": len(verdicts) - failed}
+
+
 def as_json(report: RaceReport, link: TraceLink | None = None, partial: list[str] | None = None) -> dict[str, Any]:
-    """The ``--format json`` document (shape fixed in shared/design.md, documented in the README)."""
+    """The ``--format json`` document (its shape is fixed in docs/design.md)."""
     return {
         "races": [_verdict(v, link) for v in report.races],
         "ambiguous": [_verdict(v, link) for v in report.ambiguous],
+        "stale_reads": [_verdict(v, link) for v in report.stale_reads],
+        "clocks_contradicted": [_verdict(v, link) for v in report.contradicted],
         "unmatched": [_unmatched(u, link) for u in report.unmatched],
         "failed_commits": [_failed(f) for f in report.failed_commits],
         "summary": {
             "loads": report.loads,
+            "failed_loads": report.failed_loads,
+            "succeeded_loads": report.loads - report.failed_loads,
             "races": len(report.races),
+            "races_by_load": _split(report.races),
+            "stale_reads": len(report.stale_reads),
+            "stale_reads_by_load": _split(report.stale_reads),
             "ambiguous": len(report.ambiguous),
+            "ambiguous_by_reason": {
+                reason: sum(1 for v in report.ambiguous if v.reason == reason) for reason in ("overlap", "clock")
+            },
+            "ambiguous_by_load": _split(report.ambiguous),
             "unmatched": len(report.unmatched),
             "clean": report.clean,
+            "clocks_contradicted": len(report.contradicted),
             "modules": report.modules,
             "failed_commits": len(report.failed_commits),
             "lifecycle_spans": report.lifecycle_spans,
@@ -117,15 +146,18 @@ def as_table(report: RaceReport, link: TraceLink | None = None, partial: list[st
     def verdict_rows(verdicts: list[RaceVerdict]) -> list[list[str]]:
         rows = []
         for v in verdicts:
-            beat = ", ".join(f"{s} by {v.margin_ms[s]:.1f} ms" for s in v.preceded) or "-"
-            clock = "/".join(sorted({c.basis for c in v.checks}))
+            if v.verdict == "race":
+                what = ", ".join(f"{s} by {v.margin_ms[s]:.1f} ms" for s in v.preceded)
+            else:
+                what = ", ".join(v.preceded) + (f" ({v.reason})" if v.reason else "")
             row = [
                 v.module_id,
                 v.trace_id,
                 v.load_span_id,
-                beat,
+                what or "-",
+                v.decided_by,
+                "/".join(sorted({c.basis for c in v.checks})),
                 "yes" if v.same_trace else f"no ({v.matched_by})",
-                clock,
                 "failed" if v.load_failed else "ok",
             ]
             if link is not None:
@@ -133,13 +165,18 @@ def as_table(report: RaceReport, link: TraceLink | None = None, partial: list[st
             rows.append(row)
         return rows
 
-    header = ["MODULE", "TRACE", "LOAD SPAN", "CAME BEFORE", "SAME TRACE", "CLOCK", "LOAD"]
+    header = ["MODULE", "TRACE", "LOAD SPAN", "STAGES", "DECIDED BY", "CLOCK", "SAME TRACE", "LOAD"]
     if link is not None:
         header.append("LINK")
-    if report.races:
-        table(f"Loads that raced their module's creation ({len(report.races)}):", verdict_rows(report.races), header)
-    if report.ambiguous:
-        table(f"Within clock skew, undecided ({len(report.ambiguous)}):", verdict_rows(report.ambiguous), header)
+    sections = (
+        ("Loads that read before their module's commit or cache update", report.races),
+        ("Stale reads: after the stage ended, yet the write was not seen", report.stale_reads),
+        ("Undecided: the read overlapped the stage, or the gap is inside the clock bound", report.ambiguous),
+        ("Clean by recorded data although the clocks say the read came first", report.contradicted),
+    )
+    for title, verdicts in sections:
+        if verdicts:
+            table(f"{title} ({len(verdicts)}):", verdict_rows(verdicts), header)
     if report.unmatched:
         rows = [[u.module_id, u.trace_id, u.load_span_id, u.reason] for u in report.unmatched]
         table(
@@ -154,10 +191,12 @@ def as_table(report: RaceReport, link: TraceLink | None = None, partial: list[st
             rows,
             ["MODULE", "TRACE", "COMMIT SPAN", "ERROR"],
         )
+    races, stale = _split(report.races), _split(report.stale_reads)
     lines.append(
-        f"{report.loads} loads of {report.modules} modules: {len(report.races)} raced, "
-        f"{len(report.ambiguous)} ambiguous, "
-        f"{len(report.unmatched)} unmatched, {report.clean} clean."
+        f"{report.loads} loads of {report.modules} modules ({report.failed_loads} failed): "
+        f"{len(report.races)} raced ({races['failed']} failed, {races['succeeded']} succeeded), "
+        f"{len(report.stale_reads)} stale reads ({stale['failed']} failed), "
+        f"{len(report.ambiguous)} ambiguous, {len(report.unmatched)} unmatched, {report.clean} clean."
     )
     if report.inconsistent_clocks:
         pairs = "; ".join(f"{a} / {b}" for a, b in report.inconsistent_clocks)
@@ -232,3 +271,67 @@ def diagnosis_table(report: DiagnosisReport, link: TraceLink | None = None, part
     if partial:
         lines.append("PARTIAL SCAN: " + "; ".join(partial))
     return "\n".join(lines)
+
+
+def demo_json(result: DemoResult) -> dict[str, Any]:
+    """``demo --format json``: the races document, the diagnosis, and what was injected against what was found."""
+    document = as_json(result.report)
+    document["diagnosis"] = diagnosis_json(result.diagnosis)
+    document["demo"] = {
+        "directory": str(result.directory),
+        "spans": result.spans_glob,
+        "injected": result.injected,
+        "load_statuses": result.statuses,
+        "missed": sorted(result.missed),
+        "false_positives": sorted(result.false_positives),
+        "misdiagnosed": {m: {"injected": f, "diagnosed": c} for m, (f, c) in result.misdiagnosed.items()},
+        "matches": result.matches,
+    }
+    return document
+
+
+def demo_table(result: DemoResult, options: DemoOptions, seconds: float) -> str:
+    """``demo`` on a terminal: the races table, then the summary lines."""
+    return as_table(result.report) + "\n\n" + "\n".join(summary_lines(result, options, seconds))
+
+
+def summary_lines(result: DemoResult, options: DemoOptions, seconds: float) -> list[str]:
+    """What the demo prints after the race table: failures, the check, where the spans are, what next."""
+    failures = Counter(status for status in result.statuses.values() if status != 200)
+    failed = sum(failures.values())
+    names = {404: "not found (404)", 401: "unauthorized (401)", 503: "pool timeout (503)"}
+    loads = len(result.statuses)
+    lines = [
+        f"{loads} modules created and loaded by {options.concurrency} concurrent clients in {seconds:.1f} s "
+        f"(seed {options.seed}); {failed} loads failed ({100 * failed / max(loads, 1):.1f}%): "
+        + ", ".join(f"{count} {names.get(status, status)}" for status, count in sorted(failures.items())),
+        "",
+        f"Injected vs found: {len(result.injected_races)} races injected, "
+        f"{len(result.found_races & result.injected_races)}"
+        f" found by the race rule, {len(result.missed)} missed, {len(result.false_positives)} clean loads flagged"
+        f" -> {'OK' if not result.missed and not result.false_positives else 'MISMATCH'}",
+    ]
+    if result.missed:
+        lines.append("  missed: " + ", ".join(sorted(result.missed)))
+    if result.false_positives:
+        lines.append("  flagged but not injected: " + ", ".join(sorted(result.false_positives)))
+    by_cause = ", ".join(f"{s.count} {cause}" for cause, s in result.diagnosis.by_cause.items() if s.count)
+    injected = Counter(result.injected.values())
+    lines.append(
+        f"Diagnosis of the {result.diagnosis.failed_loads} failed loads: {by_cause or 'none'}; injected: "
+        + (", ".join(f"{n} {f}" for f, n in sorted(injected.items())) or "none")
+        + f" -> {'OK' if not result.misdiagnosed else 'MISMATCH'}"
+    )
+    for module_id, (fault, cause) in sorted(result.misdiagnosed.items()):
+        lines.append(f"  {module_id}: injected {fault}, diagnosed {cause}")
+    lines += [
+        "",
+        f"Spans (OTLP JSON lines, the collector file-exporter format): {result.spans_glob}",
+        "Next:",
+        f"  moduletrace races --file '{result.spans_glob}'",
+        f"  moduletrace diagnose --file '{result.spans_glob}'",
+        "  moduletrace demo --otlp http://127.0.0.1:4318     # also send them to a collector (collector/otelcol.yaml)",
+        "  moduletrace races --jaeger http://127.0.0.1:16686 --since 15m",
+        "  moduletrace races --tempo http://127.0.0.1:3200 --since 15m",
+    ]
+    return lines

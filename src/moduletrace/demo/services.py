@@ -110,6 +110,7 @@ def canvas_service(port: int, db_path: str, secret: bytes, pool_size: int, pool_
     @moduletrace.load_db_query(attributes=DB_ATTRIBUTES)
     def read_index(module_id: str, connection: sqlite3.Connection) -> str:
         row = connection.execute("SELECT id FROM module_index WHERE id = ?", (module_id,)).fetchone()
+        moduletrace.record_data_version(cache_hit=row is not None)  # what the read saw decides, not the clocks
         if row is None:
             raise ModuleNotFound(f"module {module_id} not found")
         return str(row[0])

@@ -60,9 +60,25 @@ class FileSource:
         self.bytes_total = sum(os.path.getsize(p) for p in self.paths)
         self.bytes_done = 0
         self.resources = ResourceCache()
+        self.partial: list[str] = []
 
     def describe(self) -> str:
         return ", ".join(self.paths)
+
+    def spans_for_modules(
+        self, module_ids: Sequence[str], since_ns: int, wanted: Wanted | None = None
+    ) -> Iterator[Span]:
+        """Files are read whole: there is nothing more to look up."""
+        return iter(())
+
+    def trace_url(self, trace_id: str) -> str | None:
+        return None
+
+    def progress(self) -> str:
+        return f"{100 * self.bytes_done / max(self.bytes_total, 1):.0f}% of {self.bytes_total / 1e6:.0f} MB"
+
+    def close(self) -> None:
+        pass
 
     def spans(self, wanted: Wanted | None = None) -> Iterator[Span]:
         for path in self.paths:

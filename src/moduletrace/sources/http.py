@@ -170,4 +170,11 @@ class BackendSource:
         self.partial: list[str] = []
 
     def describe(self) -> str:
-        return f"{self.name} at {self.backend.base_url}"
+        where = f"{self.name} at {self.backend.base_url}"
+        return f"{where} (service {self.service})" if self.service else where
+
+    def progress(self) -> str:
+        return ""
+
+    def close(self) -> None:
+        self.backend.close()

@@ -133,11 +133,7 @@ class JaegerSource(BackendSource):
     ) -> Iterator[Span]:
         """The traces of these modules' creations, from ``since_ns`` to the window's end."""
         creators = [
-            s
-            for s in self._service_names()
-            if any(
-                op in CREATION_SPAN_NAMES for op in self._lifecycle_operations(s)
-            )
+            s for s in self._service_names() if any(op in CREATION_SPAN_NAMES for op in self._lifecycle_operations(s))
         ]
         for module_id in module_ids:
             for service in creators:

@@ -1,0 +1,136 @@
+"""The race rule, version 2 (docs/design.md), for one load against one creation stage: a pure function.
+
+The stage window ``W = [w_s, w_e]`` is the stage's span; the read window ``R = [r_s, r_e]`` is what
+the load read in (its database client span, else its ``module_load_db_query``, else its request).
+First match wins:
+
+1. data: the load recorded what it saw. Saw the write: ``clean`` (if the clocks said the read ended
+   before the stage began, that contradiction is noted). Missed it: ``race``, or ``stale_read`` when
+   the read provably began after the stage ended (a lagging replica or cache).
+2. ``race`` when the read provably ended before the stage began: ``r_e < w_s``.
+3. ``clean`` when the read provably began after the stage ended: ``r_s > w_e``.
+4. ``ambiguous``: reason ``overlap`` (for every admissible clock offset the read ran while the stage
+   was in flight) or ``clock`` (some admissible offset would have decided it).
+
+"Provably" is exact on a shared clock; across clocks it must hold for every offset theta =
+clock(read) - clock(stage) in the bound: the true margin ``w_s - r_e`` is ``margin + theta``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from moduletrace.analysis.clocks import ClockBasis
+
+Verdict = Literal["race", "stale_read", "ambiguous", "clean"]
+Reason = Literal["overlap", "clock", ""]
+
+
+class Window(NamedTuple):
+    """An interval of Unix nanoseconds on one clock."""
+
+    start_ns: int
+    end_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class StageCheck:
+    """One load compared with one creation stage, and why."""
+
+    stage: str
+    verdict: Verdict
+    reason: Reason  # for ambiguous: "overlap" or "clock"
+    decided_by: Literal["data", "clocks"]
+    margin_ms: float  # w_s - r_e: positive = the read ended that long before the stage began
+    stage_span_id: str
+    stage_window: Window
+    basis: str  # "same process", "same host", "derived bound", "tolerance"
+    bound_ms: tuple[float, float] | None  # the clock-offset interval used across clocks, else None
+    clocks_contradicted: bool  # the data said it saw the write; the clocks said the read came first
+    explanation: str
+
+
+def judge_stage(
+    stage: str,
+    stage_span_id: str,
+    written: Window,
+    read: Window,
+    clock: ClockBasis,
+    saw: bool | None = None,
+    seen_detail: str = "",
+) -> StageCheck:
+    """The verdict of the rule for one stage. ``saw``: what the load recorded (None: nothing)."""
+    margin = written.start_ns - read.end_ns  # > 0: the read ended before the stage began
+    after = read.start_ns - written.end_ns  # > 0: the read began after the stage ended
+    bound = clock.bound
+    low, high = (bound.low_ns, bound.high_ns) if bound is not None else (0, 0)
+    surely_before = margin + low > 0
+    surely_after = after - high > 0
+    reason: Reason = ""
+    contradicted = False
+    if saw is True:
+        verdict: Verdict = "clean"
+        contradicted = surely_before
+    elif saw is False:
+        verdict = "stale_read" if surely_after else "race"
+    elif surely_before:
+        verdict = "race"
+    elif surely_after:
+        verdict = "clean"
+    else:
+        verdict = "ambiguous"
+        reason = "clock" if (margin + high > 0 or after - low > 0) else "overlap"
+    bound_ms = (round(low / 1e6, 3), round(high / 1e6, 3)) if bound is not None else None
+    return StageCheck(
+        stage=stage,
+        verdict=verdict,
+        reason=reason,
+        decided_by="data" if saw is not None else "clocks",
+        margin_ms=round(margin / 1e6, 3),
+        stage_span_id=stage_span_id,
+        stage_window=written,
+        basis=clock.basis,
+        bound_ms=bound_ms,
+        clocks_contradicted=contradicted,
+        explanation=_explain(stage, stage_span_id, verdict, reason, margin, after, clock, bound_ms, saw, seen_detail),
+    )
+
+
+def _explain(
+    stage: str,
+    span_id: str,
+    verdict: Verdict,
+    reason: Reason,
+    margin: int,
+    after: int,
+    clock: ClockBasis,
+    bound_ms: tuple[float, float] | None,
+    saw: bool | None,
+    seen_detail: str,
+) -> str:
+    if margin > 0:
+        timing = f"the read ended {margin / 1e6:.3f} ms before {stage} span {span_id} began"
+    elif after > 0:
+        timing = f"the read began {after / 1e6:.3f} ms after {stage} span {span_id} ended"
+    else:
+        timing = f"the read overlapped {stage} span {span_id}"
+    if bound_ms is None:
+        clocks = f"{clock.basis}: timestamps compare exactly"
+    elif clock.basis == "derived bound" and clock.bound is not None:
+        clocks = f"clock offset in [{bound_ms[0]}, {bound_ms[1]}] ms from {clock.bound.pairs} client/server pairs"
+    else:
+        clocks = f"different hosts, skew tolerance {bound_ms[1]} ms"
+    if saw is not None:
+        data = f"the load recorded that it {'saw' if saw else 'missed'} the write" + (
+            f" ({seen_detail})" if seen_detail else ""
+        )
+        if verdict == "stale_read":
+            return f"{data}, although {timing} ({clocks}): a stale read (a lagging replica or cache)"
+        if saw and margin > 0:
+            return f"{data}; the clocks contradict it: {timing} ({clocks}); the data wins"
+        return f"{data}; {timing} ({clocks})"
+    if verdict == "ambiguous":
+        why = "inside the clock bound" if reason == "clock" else "while the stage was in flight"
+        return f"{timing} ({clocks}): undecided, {why}"
+    return f"{timing} ({clocks})"

@@ -1,0 +1,229 @@
+"""The pipeline both commands and the demo run: sources -> normalised spans -> analysis -> report.
+
+::
+
+    options = ScanOptions(files=["spans/*.jsonl"])
+    report, scan = races(options)                # a RaceReport, and what the scan read
+    report, scan = diagnose(options)             # a DiagnosisReport
+
+The CLI only parses flags into :class:`ScanOptions`, calls one of these and renders the report.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from moduletrace.analysis.races import DEFAULT_SKEW_TOLERANCE_MS, LoadScope, RaceDetector
+from moduletrace.analysis.races import wanted as race_wanted
+from moduletrace.analysis.report import RaceReport
+from moduletrace.errors import EmptyScanError, InputError
+from moduletrace.spans import Span, Wanted
+
+if TYPE_CHECKING:
+    from moduletrace.analysis.diagnosis import DiagnosisReport
+    from moduletrace.sources import Source
+    from moduletrace.sources.http import Auth
+
+#: At most this many modules are looked up by id in a backend (creations outside the window).
+MAX_MODULE_LOOKUPS = 500
+_HOUR_NS = 3600 * 10**9
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What to read and how to judge it."""
+
+    files: Sequence[str] = ()
+    jaeger: str | None = None
+    tempo: str | None = None
+    start_ns: int | None = None
+    end_ns: int | None = None
+    service: str | None = None
+    module: str | None = None
+    lookback_s: float = 86400.0
+    skew_tolerance_ms: float = DEFAULT_SKEW_TOLERANCE_MS
+    derive_bounds: bool = True
+    settle_after_s: float | None = 3600.0
+    auth: Auth | None = None
+    limit: int = 1000
+    timeout_s: float = 30.0
+    log: Callable[[str], None] | None = None  # backend requests, for --verbose
+
+    @property
+    def from_backend(self) -> bool:
+        return bool(self.jaeger or self.tempo)
+
+    def window(self) -> tuple[int | None, int | None]:
+        """The load window; a backend needs both ends (default: the last hour)."""
+        start, end = self.start_ns, self.end_ns
+        if self.from_backend:
+            end = end if end is not None else time.time_ns()
+            start = start if start is not None else end - _HOUR_NS
+        return start, end
+
+
+@dataclass
+class Scan:
+    """What a scan read: its sources, how many spans, and what it could not read whole."""
+
+    sources: list[Source]
+    spans_read: int = 0
+    lifecycle_spans: int = 0
+    partial: list[str] = field(default_factory=list)
+
+    def trace_url(self, trace_id: str) -> str | None:
+        for source in self.sources:
+            url = source.trace_url(trace_id)
+            if url is not None:
+                return url
+        return None
+
+    @property
+    def links(self) -> bool:
+        return any(s.trace_url("0" * 32) is not None for s in self.sources)
+
+
+class SpanSink(Protocol):
+    """What a scan feeds: the race detector, or the diagnoser around it."""
+
+    def add(self, span: Span) -> None: ...
+
+    def modules_without_creation(self) -> list[str]: ...
+
+    @property
+    def lifecycle_spans(self) -> int: ...
+
+
+def open_sources(options: ScanOptions, warn: Callable[[str], None]) -> list[Source]:
+    """The sources the options name, ready to read."""
+    if not (options.files or options.from_backend):
+        raise InputError("give a source: --file PATH, --jaeger URL or --tempo URL")
+    if options.skew_tolerance_ms < 0:
+        raise InputError("--skew-tolerance must be >= 0")
+    if options.limit < 1:
+        raise InputError("--limit must be >= 1")
+    sources: list[Source] = []
+    if options.files:
+        from moduletrace.sources.file import FileSource
+
+        sources.append(FileSource(options.files, warn))
+    if options.from_backend:
+        from moduletrace.sources.http import Auth, Backend
+
+        auth = options.auth or Auth()
+        start, end = options.window()
+        assert start is not None and end is not None
+        try:
+            if options.jaeger:
+                from moduletrace.sources.jaeger import JaegerSource
+
+                backend = Backend(options.jaeger, auth, "Jaeger", timeout=options.timeout_s, log=options.log)
+                sources.append(JaegerSource(backend, start, end, options.service, options.limit, warn))
+            if options.tempo:
+                from moduletrace.sources.tempo import TempoSource
+
+                backend = Backend(options.tempo, auth, "Tempo", timeout=options.timeout_s, log=options.log)
+                sources.append(TempoSource(backend, start, end, options.service, options.limit, warn))
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    return sources
+
+
+def read(
+    sources: list[Source],
+    sink: SpanSink,
+    wanted: Wanted,
+    options: ScanOptions,
+    tick: Callable[[Scan], None] | None = None,
+) -> Scan:
+    """Feed every span of the sources to ``sink``, then the creations of loads whose creation lies
+    outside the window (looked up by module id). Raises EmptyScanError when no lifecycle span came."""
+    scan = Scan(sources)
+    start, _ = options.window()
+    # The scan builds only acyclic data (tuples, dicts of strings): reference counting frees it,
+    # and the cyclic collector's passes over a growing heap would cost a third of the scan.
+    gc.disable()
+    try:
+        add = sink.add
+        for source in sources:
+            for span in _counted(source.spans(wanted), scan, tick):
+                add(span)
+        missing = sink.modules_without_creation()
+        if missing and start is not None:
+            since = start - int(options.lookback_s * 1e9)
+            for source in sources:
+                for span in source.spans_for_modules(missing[:MAX_MODULE_LOOKUPS], since, wanted):
+                    add(span)
+            if len(missing) > MAX_MODULE_LOOKUPS and options.from_backend:
+                scan.partial.append(
+                    f"creation searched by module id for {MAX_MODULE_LOOKUPS} of {len(missing)} modules only"
+                )
+        for source in sources:
+            scan.partial.extend(source.partial)
+    finally:
+        gc.enable()
+        for source in sources:
+            source.close()
+    scan.lifecycle_spans = sink.lifecycle_spans
+    if not scan.lifecycle_spans:
+        searched = "; ".join(s.describe() for s in sources) or "no source"
+        window = "" if not options.from_backend else " in the window"
+        also = f" for service {options.service}" if options.service and not options.from_backend else ""
+        raise EmptyScanError(
+            f"no lifecycle span found in {searched}{window}{also} ({scan.spans_read} spans read): "
+            "nothing was judged, so this is no evidence of 'no race'"
+        )
+    return scan
+
+
+def _counted(spans: Iterator[Span], scan: Scan, tick: Callable[[Scan], None] | None) -> Iterator[Span]:
+    count = scan.spans_read
+    for span in spans:
+        count += 1
+        if tick is not None and not count & 0xFFF:
+            scan.spans_read = count
+            tick(scan)
+        yield span
+    scan.spans_read = count
+
+
+def races(
+    options: ScanOptions, warn: Callable[[str], None] = lambda _: None, tick: Callable[[Scan], None] | None = None
+) -> tuple[RaceReport, Scan]:
+    """The race rule over every load the options select."""
+    start, end = options.window()
+    detector = RaceDetector(
+        options.skew_tolerance_ms,
+        derive_bounds=options.derive_bounds,
+        settle_after_s=options.settle_after_s,
+        scope=LoadScope(options.module, options.service, start, end),
+    )
+    scan = read(open_sources(options, warn), detector, race_wanted, options, tick)
+    return detector.report(), scan
+
+
+def diagnose(
+    options: ScanOptions, warn: Callable[[str], None] = lambda _: None, tick: Callable[[Scan], None] | None = None
+) -> tuple[DiagnosisReport, Scan]:
+    """The cause of every failed load the options select."""
+    diagnosis, _, scan = incident(options, warn, tick)
+    return diagnosis, scan
+
+
+def incident(
+    options: ScanOptions, warn: Callable[[str], None] = lambda _: None, tick: Callable[[Scan], None] | None = None
+) -> tuple[DiagnosisReport, RaceReport, Scan]:
+    """Both answers from one read: the cause of every failed load, and the race rule over every load."""
+    from moduletrace.analysis.diagnosis import Diagnoser
+    from moduletrace.analysis.diagnosis import wanted as diagnosis_wanted
+
+    start, end = options.window()
+    diagnoser = Diagnoser(RaceDetector(options.skew_tolerance_ms, derive_bounds=options.derive_bounds))
+    scan = read(open_sources(options, warn), diagnoser, diagnosis_wanted, options, tick)
+    diagnosis = diagnoser.report(module=options.module, service=options.service, start_ns=start, end_ns=end)
+    races = diagnoser.detector.report(module=options.module, service=options.service, start_ns=start, end_ns=end)
+    return diagnosis, races, scan
