@@ -1,12 +1,12 @@
-"""The race rule (shared/design.md), on normalised spans, edge case by edge case."""
+"""The race detector (rule version 2, docs/design.md) on normalised spans, case by case."""
 
 from __future__ import annotations
 
 import random
 
 from moduletrace.analysis.races import RaceDetector, RaceReport
-from moduletrace.spans import Link, Resource, Span
-from tests.support.builders import PROCESS_A, PROCESS_A2, PROCESS_B, creation, load, rpc, span
+from moduletrace.spans import KIND_CLIENT, Link, Resource, Span
+from tests.support.builders import PROCESS_A, PROCESS_A2, PROCESS_B, creation, load, ns, rpc, span
 
 
 def detect(spans: list[Span], **kwargs: object) -> RaceReport:
@@ -15,67 +15,142 @@ def detect(spans: list[Span], **kwargs: object) -> RaceReport:
     return detector.report()
 
 
-def test_load_before_commit_in_the_same_process_is_a_race_with_its_margin() -> None:
-    report = detect(creation("m-1", "t1", commit_end_ms=20, cache_end_ms=40) + load("m-1", "t1", query_start_ms=10))
+def stage_span(stage: str, module: str, trace: str, start_ms: float, end_ms: float, **kwargs: object) -> Span:
+    return span(stage, module, trace, start_ms, end_ms, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_read_that_ended_before_the_commit_began_is_a_race_with_its_margin() -> None:
+    # creation: commit [1, 20], cache update [20, 40]; the query reads [-15, -13].
+    report = detect(creation("m-1", "t1", commit_end_ms=20, cache_end_ms=40) + load("m-1", "t1", query_start_ms=-15))
     (race,) = report.races
-    assert race.verdict == "race"
+    assert race.verdict == "race" and race.decided_by == "clocks"
     assert race.preceded == ["db_commit", "cache_update"]
-    assert race.margin_ms == {"db_commit": 10.0, "cache_update": 30.0}
+    assert race.margin_ms == {"db_commit": 14.0, "cache_update": 33.0}
     assert race.same_trace and race.matched_by == "trace"
     assert [c.basis for c in race.checks] == ["same process", "same process"]
-    assert "db_commit span" in race.checks[0].explanation
+    assert race.read_source == "module_load_db_query"
 
 
-def test_load_after_commit_but_before_cache_update_raced_only_the_cache_update() -> None:
-    report = detect(creation("m-2", "t2", commit_end_ms=20, cache_end_ms=40) + load("m-2", "t2", query_start_ms=30))
-    (race,) = report.races
+def test_a_read_during_the_commit_is_ambiguous_overlap_never_a_race() -> None:
+    # The async case: the commit span ends long after the row is visible; a read inside it proves nothing.
+    report = detect(creation("m-2", "t2", commit_end_ms=30) + load("m-2", "t2", query_start_ms=10))
+    assert report.races == []
+    (ambiguous,) = report.ambiguous
+    assert ambiguous.reason == "overlap" and ambiguous.preceded == ["db_commit"]
+
+
+def test_a_read_after_the_commit_but_before_the_cache_update_raced_only_the_cache_update() -> None:
+    spans = creation("m-3", "t3", commit_end_ms=20) + [stage_span("cache_update", "m-3", "t3", 40, 50)]
+    (race,) = detect(spans + load("m-3", "t3", query_start_ms=30)).races
     assert race.preceded == ["cache_update"]
-    assert race.margin_ms == {"db_commit": -10.0, "cache_update": 10.0}
+    assert [c.verdict for c in race.checks] == ["clean", "race"]
 
 
-def test_load_after_both_stages_is_clean_and_not_reported() -> None:
-    report = detect(creation("m-3", "t3", commit_end_ms=20, cache_end_ms=40) + load("m-3", "t3", query_start_ms=50))
-    assert report.races == [] and report.ambiguous == [] and report.clean == 1 and report.loads == 1
+def test_a_read_after_both_stages_is_clean_and_not_listed() -> None:
+    report = detect(creation("m-4", "t4", commit_end_ms=20, cache_end_ms=40) + load("m-4", "t4", query_start_ms=50))
+    assert report.races == report.ambiguous == report.stale_reads == [] and report.clean == 1 and report.loads == 1
 
 
-def test_t_l_is_the_query_start_not_the_request_start() -> None:
-    # The request began before the commit ended, but the query ran after it: no race.
-    spans = creation("m-4", "t4", commit_end_ms=20) + load("m-4", "t4", query_start_ms=25, request_start_ms=5)
+def test_the_read_window_is_the_query_not_the_request() -> None:
+    # The request began before the commit, the query ran after it: clean.
+    spans = creation("m-5", "t5", commit_end_ms=20) + load("m-5", "t5", query_start_ms=25, request_start_ms=-50)
     assert detect(spans).clean == 1
 
 
-def test_a_load_without_a_query_span_uses_its_request_start() -> None:
-    spans = creation("m-5", "t5", commit_end_ms=20) + [span("load_request", "m-5", "t5", 10, 30)]
+def test_the_read_window_narrows_to_the_database_client_span_inside_the_query() -> None:
+    # The query span [10, 40] waited for a pooled connection; the statement itself ran [32, 34], after the commit.
+    request = stage_span("load_request", "m-6", "t6", 9, 41)
+    query = stage_span("load_db_query", "m-6", "t6", 10, 40, parent=request.span_id)
+    begin = Span(query.trace_id, "b" * 16, query.span_id, "BEGIN", KIND_CLIENT, ns(12), ns(13), 0, "",
+                 {"db.system.name": "postgresql", "db.query.text": "BEGIN"}, PROCESS_A)
+    select = Span(query.trace_id, "5" * 16, query.span_id, "SELECT modules", KIND_CLIENT, ns(32), ns(34), 0, "",
+                  {"db.system.name": "postgresql"}, PROCESS_A)
+    spans = creation("m-6", "t6", commit_end_ms=30) + [request, query, begin, select]
+    report = detect(spans)
+    assert report.clean == 1, "the transaction's BEGIN is not the read; the SELECT after the commit is"
+    (ambiguous,) = detect(creation("m-6", "t6", commit_end_ms=30) + [request, query]).ambiguous
+    assert ambiguous.read_source == "module_load_db_query"
+
+
+def test_a_load_without_a_query_span_is_judged_on_its_request() -> None:
+    spans = creation("m-7", "t7", commit_end_ms=20) + [stage_span("load_request", "m-7", "t7", -10, -5)]
     (race,) = detect(spans).races
-    assert race.load_instant == "module_load_request start"
+    assert race.read_source == "module_load_request"
 
 
 def test_same_host_other_process_compares_exactly() -> None:
-    spans = creation("m-6", "t6", commit_end_ms=20.001) + load("m-6", "t6", query_start_ms=20, resource=PROCESS_A2)
+    spans = creation("m-8", "t8", commit_end_ms=20) + load("m-8", "t8", query_start_ms=-1.002, resource=PROCESS_A2)
     (race,) = detect(spans).races
     assert race.checks[0].basis == "same host"
-    assert race.margin_ms["db_commit"] == 0.001
+    assert race.margin_ms["db_commit"] == 0.002
 
 
-def test_load_before_commit_on_other_host_within_tolerance_is_ambiguous() -> None:
-    spans = creation("m-7", "t7", commit_end_ms=23) + load("m-7", "t7", query_start_ms=20, resource=PROCESS_B)
+def test_a_read_before_the_commit_on_another_host_within_tolerance_is_ambiguous_by_clock() -> None:
+    spans = creation("m-9", "t9", commit_end_ms=23) + load("m-9", "t9", query_start_ms=-4, resource=PROCESS_B)
     report = detect(spans)
     assert report.races == []
     (ambiguous,) = report.ambiguous
-    assert ambiguous.verdict == "ambiguous" and ambiguous.preceded == ["db_commit"]
+    assert ambiguous.reason == "clock" and ambiguous.preceded == ["db_commit"]
     assert ambiguous.checks[0].basis == "tolerance" and ambiguous.checks[0].bound_ms == (-5.0, 5.0)
 
 
-def test_load_after_commit_on_other_host_within_tolerance_is_ambiguous_too() -> None:
-    spans = creation("m-8", "t8", commit_end_ms=20) + load("m-8", "t8", query_start_ms=23, resource=PROCESS_B)
-    (ambiguous,) = detect(spans).ambiguous
-    assert ambiguous.margin_ms == {"db_commit": -3.0}
-
-
-def test_load_before_commit_on_other_host_beyond_tolerance_is_a_race() -> None:
-    spans = creation("m-9", "t9", commit_end_ms=30) + load("m-9", "t9", query_start_ms=20, resource=PROCESS_B)
+def test_a_read_before_the_commit_on_another_host_beyond_tolerance_is_a_race_unless_the_tolerance_grows() -> None:
+    spans = creation("m-10", "t10", commit_end_ms=30) + load("m-10", "t10", query_start_ms=-10, resource=PROCESS_B)
     assert len(detect(spans).races) == 1
     assert detect(spans, skew_tolerance_ms=15).races == []
+    assert detect(spans, skew_tolerance_ms=15).ambiguous[0].reason == "clock"
+
+
+def test_recorded_data_decides_whatever_the_clocks_say() -> None:
+    seen_row = {"module.data.found": True}
+    spans = creation("m-11", "t11", commit_end_ms=20) + load("m-11", "t11", -15, query_attributes=seen_row)
+    report = detect(spans)
+    assert report.races == [] and report.clean == 1
+    (contradicted,) = report.contradicted
+    assert contradicted.checks[0].clocks_contradicted
+    missed = {"module.data.found": False}
+    spans = creation("m-12", "t12", commit_end_ms=20) + load("m-12", "t12", 10, query_attributes=missed)
+    (race,) = detect(spans).races
+    assert race.decided_by == "data"
+
+
+def test_a_read_after_the_commit_that_saw_no_row_is_a_stale_read() -> None:
+    missed = {"module.data.found": False}
+    spans = creation("m-13", "t13", commit_end_ms=20) + load("m-13", "t13", 30, query_attributes=missed)
+    report = detect(spans)
+    (stale,) = report.stale_reads
+    assert report.races == [] and stale.verdict == "stale_read" and report.found_races
+
+
+def test_an_older_observed_version_than_the_committed_one_is_a_miss() -> None:
+    spans = [
+        stage_span("create_start", "m-14", "t14", 0, 30),
+        stage_span("db_commit", "m-14", "t14", 1, 20, attributes={"module.data.version": 7}),
+    ] + load("m-14", "t14", 25, query_attributes={"module.data.observed_version": 6})
+    assert len(detect(spans).stale_reads) == 1
+    spans[-1] = spans[-1]._replace(attributes={**spans[-1].attributes, "module.data.observed_version": 7})
+    assert detect(spans).clean == 1
+
+
+def test_a_cache_miss_decides_the_cache_stage_only() -> None:
+    spans = creation("m-15", "t15", commit_end_ms=20, cache_end_ms=30) + load(
+        "m-15", "t15", 25, query_attributes={"module.cache.hit": False, "module.data.found": True}
+    )
+    (race,) = detect(spans).races
+    assert race.preceded == ["cache_update"] and [c.verdict for c in race.checks] == ["clean", "race"]
+
+
+def test_every_verdict_says_whether_its_load_failed_and_the_summary_counts_them_apart() -> None:
+    spans = (
+        creation("m-16", "t16", commit_end_ms=20)
+        + load("m-16", "t16", -15, failed=True)
+        + load("m-16", "t16b", -12)
+        + load("m-16", "t16c", 50)
+    )
+    report = detect(spans)
+    assert sorted(r.load_failed for r in report.races) == [False, True]
+    assert (report.loads, report.failed_loads) == (3, 1)
+    assert [r.load_failed for r in report.failed_only().races] == [True]
 
 
 def test_client_server_pairs_bound_the_offset_and_replace_the_tolerance() -> None:
@@ -84,16 +159,17 @@ def test_client_server_pairs_bound_the_offset_and_replace_the_tolerance() -> Non
     for n in range(5):
         base = 1000 + n * 50
         pairs += rpc(f"r{n}", PROCESS_A, PROCESS_B, (base, base + 10), (base + 100 + 2, base + 100 + 8))
-    # The load's query starts at 110 on B's clock, i.e. about 10 on A's: before the commit at 20.
+    # Only server starts are evidence: theta in [start - client end, start - client start] = [92, 102].
+    # The query reads [90, 92] on B's clock, i.e. [-12, 0] at most on A's: before the commit began at 1.
     spans = (
-        pairs + creation("m-10", "t10", commit_end_ms=20) + load("m-10", "t10", query_start_ms=110, resource=PROCESS_B)
+        pairs + creation("m-10", "t10", commit_end_ms=20) + load("m-10", "t10", query_start_ms=90, resource=PROCESS_B)
     )
     (race,) = detect(spans).races
     check = race.checks[0]
     assert check.basis == "derived bound"
-    assert check.bound_ms == (98.0, 102.0)
+    assert check.bound_ms == (92.0, 102.0)
     assert "5 client/server pairs" in check.explanation
-    # With the fixed tolerance alone, the raw margin (-90 ms) would have called this load clean.
+    # With the fixed tolerance alone, the raw timestamps (read 70 ms after the commit) would say clean.
     assert detect(spans, derive_bounds=False).races == []
 
 
@@ -103,19 +179,26 @@ def test_contradictory_rpc_timings_give_no_bound_and_are_reported() -> None:
         pairs + creation("m-11", "t11", commit_end_ms=30) + load("m-11", "t11", query_start_ms=20, resource=PROCESS_B)
     )
     report = detect(spans)
-    assert report.races[0].checks[0].basis == "tolerance"
+    assert report.ambiguous[0].checks[0].basis == "tolerance"
     assert report.inconsistent_clocks == [("host:host-a", "host:host-b")]
+
+
+def test_a_server_span_ending_after_its_client_is_no_contradiction() -> None:
+    # ASGI: the server span closes after the response was sent and read by the client.
+    pairs = rpc("r1", PROCESS_A, PROCESS_B, (0, 10), (2, 25)) + rpc("r2", PROCESS_A, PROCESS_B, (100, 110), (101, 140))
+    report = detect(pairs + creation("m-11b", "t11b", commit_end_ms=30) + load("m-11b", "t11b", 50))
+    assert report.inconsistent_clocks == []
 
 
 def test_several_loads_per_module_are_each_judged() -> None:
     spans = (
         creation("m-12", "t12", commit_end_ms=20)
-        + load("m-12", "t12", 10)
+        + load("m-12", "t12", -15)
         + load("m-12", "t12", 30)
-        + load("m-12", "t12", 15)
+        + load("m-12", "t12", -12)
     )
     report = detect(spans)
-    assert [r.margin_ms["db_commit"] for r in report.races] == [10.0, 5.0]
+    assert [r.margin_ms["db_commit"] for r in report.races] == [14.0, 11.0]
     assert report.clean == 1 and report.loads == 3
 
 
@@ -125,9 +208,9 @@ def test_the_first_successful_commit_counts_after_a_failed_attempt() -> None:
         span("db_commit", "m-13", "t13", 1, 10, failed=True),
         span("db_commit", "m-13", "t13", 11, 50),
         span("db_commit", "m-13", "t13", 51, 60),
-    ] + load("m-13", "t13", 30)
+    ] + load("m-13", "t13", 5)
     (race,) = detect(spans).races
-    assert race.margin_ms == {"db_commit": 20.0}
+    assert race.margin_ms == {"db_commit": 4.0}  # against [11, 50], not the later [51, 60]
 
 
 def test_a_creation_whose_commit_failed_is_reported_and_its_loads_are_unmatched() -> None:
@@ -150,7 +233,7 @@ def test_a_load_of_a_module_with_no_creation_is_unmatched_not_dropped() -> None:
 
 
 def test_a_creation_with_only_a_cache_update_is_partial_but_still_judged() -> None:
-    spans = [span("cache_update", "m-17", "t17", 5, 20)] + load("m-17", "t17", 10)
+    spans = [span("cache_update", "m-17", "t17", 5, 20)] + load("m-17", "t17", -10)
     (race,) = detect(spans).races
     assert race.preceded == ["cache_update"]
 
@@ -162,7 +245,7 @@ def test_a_creation_with_only_its_start_span_is_partial_and_unmatched() -> None:
 
 
 def test_a_load_in_another_trace_is_matched_by_module_id() -> None:
-    spans = creation("m-19", "t19", commit_end_ms=20) + load("m-19", "other", 10)
+    spans = creation("m-19", "t19", commit_end_ms=20) + load("m-19", "other", -10)
     (race,) = detect(spans).races
     assert not race.same_trace and race.matched_by == "module.id" and race.creation_trace_id.endswith("t19")
 
@@ -171,18 +254,18 @@ def test_a_load_linked_to_its_creation_is_matched_through_the_link() -> None:
     old = creation("m-20", "t20a", commit_end_ms=20)
     new = creation("m-20", "t20b", commit_end_ms=5)  # the module was created again later... in time order first
     link = Link("t20a".rjust(32, "0"), old[0].span_id, {"module.link.type": "creation"})
-    (race,) = detect(old + new + load("m-20", "loadtrace", 10, links=(link,))).races
+    (race,) = detect(old + new + load("m-20", "loadtrace", -10, links=(link,))).races
     assert race.matched_by == "link" and race.creation_trace_id.endswith("t20a")
 
 
 def test_duplicated_spans_count_once() -> None:
-    spans = creation("m-21", "t21", commit_end_ms=20) + load("m-21", "t21", 10)
+    spans = creation("m-21", "t21", commit_end_ms=20) + load("m-21", "t21", -10)
     report = detect(spans + spans)
     assert len(report.races) == 1 and report.duplicates == len(spans)
 
 
 def test_non_string_ids_match_their_string_form() -> None:
-    spans = creation(21, "t22", commit_end_ms=20) + load("21", "t22", 10)
+    spans = creation(21, "t22", commit_end_ms=20) + load("21", "t22", -10)
     assert detect(spans).races[0].module_id == "21"
 
 
@@ -198,15 +281,15 @@ def test_spans_in_any_order_give_the_same_verdicts() -> None:
     expected = [(r.module_id, r.margin_ms) for r in detect(spans).races]
     random.Random(7).shuffle(spans)
     assert [(r.module_id, r.margin_ms) for r in detect(spans).races] == expected
-    assert len(expected) == 30  # loads at 0..29 ms came before the cache update ended at 30 ms
+    assert len(expected) == 18  # reads [n, n + 2] ending before the cache update began at 20 ms: n < 18
 
 
 def test_report_filters_by_module_service_and_window() -> None:
     spans = (
         creation("m-a", "ta", 20)
-        + load("m-a", "ta", 10)
+        + load("m-a", "ta", -10)
         + creation("m-b", "tb", 20)
-        + load("m-b", "tb", 10, resource=PROCESS_A2)
+        + load("m-b", "tb", -10, resource=PROCESS_A2)
     )
     detector = RaceDetector()
     detector.add_all(spans)

@@ -99,7 +99,9 @@ def load(
     failed: bool = False,
     links: tuple[Link, ...] = (),
     request_start_ms: float | None = None,
+    query_attributes: dict[str, Any] | None = None,
 ) -> list[Span]:
+    """A load: its request [query - 1, query + 5] and its query [query, query + 2] (ms)."""
     request_start = query_start_ms - 1 if request_start_ms is None else request_start_ms
     request = span(
         "load_request", module, trace, request_start, query_start_ms + 5, resource=resource, failed=failed, links=links
@@ -113,5 +115,6 @@ def load(
         resource=resource,
         parent=request.span_id,
         failed=failed,
+        attributes=query_attributes,
     )
     return [request, query]
