@@ -2,7 +2,7 @@
 
     python benchmarks/bench_stages.py
 
-Targets (issue 2): with tracing on (SDK + BatchSpanProcessor, no-op exporter), at most 1.10x a
+Targets: with tracing on (SDK + BatchSpanProcessor, no-op exporter), at most 1.10x a
 bare ``@tracer.start_as_current_span`` decorator with the same attributes; with tracing off
 (no SDK installed, or OTEL_SDK_DISABLED=true) at most 1 microsecond above the undecorated call.
 

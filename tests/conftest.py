@@ -72,7 +72,7 @@ def spans() -> Iterator[Recorded]:
     reset_trace_globals()
 
 
-# --- no secret in any exported span, in the whole suite (issue 7) ---------------------------------
+# --- no secret in any exported span, in the whole suite ---------------------------------
 
 import json as _json  # noqa: E402
 import re as _re  # noqa: E402

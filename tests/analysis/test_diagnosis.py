@@ -52,7 +52,7 @@ def failing_load(
 def test_a_load_that_raced_the_commit_on_the_same_clock_is_a_race() -> None:
     report = diagnose(
         creation("m-1", "t1", commit_end_ms=20, cache_end_ms=30)
-        + failing_load("m-1", "t1", 10, query={"error.type": "ModuleNotFound"})
+        + failing_load("m-1", "t1", -10, query={"error.type": "ModuleNotFound"})
     )
     (d,) = report.diagnoses
     assert (d.cause, d.strength, d.detail) == ("race", "same-clock timestamps", "db_commit+cache_update")
@@ -65,8 +65,37 @@ def test_a_stale_read_is_proven_by_data_versions_without_clocks() -> None:
     # The read ran on another host, well after the commit by the clocks, but saw version 6.
     spans += failing_load("m-2", "t2", 200, resource=PROCESS_B, query={"module.data.observed_version": 6})
     (d,) = diagnose(spans).diagnoses
-    assert (d.cause, d.strength) == ("race", "data version")
-    assert "observed version 6, older than the committed 7" in d.evidence[0]
+    assert (d.cause, d.strength, d.detail) == ("race", "data version", "stale read (db_commit)")
+    assert "came after the stage ended and saw nothing" in d.evidence[0]
+    assert any("observed version 6, committed 7" in line for line in d.evidence)
+
+
+def test_a_read_after_the_commit_that_found_no_row_is_a_stale_read_race() -> None:
+    spans = creation("m-2b", "t2b", commit_end_ms=20) + failing_load(
+        "m-2b", "t2b", 50, query={"module.data.found": False, "error.type": "ModuleNotFound"}
+    )
+    (d,) = diagnose(spans).diagnoses
+    assert (d.cause, d.detail) == ("race", "stale read (db_commit)")
+
+
+def test_a_read_overlapping_the_commit_that_found_nothing_is_a_weaker_race() -> None:
+    spans = creation("m-2c", "t2c", commit_end_ms=30) + failing_load(
+        "m-2c", "t2c", 10, query={"error.type": "ModuleNotFound"}
+    )
+    (d,) = diagnose(spans).diagnoses
+    assert (d.cause, d.strength) == ("race", "overlap with a not-found read")
+
+
+def test_a_pool_timeout_and_an_expired_token_on_one_load_is_pool_first_auth_second() -> None:
+    spans = creation("m-2d", "t2d", 5, 6) + failing_load(
+        "m-2d",
+        "t2d",
+        50,
+        query={"module.pool.timed_out": True, "module.pool.wait_ms": 5000.0},
+        request={"module.auth.status": 401, "module.auth.token_expired": True},
+    )
+    (d,) = diagnose(spans).diagnoses
+    assert (d.cause, d.secondary) == ("pool", ("auth",))
 
 
 def test_an_expired_token_with_a_401_is_auth_expired() -> None:
@@ -119,7 +148,7 @@ def test_a_pool_timeout_on_a_load_that_also_raced_is_pool_first_race_second() ->
     spans = creation("m-6", "t6", commit_end_ms=500) + failing_load(
         "m-6",
         "t6",
-        10,
+        -400,
         duration_ms=300,
         query={
             "module.pool.timed_out": True,

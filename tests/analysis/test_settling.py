@@ -76,7 +76,7 @@ def test_settling_keeps_only_summaries_of_settled_modules() -> None:
 
 
 def test_a_late_load_of_a_settled_module_is_judged_against_its_summary() -> None:
-    spans = creation("m-late", "t1", commit_end_ms=20, cache_end_ms=30) + load("m-late", "t1", 25)
+    spans = creation("m-late", "t1", commit_end_ms=20, cache_end_ms=30) + load("m-late", "t1", -10)
     spans += creation("m-other", "t2", commit_end_ms=120 * MINUTE_MS) + load("m-other", "t2", 120 * MINUTE_MS + 5)
     late = load("m-late", "t3", 121 * MINUTE_MS)  # two hours later, another trace
     detector = RaceDetector(settle_after_s=60)
@@ -87,12 +87,60 @@ def test_a_late_load_of_a_settled_module_is_judged_against_its_summary() -> None
 
 
 def test_a_load_whose_creation_comes_later_is_not_judged_early() -> None:
-    spans = load("m-1", "t1", 0) + creation("m-2", "t2", 90 * MINUTE_MS)  # m-1's creation not seen yet
+    spans = load("m-1", "t1", -10) + creation("m-2", "t2", 90 * MINUTE_MS)  # m-1's creation not seen yet
     detector = RaceDetector(settle_after_s=60)
     detector.add_all(spans)
     detector.add_all(creation("m-1", "t9", commit_end_ms=10))  # found later (e.g. by module id)
     (race,) = detector.report().races
     assert race.module_id == "m-1" and race.matched_by == "module.id"
+
+
+def fillers(until_ms: float, count: int = 300) -> list[Span]:
+    """Other modules' creations and loads in time order up to ``until_ms``: more than a sweep's worth."""
+    out: list[Span] = []
+    for n in range(1, count + 1):
+        at = n * until_ms / count
+        out += creation(f"f-{n}", f"tf{n}", commit_end_ms=at) + load(f"f-{n}", f"tf{n}", at + 5)
+    return out
+
+
+def test_a_settled_creation_keeps_its_first_successful_commit_not_its_last() -> None:
+    spans = [
+        span("create_start", "m-c", "tc", 0, 200),
+        span("db_commit", "m-c", "tc", 10, 20),
+        span("db_commit", "m-c", "tc", 100, 150),  # a second, later successful commit (a retry's)
+    ]
+    spans += fillers(120 * MINUTE_MS)
+    # Two hours of data later, a load in another trace reads [50, 52] on the same clock as the creation...
+    late = load("m-c", "t3", 50)
+    detector = RaceDetector(settle_after_s=60)
+    detector.add_all([*spans, *late])
+    # ...after the first successful commit [10, 20] ended: clean. Judged against [100, 150] it would race.
+    result = detector.report()
+    assert result.races == [] and result.clean == result.loads == 301
+
+
+def test_a_module_created_again_is_judged_against_the_creation_before_the_read() -> None:
+    first = creation("m-r", "t-old", commit_end_ms=20)
+    again = [span("create_start", "m-r", "t-new", 1000, 1100), span("db_commit", "m-r", "t-new", 1010, 1050)]
+    # A load in a third trace reads at 1005: after the old creation, before the new commit began.
+    report = RaceDetector()
+    report.add_all(first + again + load("m-r", "t-load", 1005))
+    (race,) = report.report().races
+    assert race.creation_trace_id.endswith("t-new") and race.matched_by == "module.id"
+
+
+def test_spans_arriving_late_but_inside_the_settle_window_are_judged_with_their_module() -> None:
+    # m-w's first commit failed; its load came; its successful commit reaches the archive late, after
+    # 58 minutes of other modules' data (well over a sweep's 1024 lifecycle spans), inside the 1 h window.
+    early = [span("create_start", "m-w", "tw", 0, 25), span("db_commit", "m-w", "tw", 1, 5, failed=True)]
+    early += load("m-w", "tw", -10)
+    late_commit = span("db_commit", "m-w", "tw", 10, 20)
+    detector = RaceDetector(settle_after_s=3600)
+    detector.add_all([*early, *fillers(58 * MINUTE_MS), late_commit])
+    report = detector.report()
+    # Judged against the late successful commit [10, 20]: a race. Settled too early, it would be unmatched.
+    assert [r.module_id for r in report.races] == ["m-w"] and report.unmatched == []
 
 
 def test_the_scope_is_fixed_once_loads_were_judged_early() -> None:

@@ -3,7 +3,7 @@
 Two real HTTP services (module-service creates, canvas-service loads) run as their own
 processes on 127.0.0.1 with a real SQLite database and a real connection pool, instrumented with
 moduletrace. A client creates modules and loads them, concurrently, while the three faults of the
-seed's hypotheses are injected at chosen rates: the index update lags behind the commit (race),
+incident's hypotheses are injected at chosen rates: the index update lags behind the commit (race),
 the token expires between create and load (auth), too few pooled connections for a burst of
 loads (pool). Spans go to OTLP JSON lines files (the embedded default), then the race rule runs
 on them and its verdicts are compared with what was injected.

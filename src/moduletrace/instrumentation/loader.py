@@ -1,4 +1,4 @@
-"""The seed's enhanced ModuleLoader, in Python: retries with backoff, one span per attempt, a named cause.
+"""A ModuleLoader as the incident write-up proposed it: retries with backoff, one span per attempt, a named cause.
 
 ::
 
