@@ -70,11 +70,14 @@ def generate(path: str, spans: int, spans_per_module: int, seed: int = 1) -> Non
             trace = f"{rng.getrandbits(128):032x}"
             base = t0 + module * 50_000_000  # a module every 50 ms
             race = rng.random() < 0.02
+            # A racing module's commit lags (write-behind): its load reads before the commit begins.
+            commit_at = base + (2_000_000 if race else 300_000)
             load_at = base + (500_000 if race else 5_000_000)
+            starts = {"create_start": base, "db_commit": commit_at, "cache_update": commit_at + 300_000}
             for stage in STAGES:
                 n += 1
                 loading = stage.startswith("load")
-                start = load_at if loading else base + STAGES.index(stage) * 300_000
+                start = load_at if loading else starts[stage]
                 attrs = [
                     {"key": "module.id", "value": {"stringValue": f"m-{module}"}},
                     {"key": "module.stage", "value": {"stringValue": stage}},

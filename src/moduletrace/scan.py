@@ -203,7 +203,9 @@ def races(
         scope=LoadScope(options.module, options.service, start, end),
     )
     scan = read(open_sources(options, warn), detector, race_wanted, options, tick)
-    return detector.report(), scan
+    report = detector.report()
+    _require_loads(report.loads, scan, options)
+    return report, scan
 
 
 def diagnose(
@@ -226,4 +228,23 @@ def incident(
     scan = read(open_sources(options, warn), diagnoser, diagnosis_wanted, options, tick)
     diagnosis = diagnoser.report(module=options.module, service=options.service, start_ns=start, end_ns=end)
     races = diagnoser.detector.report(module=options.module, service=options.service, start_ns=start, end_ns=end)
+    _require_loads(races.loads, scan, options)
     return diagnosis, races, scan
+
+
+def _require_loads(loads: int, scan: Scan, options: ScanOptions) -> None:
+    """Zero loads judged is no answer: say what was searched and exit 3, never "no race"."""
+    if loads:
+        return
+    wanted = [
+        f"service {options.service}" if options.service else "",
+        f"module {options.module}" if options.module else "",
+    ]
+    if options.start_ns is not None or options.end_ns is not None:
+        wanted.append("in the window")
+    which = " ".join(w for w in wanted if w)
+    searched = "; ".join(s.describe() for s in scan.sources)
+    raise EmptyScanError(
+        f"no load{' of ' + which if which else ''} found in {searched} ({scan.lifecycle_spans} lifecycle spans "
+        "read): nothing was judged, so this is no evidence of 'no race'"
+    )

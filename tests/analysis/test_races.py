@@ -61,10 +61,32 @@ def test_the_read_window_narrows_to_the_database_client_span_inside_the_query() 
     # The query span [10, 40] waited for a pooled connection; the statement itself ran [32, 34], after the commit.
     request = stage_span("load_request", "m-6", "t6", 9, 41)
     query = stage_span("load_db_query", "m-6", "t6", 10, 40, parent=request.span_id)
-    begin = Span(query.trace_id, "b" * 16, query.span_id, "BEGIN", KIND_CLIENT, ns(12), ns(13), 0, "",
-                 {"db.system.name": "postgresql", "db.query.text": "BEGIN"}, PROCESS_A)
-    select = Span(query.trace_id, "5" * 16, query.span_id, "SELECT modules", KIND_CLIENT, ns(32), ns(34), 0, "",
-                  {"db.system.name": "postgresql"}, PROCESS_A)
+    begin = Span(
+        query.trace_id,
+        "b" * 16,
+        query.span_id,
+        "BEGIN",
+        KIND_CLIENT,
+        ns(12),
+        ns(13),
+        0,
+        "",
+        {"db.system.name": "postgresql", "db.query.text": "BEGIN"},
+        PROCESS_A,
+    )
+    select = Span(
+        query.trace_id,
+        "5" * 16,
+        query.span_id,
+        "SELECT modules",
+        KIND_CLIENT,
+        ns(32),
+        ns(34),
+        0,
+        "",
+        {"db.system.name": "postgresql"},
+        PROCESS_A,
+    )
     spans = creation("m-6", "t6", commit_end_ms=30) + [request, query, begin, select]
     report = detect(spans)
     assert report.clean == 1, "the transaction's BEGIN is not the read; the SELECT after the commit is"

@@ -203,11 +203,13 @@ def _normalised(spans: Recorded) -> list[Any]:
 def test_a_pool_timeout_on_a_load_that_also_raced_is_diagnosed_pool_then_race(
     spans: Recorded, starved_engine: Any
 ) -> None:
-    # The load runs while the creation is still committing (a race) and finds the pool starved.
+    # The load runs before the creation's commit began (a race) and finds the pool starved.
     with only_connection_held(starved_engine):
-        with moduletrace.create_start("m-both"), moduletrace.db_commit("m-both"):
+        with moduletrace.create_start("m-both"):
             with pytest.raises(SQLAlchemyPoolTimeout), moduletrace.load_request("m-both"):
                 read_module("m-both", starved_engine)
+            with moduletrace.db_commit("m-both"):
+                pass
     diagnoser = Diagnoser()
     diagnoser.add_all(_normalised(spans))
     (diagnosis,) = diagnoser.report().diagnoses

@@ -79,9 +79,13 @@ def test_the_certificate_is_accepted_with_its_ca_and_skipped_only_when_asked(
     https_jaeger: tuple[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     url, cert = https_jaeger
-    assert main(["races", "--jaeger", url, "--since", "5m", "--ca-cert", str(cert), "--format", "json"]) == 0
-    assert main(["races", "--jaeger", url, "--since", "5m", "--insecure", "--format", "json"]) == 0
-    assert "TLS certificates are not verified (--insecure)" in capsys.readouterr().err
+    # The empty Jaeger answers over TLS: the scan reads no lifecycle span (exit 3, said so), no TLS error.
+    assert main(["races", "--jaeger", url, "--since", "5m", "--ca-cert", str(cert), "--format", "json"]) == 3
+    err = capsys.readouterr().err
+    assert "no lifecycle span found in Jaeger at" in err and "SSL" not in err and "certificate" not in err
+    assert main(["races", "--jaeger", url, "--since", "5m", "--insecure", "--format", "json"]) == 3
+    err = capsys.readouterr().err
+    assert "TLS certificates are not verified (--insecure)" in err and "no lifecycle span found" in err
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "collector").glob("*.yaml")), ids=lambda p: p.name)
