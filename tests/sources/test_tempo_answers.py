@@ -1,7 +1,8 @@
 """The Tempo source against Tempo's real answers: missing traces, window limits, TraceQL strings, old APIs.
 
 No Tempo runs here (it is AGPL-licensed and cannot be built on this machine). ``FakeTempo`` is an
-httpx MockTransport that answers as Tempo's API documentation and query-frontend code describe
+httpx MockTransport handler (served over HTTP by tests/support/local_server.py for the command's
+test) that answers as Tempo's API documentation and query-frontend code describe
 (grafana/tempo v3.0.3, read, not copied; every payload below is written by hand):
 
 - ``GET /api/v2/traces/{id}`` (2.6+): ``{"trace": {"resourceSpans": [...]}, "metrics": {...}}``;
@@ -23,7 +24,10 @@ httpx MockTransport that answers as Tempo's API documentation and query-frontend
 from __future__ import annotations
 
 import base64
+import json
+import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,10 +36,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from moduletrace.cli.main import main
 from moduletrace.conventions import SPAN_NAMES
 from moduletrace.errors import BackendError
 from moduletrace.sources.http import Auth, Backend
 from moduletrace.sources.tempo import TempoSource, go_duration_seconds, traceql_string
+from tests.support.local_server import LocalServer
 
 DAY = 86400
 NOW_S = 1_790_000_000
@@ -429,3 +435,52 @@ def test_an_error_body_echoing_the_authorization_header_is_not_repeated(auth: Au
     credential = sent[0].split(" ", 1)[1]
     assert credential not in message and (auth.token or auth.password or "") not in message
     assert "\n" not in message and "answered HTTP 401" in message and "Authorization: ***" in message
+
+
+# -- through the command, over HTTP ------------------------------------------------------------------
+
+
+class Served:
+    """``fake`` behind a real HTTP server on 127.0.0.1 (tests/support/local_server.py)."""
+
+    def __init__(self, fake: FakeTempo) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                answer = fake(httpx.Request("GET", "http://tempo.test" + self.path, headers=dict(self.headers)))
+                self.send_response(answer.status_code)
+                for key in ("Content-Type",):
+                    if key in answer.headers:
+                        self.send_header(key, answer.headers[key])
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.local = LocalServer(Handler)
+        self.url = self.local.url
+
+
+def test_races_since_7d_on_a_default_tempo_with_a_lost_trace_exits_3_partial(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    now = int(time.time())
+    fake = FakeTempo(
+        [
+            Stored(trace_hex(1), now - 6 * DAY, module_id="m-1", stage="load_request"),
+            Stored(trace_hex(2), now - 3 * DAY, module_id="m-2", stage="load_request"),
+        ],
+        lost={trace_hex(2)},
+    )
+    served = Served(fake)
+    try:
+        code = main(["races", "--tempo", served.url, "--since", "7d", "--lookback", "7d", "--format", "json"])
+    finally:
+        served.local.close()
+    out, err = capsys.readouterr()
+    assert code == 3
+    assert f"trace {trace_hex(2)} found by search but not by id" in json.loads(out)["summary"]["partial"]
+    assert err.count("\n") == 1 and "the scan is partial" in err
+    assert {status for *_, status in fake.searches} == {200}
+    assert any(q.startswith('{ span.module.id = "m-1"') for q, *_ in fake.searches)  # the creation lookup ran
