@@ -484,3 +484,15 @@ def test_races_since_7d_on_a_default_tempo_with_a_lost_trace_exits_3_partial(
     assert err.count("\n") == 1 and "the scan is partial" in err
     assert {status for *_, status in fake.searches} == {200}
     assert any(q.startswith('{ span.module.id = "m-1"') for q, *_ in fake.searches)  # the creation lookup ran
+
+
+def test_a_partial_trace_with_no_spans_left_is_reported_once() -> None:
+    def tempo(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/search":
+            return httpx.Response(200, json={"traces": [{"traceID": trace_hex(9).lstrip("0")}]})
+        return httpx.Response(200, json={"trace": {}, "status": "PARTIAL", "message": "Trace exceeds\nmaximum size"})
+
+    backend = Backend("http://tempo.test", Auth(), "Tempo", transport=httpx.MockTransport(tempo), retries=0)
+    tempo_source = TempoSource(backend, 0, 10**9)
+    assert list(tempo_source.spans()) == []
+    assert tempo_source.partial == [f"trace {trace_hex(9)} is partial: Trace exceeds maximum size"]

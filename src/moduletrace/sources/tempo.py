@@ -239,10 +239,12 @@ class TempoSource(BackendSource):
         body = self.backend.json(response)
         if not isinstance(body, dict) or "trace" not in body or not isinstance(body["trace"], (dict, type(None))):
             raise BackendError(f"Tempo at {self.backend.base_url}: unexpected trace answer for {trace_id}")
+        trace = _spans_or_none(body["trace"])
         if body.get("status") == "PARTIAL":
             message = " ".join(str(body.get("message") or "").split())[:200]
             self.partial.append(f"trace {trace_id} is partial: {message}".strip())
-        return _spans_or_none(body["trace"])
+            return trace or _NO_SPANS  # reported once, as partial
+        return trace
 
     def _payload_v1(self, trace_id: str) -> Mapping[str, Any] | None:
         response = self.backend.get(f"/api/traces/{trace_id}", ok_statuses=(404,))
@@ -252,6 +254,9 @@ class TempoSource(BackendSource):
         if not isinstance(body, dict):
             raise BackendError(f"Tempo at {self.backend.base_url}: unexpected trace answer for {trace_id}")
         return _spans_or_none(body)
+
+
+_NO_SPANS: Mapping[str, Any] = {"resourceSpans": []}
 
 
 def _spans_or_none(trace: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
