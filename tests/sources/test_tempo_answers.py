@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 
 from moduletrace.cli.main import main
 from moduletrace.conventions import SPAN_NAMES
-from moduletrace.errors import BackendError
+from moduletrace.errors import BackendError, InputError
 from moduletrace.sources.http import Auth, Backend
 from moduletrace.sources.tempo import TempoSource, go_duration_seconds, traceql_string
 from tests.support.local_server import LocalServer
@@ -496,3 +496,11 @@ def test_a_partial_trace_with_no_spans_left_is_reported_once() -> None:
     tempo_source = TempoSource(backend, 0, 10**9)
     assert list(tempo_source.spans()) == []
     assert tempo_source.partial == [f"trace {trace_hex(9)} is partial: Trace exceeds maximum size"]
+
+
+def test_a_service_name_traceql_cannot_express_is_bad_usage_not_a_traceback() -> None:
+    fake = FakeTempo([])
+    backend = Backend("http://tempo.test", Auth(), "Tempo", transport=httpx.MockTransport(fake), retries=0)
+    with pytest.raises(InputError, match="--service 'canvas\\\\udcff' cannot be written as a TraceQL string"):
+        list(TempoSource(backend, 0, 10**9, service="canvas\udcff").spans())  # an undecodable argv byte
+    assert fake.paths == []

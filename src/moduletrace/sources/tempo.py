@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from moduletrace.conventions import MODULE_ID, MODULE_STAGE, SPAN_NAMES
-from moduletrace.errors import BackendError
+from moduletrace.errors import BackendError, InputError
 from moduletrace.sources.http import BackendSource
 from moduletrace.sources.otlp_json import FormatError, decode
 from moduletrace.spans import Span, Wanted, normalise_trace_id
@@ -116,7 +116,10 @@ class TempoSource(BackendSource):
     def spans(self, wanted: Wanted | None = None) -> Iterator[Span]:
         start_s = self.start_ns // 1_000_000_000
         end_s = -(-self.end_ns // 1_000_000_000)
-        q = self.query()
+        try:
+            q = self.query()
+        except ValueError:
+            raise InputError(f"--service {self.service!r} cannot be written as a TraceQL string") from None
         try:
             for trace_id in self._search(q, start_s, max(end_s, start_s + 1)):
                 yield from self._trace(trace_id, wanted)
