@@ -2,11 +2,13 @@
 
 Credentials come from flags or environment variables and are only ever put in request headers:
 no error message, warning or ``--verbose`` line contains them (URLs are printed without userinfo
-and query strings are never echoed with a token in them).
+and query strings are never echoed with a token in them; a reason quoted from an error body, which
+a proxy may fill with the request's headers, is one line with the credentials replaced by ``***``).
 """
 
 from __future__ import annotations
 
+import base64
 import random
 import ssl
 import time
@@ -18,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from moduletrace.errors import BackendError
+from moduletrace.instrumentation._redact import redact
 from moduletrace.spans import ResourceCache
 
 _RETRYABLE_STATUS = {429, 502, 503, 504}
@@ -73,9 +76,13 @@ class Backend:
         verify: bool | ssl.SSLContext = (
             auth.verify if isinstance(auth.verify, bool) else ssl.create_default_context(cafile=auth.verify)
         )
-        basic = httpx.BasicAuth(auth.user, auth.password or "") if auth.user else None
-        if parts.username and basic is None:  # user:password@host in the URL
-            basic = httpx.BasicAuth(parts.username, parts.password or "")
+        user, password = (auth.user, auth.password or "") if auth.user else (parts.username, parts.password or "")
+        basic = httpx.BasicAuth(user, password) if user else None  # --user, else user:password@host in the URL
+        # A backend may echo a request header in its error body: what we sent is never repeated.
+        secrets = [auth.token, auth.password, parts.password]
+        if user:
+            secrets.append(base64.b64encode(f"{user}:{password}".encode()).decode())
+        self._secrets = tuple(sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True))
         netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
         self.base_url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
         self.name = name
@@ -113,11 +120,11 @@ class Backend:
                 self.log(f"GET {safe_url(url)} -> {response.status_code} ({len(response.content)} bytes)")
             status = response.status_code
             if status in _RETRYABLE_STATUS or status >= 500:
-                last = f"{self.name} at {safe_url(url)} answered HTTP {status}{_reason(response)}"
+                last = f"{self.name} at {safe_url(url)} answered HTTP {status}{self._reason_suffix(response)}"
                 continue
             if response.is_success or status in ok_statuses:
                 return response
-            raise BackendError(f"{self.name} at {safe_url(url)} answered HTTP {status}{_reason(response)}")
+            raise BackendError(f"{self.name} at {safe_url(url)} answered HTTP {status}{self._reason_suffix(response)}")
         raise BackendError(f"{last} after {self.retries + 1} attempts")
 
     def json(self, response: httpx.Response) -> Any:
@@ -126,14 +133,25 @@ class Backend:
         except ValueError:
             raise BackendError(f"{self.name} at {safe_url(str(response.url))} did not answer JSON") from None
 
+    def reason(self, response: httpx.Response) -> str:
+        """The error body's reason on one line, credentials replaced by ``***``; '' when there is none."""
+        text = " ".join(_reason(response).split())
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return redact(text)[:200]
+
+    def _reason_suffix(self, response: httpx.Response) -> str:
+        text = self.reason(response)
+        return f": {text}" if text else ""
+
 
 def _reason(response: httpx.Response) -> str:
-    """A short reason from an error body (Jaeger: {"error": {"message"}}, {"errors": [{"msg"}]}; Tempo: text)."""
+    """The reason in an error body (Jaeger: {"error": {"message"}}, {"errors": [{"msg"}]}; Tempo: text)."""
     try:
         body = response.json()
     except ValueError:
-        text = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
-        return f": {text}" if text and "<" not in text[:1] else ""
+        text = response.text.strip().splitlines()[0] if response.text.strip() else ""
+        return text if "<" not in text[:1] else ""
     message = ""
     if isinstance(body, dict):
         error = body.get("error")
@@ -142,7 +160,7 @@ def _reason(response: httpx.Response) -> str:
         errors = body.get("errors")
         if not message and isinstance(errors, list) and errors and isinstance(errors[0], dict):
             message = str(errors[0].get("msg", ""))
-    return f": {message[:200]}" if message else ""
+    return message
 
 
 class BackendSource:
