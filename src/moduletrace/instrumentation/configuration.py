@@ -255,8 +255,8 @@ def _warn_ignored(
     if ignored:
         warn_once(
             "ignored-by-foreign-provider",
-            "moduletrace: the TracerProvider in use was installed by %s, not by configure(), whose resource "
-            "and exporters are fixed; ignored: %s",
+            "moduletrace: the TracerProvider in use was installed by %s, not by configure(): its resource and "
+            "exporters stay as they are; ignored: %s",
             _installer(provider),
             "; ".join(ignored),
         )
