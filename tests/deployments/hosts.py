@@ -28,7 +28,9 @@ class Host:
         self.out = directory / f"{name}.out"
         self.err = directory / f"{name}.err"
         self._files: list[IO[bytes]] = [self.out.open("wb"), self.err.open("wb")]
-        self.process = subprocess.Popen(list(argv), env=dict(env), cwd=ROOT, stdout=self._files[0], stderr=self._files[1])
+        self.process = subprocess.Popen(
+            list(argv), env=dict(env), cwd=ROOT, stdout=self._files[0], stderr=self._files[1]
+        )
 
     def stderr(self) -> str:
         return self.err.read_text(errors="replace")
@@ -112,7 +114,9 @@ def binary(name: str) -> str:
     if path is None:
         if os.environ.get("MODULETRACE_REQUIRE_PEERS"):
             pytest.fail(f"{name} is not installed (scripts/test installs it) and MODULETRACE_REQUIRE_PEERS is set")
-        pytest.skip(f"{name} is not installed (apt-get install -y {name}); set MODULETRACE_REQUIRE_PEERS to fail instead")
+        pytest.skip(
+            f"{name} is not installed (apt-get install -y {name}); set MODULETRACE_REQUIRE_PEERS to fail instead"
+        )
     return path
 
 

@@ -1,4 +1,4 @@
-"""Under the opentelemetry-instrument agent: its provider is flushed on SIGTERM, and what configure() could not apply is said."""
+"""Under the opentelemetry-instrument agent: its provider flushed on SIGTERM, what configure() could not apply said."""
 
 from __future__ import annotations
 

@@ -222,7 +222,7 @@ def _take_over_exit_hook(provider: TracerProvider) -> bool:
     if getattr(provider, "_atexit_handler", None) is None:
         return False
     atexit.unregister(provider.shutdown)
-    provider._atexit_handler = None  # type: ignore[attr-defined]
+    provider._atexit_handler = None
     return True
 
 
@@ -317,7 +317,7 @@ def _refresh_pid_after_fork(provider: TracerProvider) -> None:
     def after_in_child() -> None:
         try:
             if provider.resource.attributes.get("process.pid") is not None:
-                provider._update_resource(Resource({"process.pid": os.getpid()}))  # type: ignore[attr-defined]
+                provider._update_resource(Resource({"process.pid": os.getpid()}))
         except Exception as exc:  # noqa: BLE001
             internal_error("fork", exc)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Protocol, Union, runtime_checkable
+from typing import Any, Protocol, Union, runtime_checkable
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -89,7 +89,7 @@ def _extract(carrier_: Mapping[str, str]) -> SpanContext:
     return trace.get_current_span(_PROPAGATOR.extract(carrier_)).get_span_context()
 
 
-def _extract_mapping(mapping: Mapping[object, object]) -> SpanContext:
+def _extract_mapping(mapping: Mapping[Any, Any]) -> SpanContext:
     # HTTP headers and JSON columns differ in case; W3C keys are lower case.
     return _extract({str(k).lower(): v for k, v in mapping.items() if isinstance(v, str)})
 

@@ -32,7 +32,7 @@ def instrument(**instrumentor_options: Any) -> None:
                 "the publisher's trace (pip install 'moduletrace[celery]')",
             )
             return
-        instrumentor = CeleryInstrumentor()
+        instrumentor = CeleryInstrumentor()  # type: ignore[no-untyped-call]
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(**instrumentor_options)
     except Exception as exc:  # noqa: BLE001 - start-up help must not stop the worker
@@ -45,6 +45,6 @@ def uninstrument() -> None:
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
     except ImportError:
         return
-    instrumentor = CeleryInstrumentor()
+    instrumentor = CeleryInstrumentor()  # type: ignore[no-untyped-call]
     if instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.uninstrument()
