@@ -34,9 +34,15 @@ HOSTS = {
         [PY, "-m", "gunicorn", "-k", "uvicorn_worker.UvicornWorker", "-w", "2", "-b", "127.0.0.1:{port}", ASGI],
         0,
     ),
+    # --preload: configure() runs in the arbiter; the worker hooks of gunicorn.conf.py chain SIGTERM in each worker
+    "gunicorn UvicornWorker --preload": (
+        [PY, "-m", "gunicorn", "-c", "tests/deployments/apps/gunicorn_conf.py", "--preload"]
+        + ["-k", "uvicorn_worker.UvicornWorker", "-w", "2", "-b", "127.0.0.1:{port}", ASGI],
+        0,
+    ),
     "gunicorn sync": ([PY, "-m", "gunicorn", "-w", "2", "-b", "127.0.0.1:{port}", WSGI], 0),
     "gunicorn gthread": (
-        [PY, "-m", "gunicorn", "-k", "gthread", "--threads", "4", "-w", "2", "-b", "127.0.0.1:{port}", WSGI],
+        [PY, "-m", "gunicorn", "-k", "gthread", "--threads", "4", "-w", "1", "-b", "127.0.0.1:{port}", WSGI],
         0,
     ),
     "flask run": ([PY, "-m", "flask", "--app", WSGI, "run", "--port", "{port}"], -15),
