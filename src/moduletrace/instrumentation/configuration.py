@@ -34,7 +34,8 @@ from moduletrace.instrumentation import exit_hooks
 from moduletrace.instrumentation._guard import internal_error, logger, warn_once
 from moduletrace.instrumentation.file_exporter import OTLPJsonFileExporter
 
-_lock = threading.Lock()
+# Re-entrant: the SIGTERM handler may run shutdown() in the main thread while it is inside configure().
+_lock = threading.RLock()
 _state: dict[str, Any] = {
     "provider": None,  # the SDK TracerProvider in use (ours or the service's / the agent's)
     "owned": False,  # configure() installed it

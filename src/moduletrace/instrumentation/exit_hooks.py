@@ -39,6 +39,7 @@ _flush: Callable[[], None] | None = None
 _previous: dict[int, Any] = {}
 _hooked_servers: set[int] = set()
 _celery_connected = False
+_ending = False
 
 
 def install(flush: Callable[[], None]) -> None:
@@ -97,8 +98,11 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         previous(signum, frame)  # whatever it raises is the host's business: let it through
         return
     # The default disposition would end the process right here, without atexit: flush first,
-    # then end exactly as the default would have.
-    _run_flush("SIGTERM")
+    # then end exactly as the default would have. A second signal during the flush ends it at once.
+    global _ending
+    if not _ending:
+        _ending = True
+        _run_flush("SIGTERM")
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 
