@@ -285,27 +285,44 @@ def _complete_resource(provider: TracerProvider) -> None:
     if not missing:
         return
     update = getattr(provider, "_update_resource", None)
-    detectors = ",".join(["otel", *sorted({_CLOCK_ATTRIBUTES[k] for k in missing})])
     if callable(update):
         update(Resource(missing))
         _refresh_pid_after_fork(provider)
         warn_once(
             "completed-resource",
             "moduletrace: added %s to the resource of %s so the race rule can tell spans of one process or "
-            "host apart; OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=%s sets them at the source",
+            "host apart; %s",
             ", ".join(sorted(missing)),
             _installer(provider),
-            detectors,
+            _detectors_advice(missing),
         )
     else:
         warn_once(
             "incomplete-resource",
-            "moduletrace: the resource of %s lacks %s: the race rule cannot tell which spans share a clock; "
-            "set OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=%s",
+            "moduletrace: the resource of %s lacks %s: the race rule cannot tell which spans share a clock; %s",
             _installer(provider),
             ", ".join(sorted(missing)),
-            detectors,
+            _detectors_advice(missing),
         )
+
+
+def _detectors_advice(missing: Mapping[str, object]) -> str:
+    """Which OTEL_EXPERIMENTAL_RESOURCE_DETECTORS value sets ``missing`` with the SDK installed here."""
+    try:
+        from importlib.metadata import entry_points
+
+        offered = set(entry_points(group="opentelemetry_resource_detector").names)
+    except Exception:  # noqa: BLE001 - advice only
+        offered = set()
+    wanted = sorted({_CLOCK_ATTRIBUTES[key] for key in missing})
+    available = [name for name in wanted if name in offered]
+    absent = [name for name in wanted if name not in offered]
+    advice = []
+    if available:
+        advice.append(f"OTEL_EXPERIMENTAL_RESOURCE_DETECTORS={','.join(['otel', *available])} sets them at the source")
+    if absent:
+        advice.append(f"this SDK has no {'/'.join(absent)} resource detector: set them in OTEL_RESOURCE_ATTRIBUTES")
+    return "; ".join(advice)
 
 
 def _clock_attributes() -> dict[str, AttributeValue]:

@@ -179,7 +179,10 @@ def connect_celery() -> None:
 def _celery_process_init(**_: Any) -> None:
     # The pool resets signal dispositions in each new child: chain again, so a child ended with
     # SIGTERM (a cold shutdown, a time limit) flushes before it dies.
-    install_signal_handlers()
+    try:
+        install_signal_handlers()
+    except Exception as exc:  # noqa: BLE001 - never in the way of the pool
+        internal_error("celery process init", exc)
 
 
 def _celery_shutdown(**_: Any) -> None:

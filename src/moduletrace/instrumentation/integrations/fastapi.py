@@ -69,7 +69,10 @@ def instrument_app(app: FastAPI) -> FastAPI:
 
         @asynccontextmanager
         async def lifespan(target: Any) -> AsyncIterator[Any]:
-            check_decorators(app)  # routes added after instrument_app()
+            try:
+                check_decorators(app)  # routes added after instrument_app()
+            except Exception as exc:  # noqa: BLE001 - a check must not stop the app's start-up
+                internal_error("fastapi check_decorators", exc)
             async with original(target) as state:
                 yield state
             await _flush()
