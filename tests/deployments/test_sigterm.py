@@ -26,6 +26,8 @@ WSGI = "tests.deployments.apps.wsgi:app"
 #: host -> (argv with {port}, exit status the host itself gives on SIGTERM: -15 = killed by it)
 HOSTS = {
     "uvicorn": ([PY, "-m", "uvicorn", ASGI, "--host", "127.0.0.1", "--port", "{port}"], -15),
+    # configure() before uvicorn installs its handlers: uvicorn restores ours before re-raising SIGTERM
+    "uvicorn.run() in a script": ([PY, "-m", "tests.deployments.apps.asgi", "{port}"], -15),
     "uvicorn --workers 2": (
         [PY, "-m", "uvicorn", ASGI, "--host", "127.0.0.1", "--port", "{port}", "--workers", "2"],
         0,

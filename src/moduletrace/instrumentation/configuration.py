@@ -69,7 +69,9 @@ def configure(
         headers: OTLP headers (default: ``OTEL_EXPORTER_OTLP_HEADERS``); never logged.
         resource_attributes: extra resource attributes (``OTEL_RESOURCE_ATTRIBUTES`` wins).
         instrument_httpx: instrument httpx clients so ``traceparent`` crosses HTTP hops.
-        exit_timeout: seconds the exit hook may spend flushing spans.
+        exit_timeout: seconds any exit flush may take: at exit, on SIGTERM (the handler chained in
+            front of the host's own), at the end of a uvicorn server's shutdown, in Celery's
+            worker shutdown signals; also when the service or an agent installed the provider.
 
     Returns None when ``OTEL_SDK_DISABLED=true`` or another SDK (not OpenTelemetry's) is installed.
     Calling it again returns the provider of the first call.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from fastapi import FastAPI
 
@@ -28,3 +29,9 @@ async def create(module_id: str) -> dict[str, str]:
 @app.get("/health")
 async def health() -> dict[str, str]:
     return {"pid": str(os.getpid())}
+
+
+if __name__ == "__main__":  # `python -m tests.deployments.apps.asgi PORT`: uvicorn.run() in a script
+    import uvicorn
+
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]))

@@ -22,6 +22,7 @@ the load then continues the creation's trace and links the request's span.
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -131,9 +132,15 @@ def _module_attribute(endpoint: Callable[..., Any]) -> Any:
     return getattr(module, name, None)
 
 
+#: Where the stage wrappers' code lives (the package, not one file: stages may be split in modules).
+_INSTRUMENTATION_DIR = os.path.dirname(os.path.abspath(stages.__file__))
+
+
 def _is_stage_wrapper(candidate: Any) -> bool:
     code = getattr(candidate, "__code__", None)
-    return code is not None and code.co_filename == stages.__file__
+    if code is None:
+        return False
+    return os.path.dirname(os.path.abspath(str(code.co_filename))).startswith(_INSTRUMENTATION_DIR)
 
 
 def _unwraps_to(wrapper: Any, endpoint: Any) -> bool:
