@@ -7,7 +7,12 @@ signal: what the receiver has afterwards went out on the way out.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +20,7 @@ import pytest
 
 from tests.deployments.hosts import host_env, lifecycle_spans, redis_server, running
 from tests.support.otlp_receiver import OTLPReceiver
-from tests.support.processes import free_port
+from tests.support.processes import free_port, wait_until
 
 REQUESTS = 10  # each creates a module: 3 lifecycle spans
 PY = sys.executable
@@ -112,3 +117,26 @@ def test_celery_worker_sigterm_loses_no_span_and_tasks_continue_the_creation_tra
     for span in loads:
         module_id = span["attributes"]["module.id"]  # type: ignore[index]
         assert span["trace_id"] == trace_of[module_id], span
+
+
+def test_as_a_containers_pid_1_the_spans_are_flushed_and_the_process_goes_on_as_before(tmp_path: Path) -> None:
+    # PID 1 of a PID namespace (a container without an init) never dies of a signal it has no handler
+    # for: SIGTERM did nothing before moduletrace. It still does nothing, except flushing; the
+    # pipeline keeps working and the next SIGTERM flushes again.
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "--pid", "--fork", "true"], capture_output=True).returncode:
+        pytest.skip("cannot create a PID namespace here (unshare --pid needs root and util-linux)")
+    argv = [unshare, "--pid", "--fork", "--kill-child", PY, "-m", "tests.deployments.apps.script", "30", "tick"]
+    with OTLPReceiver() as receiver:
+        with running(argv, host_env(receiver), tmp_path, "pid1") as host:
+            host.wait_output("ready")
+            children = Path(f"/proc/{host.process.pid}/task/{host.process.pid}/children").read_text().split()
+            (pid_1,) = [int(pid) for pid in children]
+            os.kill(pid_1, signal.SIGTERM)
+            assert wait_until(lambda: len(lifecycle_spans(receiver)) >= 30, timeout=10)
+            first = len(lifecycle_spans(receiver))
+            time.sleep(0.5)
+            assert host.process.poll() is None  # still running, as without moduletrace
+            os.kill(pid_1, signal.SIGTERM)
+            assert wait_until(lambda: len(lifecycle_spans(receiver)) > first, timeout=10)
+            assert host.process.poll() is None

@@ -124,7 +124,7 @@ def _configure(
         # retry; ours does the same work bounded by exit_timeout.
         stops_provider = _take_over_exit_hook(existing)
         _state.update(provider=existing, owned=False, processors=processors, stops_provider=stops_provider)
-        exit_hooks.install(_flush_at_exit)
+        exit_hooks.install(_flush_at_exit, _flush_on_signal)
         return existing
     if not isinstance(existing, trace.ProxyTracerProvider):
         warn_once(
@@ -141,7 +141,7 @@ def _configure(
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     _state.update(provider=provider, owned=True, processors=processors, stops_provider=True)
-    exit_hooks.install(_flush_at_exit)
+    exit_hooks.install(_flush_at_exit, _flush_on_signal)
     return provider
 
 
@@ -218,6 +218,10 @@ def _bounded(work: Any, timeout: float) -> bool:
 
 def _flush_at_exit() -> None:
     shutdown(_state["exit_timeout"])
+
+
+def _flush_on_signal() -> None:
+    flush(_state["exit_timeout"])
 
 
 def _take_over_exit_hook(provider: TracerProvider) -> bool:

@@ -22,7 +22,6 @@ the host's own signal handling and exit status are never swallowed.
 from __future__ import annotations
 
 import atexit
-import os
 import signal
 import sys
 import threading
@@ -35,17 +34,18 @@ from moduletrace.instrumentation._guard import internal_error, logger
 #: Signals whose default action ends the process without running atexit hooks.
 HANDLED_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM,)
 
-_flush: Callable[[], None] | None = None
+_stop: Callable[[], None] | None = None  # flush and stop the pipeline: the process is ending
+_flush: Callable[[], None] | None = None  # flush only: the process may go on (PID 1 in a container)
 _previous: dict[int, Any] = {}
 _hooked_servers: set[int] = set()
 _celery_connected = False
 _ending = False
 
 
-def install(flush: Callable[[], None]) -> None:
-    """Run ``flush`` (bounded by the caller) at exit, on SIGTERM, and in the hosts' shutdown hooks."""
-    global _flush
-    _flush = flush
+def install(stop: Callable[[], None], flush: Callable[[], None]) -> None:
+    """Run ``stop`` at exit and in the hosts' shutdown hooks, ``flush`` on SIGTERM (both bounded by the caller)."""
+    global _stop, _flush
+    _stop, _flush = stop, flush
     atexit.unregister(_at_exit)
     atexit.register(_at_exit)
     install_signal_handlers()
@@ -54,14 +54,14 @@ def install(flush: Callable[[], None]) -> None:
 
 def uninstall() -> None:
     """Undo install() (tests): restore the handlers we replaced, where ours is still in place."""
-    global _flush
+    global _stop, _flush
     atexit.unregister(_at_exit)
     if threading.current_thread() is threading.main_thread():
         for signum, previous in list(_previous.items()):
             if signal.getsignal(signum) is _on_signal:
                 signal.signal(signum, previous)
     _previous.clear()
-    _flush = None
+    _stop = _flush = None
 
 
 def install_signal_handlers() -> bool:
@@ -102,21 +102,25 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     global _ending
     if not _ending:
         _ending = True
-        _run_flush("SIGTERM")
+        _run(_flush, "SIGTERM")
     signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
+    signal.raise_signal(signum)  # synchronous for this thread: with SIG_DFL the process ends here
+    # Still running: the kernel dropped the signal, as it does for a container's PID 1 sending itself
+    # a signal it has no handler for. That process was not ending before moduletrace either: go on,
+    # with the pipeline intact and the handler armed for the next SIGTERM.
+    _ending = False
+    signal.signal(signum, _on_signal)
 
 
 def _at_exit() -> None:
-    _run_flush("exit")
+    _run(_stop, "exit")
 
 
-def _run_flush(why: str) -> None:
-    flush = _flush
-    if flush is None:
+def _run(work: Callable[[], None] | None, why: str) -> None:
+    if work is None:
         return
     try:
-        flush()
+        work()
     except Exception as exc:  # noqa: BLE001 - on the way out, never in the host's way
         internal_error(f"flush on {why}", exc)
 
@@ -150,7 +154,7 @@ def hook_uvicorn_server(server: Any) -> None:
         try:
             return await original(*args, **kwargs)
         finally:
-            _run_flush("server shutdown")
+            _run(_stop, "server shutdown")
 
     server.shutdown = shutdown
 
@@ -186,4 +190,4 @@ def _celery_process_init(**_: Any) -> None:
 
 
 def _celery_shutdown(**_: Any) -> None:
-    _run_flush("worker shutdown")
+    _run(_stop, "worker shutdown")

@@ -1,4 +1,4 @@
-"""A plain script: spans, then it waits to be stopped."""
+"""A plain script: spans, then it waits to be stopped (with "tick": making a span every 0.1 s)."""
 
 from __future__ import annotations
 
@@ -12,4 +12,8 @@ for n in range(int(sys.argv[1])):
     with moduletrace.load_request(f"m-{n}"):
         pass
 print("ready", flush=True)
-time.sleep(60)
+for n in range(600):  # with "tick": one more span every 0.1 s
+    time.sleep(0.1)
+    if sys.argv[2:] == ["tick"]:
+        with moduletrace.load_request(f"tick-{n}"):
+            pass
