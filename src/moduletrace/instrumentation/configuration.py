@@ -115,7 +115,8 @@ def _configure(
         lacks_exporter = not _has_processors(existing)
         if lacks_exporter and not processors:
             processors = [BatchSpanProcessor(e) for e in _exporters(None, endpoint, headers)]
-        _warn_ignored(existing, service_name, resource_attributes, endpoint, headers, used_endpoint=lacks_exporter)
+        used_endpoint = lacks_exporter and file is None
+        _warn_ignored(existing, service_name, resource_attributes, endpoint, headers, used_endpoint=used_endpoint)
         _complete_resource(existing)
         _watch_exporters(existing)
         for processor in processors:
