@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,15 +41,19 @@ class Host:
 
     def wait_http(self, url: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"exited {self.process.returncode}:\n{self.stderr()[-3000:]}")
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        address = httpx.URL(url)
+        with httpx.Client(timeout=2) as client:  # one client: polling must not eat the CPU the host needs
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"exited {self.process.returncode}:\n{self.stderr()[-3000:]}")
+                try:
+                    with socket.create_connection((address.host, address.port or 80), timeout=1):
+                        pass
+                    if client.get(url).status_code == 200:
+                        return
+                except (OSError, httpx.HTTPError):
+                    pass
+                time.sleep(0.1)
         raise TimeoutError(f"{url} not up within {timeout}s:\n{self.stderr()[-3000:]}")
 
     def wait_output(self, text: str, timeout: float = 30) -> None:

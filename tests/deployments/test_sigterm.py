@@ -47,7 +47,7 @@ HOSTS = {
         + ["-k", "uvicorn_worker.UvicornWorker", "-w", "2", "-b", "127.0.0.1:{port}", ASGI],
         0,
     ),
-    "gunicorn sync": ([PY, "-m", "gunicorn", "-w", "2", "-b", "127.0.0.1:{port}", WSGI], 0),
+    "gunicorn sync": ([PY, "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:{port}", WSGI], 0),
     "gunicorn gthread": (
         [PY, "-m", "gunicorn", "-k", "gthread", "--threads", "4", "-w", "1", "-b", "127.0.0.1:{port}", WSGI],
         0,
@@ -99,11 +99,14 @@ def test_celery_worker_sigterm_loses_no_span_and_tasks_continue_the_creation_tra
         worker_argv = [PY, "-m", "celery", "-A", "tests.deployments.apps.tasks", "worker", "--pool", pool]
         worker_argv += ["--concurrency", "2", "--without-gossip", "--without-mingle", "--without-heartbeat"]
         worker_argv += ["--loglevel", "INFO"]
-        with running(worker_argv, env, tmp_path, f"celery_{pool}") as worker:
-            worker.wait_output("ready.")
-            with running([PY, "-m", "tests.deployments.apps.publish", str(REQUESTS)], env, tmp_path, "publish") as pub:
-                pub.wait_output("done")
-                created = [json.loads(line) for line in pub.stdout().splitlines() if line.startswith("{")]
+        publisher = [PY, "-m", "tests.deployments.apps.publish", str(REQUESTS)]
+        # Both start at once: the tasks wait in Redis until the worker is up.
+        with (
+            running(worker_argv, env, tmp_path, f"celery_{pool}") as worker,
+            running(publisher, env, tmp_path, "publish") as pub,
+        ):
+            pub.wait_output("done")
+            created = [json.loads(line) for line in pub.stdout().splitlines() if line.startswith("{")]
             status = worker.terminate()
             err = worker.stderr()
         loads = lifecycle_spans(receiver, "module-worker")
