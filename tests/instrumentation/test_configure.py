@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -265,3 +266,25 @@ def test_sigterm_goes_to_the_host_handler_whose_exception_is_not_swallowed(tmp_p
         assert signal.getsignal(signal.SIGTERM) is host_handler  # put back as found
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_an_ignored_sigterm_stays_ignored(tmp_path: Path) -> None:
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        moduletrace.configure(file=tmp_path / "spans.jsonl", instrument_httpx=False)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_configure_from_another_thread_leaves_signals_alone_and_still_flushes(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    path = tmp_path / "spans.jsonl"
+    worker = threading.Thread(target=lambda: moduletrace.configure(file=path, instrument_httpx=False))
+    worker.start()
+    worker.join()
+    assert signal.getsignal(signal.SIGTERM) == before  # signals can only be set from the main thread
+    with moduletrace.load_request("m-1"):
+        pass
+    assert moduletrace.shutdown(timeout=5)
+    assert len(_read_lines(path)) == 1
