@@ -133,8 +133,9 @@ def _run(work: Callable[[], None] | None, why: str) -> None:
 def _hook_host(handler: Any) -> None:
     try:
         server = getattr(handler, "__self__", None)
-        if server is not None and type(server).__module__.startswith("uvicorn."):
-            hook_uvicorn_server(server)
+        uvicorn_server = sys.modules.get("uvicorn.server")
+        if server is not None and uvicorn_server is not None and isinstance(server, uvicorn_server.Server):
+            hook_uvicorn_server(server)  # uvicorn's own, a subclass, gunicorn's UvicornWorker's
     except Exception as exc:  # noqa: BLE001
         internal_error("hook host", exc)
 
