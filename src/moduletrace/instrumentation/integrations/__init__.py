@@ -8,5 +8,7 @@ shutdown and in Celery's worker shutdown signals. These modules add what a frame
   carrier from request headers;
 - :mod:`.celery`: ``instrument()``: opentelemetry-instrumentation-celery (the trace travels in
   task headers) and the worker-process hooks;
-- :mod:`.gunicorn`: ``post_worker_init`` / ``worker_exit`` server hooks for ``gunicorn.conf.py``.
+- :mod:`.flask`: ``instrument_app(app)``: the same decorator check for Flask views;
+- :mod:`.gunicorn`: ``post_worker_init`` / ``worker_exit`` server hooks for ``gunicorn.conf.py``
+  (needed with ``--preload`` only).
 """

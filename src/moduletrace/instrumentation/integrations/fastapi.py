@@ -21,17 +21,15 @@ the load then continues the creation's trace and links the request's span.
 
 from __future__ import annotations
 
-import inspect
-import os
-import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 
-from moduletrace.instrumentation import configuration, stages
-from moduletrace.instrumentation._guard import internal_error, logger, warn_once
+from moduletrace.instrumentation import configuration
+from moduletrace.instrumentation._guard import internal_error
+from moduletrace.instrumentation.integrations._placement import report_misplaced
 
 #: The headers :func:`module_carrier` reads: the creation's W3C ``traceparent`` / ``tracestate``, kept
 #: apart from the request's own ``traceparent`` (which belongs to the caller's trace).
@@ -100,51 +98,5 @@ def check_decorators(app: FastAPI) -> list[str]:
     (the usual ``@app.get`` at module level): that attribute is the stage wrapper, while the route
     calls the undecorated function inside it.
     """
-    misplaced: list[str] = []
-    for route in getattr(app, "routes", ()):
-        endpoint = getattr(route, "endpoint", None)
-        if endpoint is None:
-            continue
-        wrapper = _module_attribute(endpoint)
-        if wrapper is None or wrapper is endpoint or not _is_stage_wrapper(wrapper):
-            continue
-        if _unwraps_to(wrapper, endpoint):
-            where = f"{endpoint.__module__}.{endpoint.__qualname__}"
-            misplaced.append(where)
-            warn_once(
-                f"fastapi-misplaced:{where}",
-                "moduletrace: the stage decorator on %s (route %s) sits above the route decorator, where it "
-                "has no effect: FastAPI calls the undecorated function. Put @app.<method>(...) first, then "
-                "the moduletrace decorator",
-                where,
-                getattr(route, "path", "?"),
-            )
-    if misplaced:
-        logger.debug("moduletrace: misplaced stage decorators: %s", misplaced)
-    return misplaced
-
-
-def _module_attribute(endpoint: Callable[..., Any]) -> Any:
-    module = sys.modules.get(getattr(endpoint, "__module__", "") or "")
-    name = getattr(endpoint, "__name__", None)
-    if module is None or not name:
-        return None
-    return getattr(module, name, None)
-
-
-#: Where the stage wrappers' code lives (the package, not one file: stages may be split in modules).
-_INSTRUMENTATION_DIR = os.path.dirname(os.path.abspath(stages.__file__))
-
-
-def _is_stage_wrapper(candidate: Any) -> bool:
-    code = getattr(candidate, "__code__", None)
-    if code is None:
-        return False
-    return os.path.dirname(os.path.abspath(str(code.co_filename))).startswith(_INSTRUMENTATION_DIR)
-
-
-def _unwraps_to(wrapper: Any, endpoint: Any) -> bool:
-    try:
-        return inspect.unwrap(wrapper, stop=lambda f: f is endpoint) is endpoint
-    except ValueError:
-        return False
+    routes = [(route.endpoint, str(getattr(route, "path", "?"))) for route in app.routes if hasattr(route, "endpoint")]
+    return report_misplaced(routes, "@app.<method>(...)")
