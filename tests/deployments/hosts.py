@@ -130,6 +130,7 @@ def redis_server(directory: Path) -> Iterator[str]:
     """A throw-away redis-server on 127.0.0.1 and a free port; yields its URL."""
     port = free_port()
     argv = [binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    argv += ["--dir", str(directory)]
     with running(argv, os.environ, directory, "redis") as host:
         host.wait_output("Ready to accept connections")
         yield f"redis://127.0.0.1:{port}/0"
