@@ -199,7 +199,7 @@ def flush(timeout: float = 5.0) -> bool:
         except Exception as exc:  # noqa: BLE001
             logger.warning("moduletrace: flushing spans failed: %s", exc)
 
-    return _bounded(run, timeout)
+    return _bounded(run, timeout, "going on; the export continues in the background")
 
 
 def exit_timeout() -> float:
@@ -207,12 +207,12 @@ def exit_timeout() -> float:
     return float(_state["exit_timeout"])
 
 
-def _bounded(work: Any, timeout: float) -> bool:
+def _bounded(work: Any, timeout: float, then: str = "exiting anyway") -> bool:
     worker = threading.Thread(target=work, name="moduletrace-flush", daemon=True)
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        logger.warning("moduletrace: spans not flushed within %.1f s (is the collector down?); exiting anyway", timeout)
+        logger.warning("moduletrace: spans not flushed within %.1f s (is the collector down?); %s", timeout, then)
         return False
     return True
 
