@@ -187,6 +187,10 @@ def flush(timeout: float = 5.0) -> bool:
     For a host's shutdown hook after which the process may still record spans (an ASGI lifespan
     shutdown, a worker hook); the pipeline keeps running. Returns True when flushed in time.
     """
+    return _flush(timeout, "going on; the export continues in the background")
+
+
+def _flush(timeout: float, then: str) -> bool:
     provider = _state["provider"]
     if provider is None:
         provider = trace.get_tracer_provider()
@@ -199,7 +203,7 @@ def flush(timeout: float = 5.0) -> bool:
         except Exception as exc:  # noqa: BLE001
             logger.warning("moduletrace: flushing spans failed: %s", exc)
 
-    return _bounded(run, timeout, "going on; the export continues in the background")
+    return _bounded(run, timeout, then)
 
 
 def exit_timeout() -> float:
@@ -222,7 +226,7 @@ def _flush_at_exit() -> None:
 
 
 def _flush_on_signal() -> None:
-    flush(_state["exit_timeout"])
+    _flush(_state["exit_timeout"], "the signal takes its course")
 
 
 def _take_over_exit_hook(provider: TracerProvider) -> bool:
