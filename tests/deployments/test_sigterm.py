@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ import pytest
 
 from tests.deployments.hosts import host_env, lifecycle_spans, redis_server, running
 from tests.support.otlp_receiver import OTLPReceiver
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import free_port, python_env, wait_until
 
 REQUESTS = 10  # each creates a module: 3 lifecycle spans
 PY = sys.executable
@@ -90,6 +91,23 @@ def test_plain_script_flushes_on_sigterm_and_still_dies_of_it(tmp_path: Path) ->
         spans = lifecycle_spans(receiver, "module-script")
     assert len(spans) == 30
     assert status == -15  # killed by SIGTERM, as without moduletrace
+
+
+def test_sigterm_with_a_collector_that_never_answers_ends_within_exit_timeout(tmp_path: Path) -> None:
+    with socket.socket() as silent:  # accepts connections, never answers: each export waits 10 s
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        env = python_env({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{silent.getsockname()[1]}"})
+        env["APP_EXIT_TIMEOUT"] = "1"
+        with running([PY, "-m", "tests.deployments.apps.script", "30"], env, tmp_path, "silent") as host:
+            host.wait_output("ready")
+            started = time.monotonic()
+            status = host.terminate()
+            elapsed = time.monotonic() - started
+            err = host.stderr()
+    assert status == -15
+    assert elapsed < 3, f"SIGTERM to exit took {elapsed:.1f}s"
+    assert "not flushed within 1.0 s" in err
 
 
 @pytest.mark.parametrize("pool", ["prefork", "threads"])

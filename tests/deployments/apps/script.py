@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 import moduletrace
 
-moduletrace.configure(service_name="module-script", instrument_httpx=False)
+exit_timeout = float(os.environ.get("APP_EXIT_TIMEOUT", "5"))
+moduletrace.configure(service_name="module-script", instrument_httpx=False, exit_timeout=exit_timeout)
 for n in range(int(sys.argv[1])):
     with moduletrace.load_request(f"m-{n}"):
         pass
