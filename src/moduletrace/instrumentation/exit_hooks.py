@@ -6,11 +6,12 @@
   a billiard pool child). A chained handler flushes first, then restores the default and raises
   the signal again, so the process still ends "killed by SIGTERM" (exit status 143) as before.
 - uvicorn catches SIGTERM, shuts down gracefully, then restores the handler it found and raises
-  the signal again. When configure() ran before uvicorn started (``uvicorn.run(app)`` in a script,
-  gunicorn's UvicornWorker), that handler is ours: the flush runs then. When the app was imported
-  inside uvicorn's server (``uvicorn module:app``, ``--workers``), the previous handler we chain to
-  is the server's own; the flush is added to the end of that server's graceful shutdown, after the
-  last request and the ASGI lifespan shutdown.
+  the signal again. When configure() ran before uvicorn installed its handlers (``uvicorn
+  module:app`` imports the app first, as do ``uvicorn.run(app)`` in a script and gunicorn's
+  UvicornWorker), that handler is ours: the flush runs then. When the app is imported inside
+  uvicorn's server (``--workers``, ``--reload``), the previous handler we chain to is the
+  server's own; the flush is added to the end of that server's graceful shutdown, after the last
+  request and the ASGI lifespan shutdown.
 - Celery prefork children end with ``os._exit``; Celery's ``worker_process_shutdown`` signal runs
   just before (connected here when Celery is imported; see ``integrations.celery`` otherwise).
 
