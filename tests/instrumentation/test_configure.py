@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +22,8 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import moduletrace
 from moduletrace.instrumentation import configuration as configure_module
@@ -168,3 +177,114 @@ def test_exit_is_bounded_when_the_collector_is_down(tmp_path: Path) -> None:
     assert process.returncode == 0
     assert elapsed < 8, f"exit took {elapsed:.1f}s"
     assert "not flushed within 1.0 s" in err
+
+
+SERVICE_PROVIDER_SCRIPT = """
+import sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+import moduletrace
+trace.set_tracer_provider(TracerProvider())  # the service's own, with the SDK's exit hook
+moduletrace.configure(endpoint=sys.argv[1], exit_timeout=1.0, instrument_httpx=False)
+for n in range(200):
+    with moduletrace.load_request(f"m-{n}"):
+        pass
+"""
+
+
+def test_exit_is_bounded_with_a_service_provider_and_a_collector_that_never_answers(tmp_path: Path) -> None:
+    # A socket that accepts connections and never answers: each export waits its full timeout (10 s).
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        script = tmp_path / "service_provider.py"
+        script.write_text(SERVICE_PROVIDER_SCRIPT)
+        started = time.monotonic()
+        process = subprocess.run(
+            [sys.executable, str(script), f"http://127.0.0.1:{silent.getsockname()[1]}"],
+            env=python_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        elapsed = time.monotonic() - started
+    assert process.returncode == 0, process.stderr
+    assert elapsed < 6, f"exit took {elapsed:.1f}s"
+    assert "not flushed within 1.0 s" in process.stderr
+
+
+def test_shutdown_flushes_a_provider_configure_did_not_install() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=600_000))
+    trace.set_tracer_provider(provider)
+    assert moduletrace.configure(instrument_httpx=False) is provider
+    assert configure_module._state["processors"] == []  # it exports already: nothing added
+    with moduletrace.load_request("m-1"):
+        pass
+    assert exporter.get_finished_spans() == ()
+    assert moduletrace.shutdown(timeout=5)
+    assert [s.name for s in exporter.get_finished_spans()] == ["module_load_request"]
+
+
+def test_what_a_foreign_provider_keeps_is_named_once_with_the_variable_that_sets_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorded = install_provider()
+    with caplog.at_level(logging.WARNING, logger="moduletrace"):
+        moduletrace.configure(
+            service_name="module-service",
+            resource_attributes={"deployment.environment.name": "prod"},
+            endpoint="http://127.0.0.1:1",
+            instrument_httpx=False,
+        )
+        moduletrace.configure(service_name="module-service", instrument_httpx=False)
+    (ignored,) = [r.getMessage() for r in caplog.records if "ignored:" in r.getMessage()]
+    assert "service_name='module-service' (set OTEL_SERVICE_NAME)" in ignored
+    assert "deployment.environment.name (set OTEL_RESOURCE_ATTRIBUTES)" in ignored
+    assert "endpoint='http://127.0.0.1:1' (set OTEL_EXPORTER_OTLP_ENDPOINT)" in ignored
+    # host and process added where they were missing, so the race rule can tell clocks apart
+    attributes = recorded.provider.resource.attributes
+    assert attributes["host.name"] and attributes["process.pid"] == os.getpid()
+
+
+def test_sigterm_goes_to_the_host_handler_whose_exception_is_not_swallowed(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def host_handler(signum: int, frame: object) -> None:
+        calls.append(signum)
+        raise SystemExit(3)
+
+    previous = signal.signal(signal.SIGTERM, host_handler)
+    try:
+        moduletrace.configure(file=tmp_path / "spans.jsonl", instrument_httpx=False)
+        assert signal.getsignal(signal.SIGTERM) is not host_handler  # chained in front
+        with pytest.raises(SystemExit) as raised:
+            signal.raise_signal(signal.SIGTERM)
+        assert raised.value.code == 3 and calls == [signal.SIGTERM]
+        configure_module._reset_for_tests()
+        assert signal.getsignal(signal.SIGTERM) is host_handler  # put back as found
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_an_ignored_sigterm_stays_ignored(tmp_path: Path) -> None:
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        moduletrace.configure(file=tmp_path / "spans.jsonl", instrument_httpx=False)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_configure_from_another_thread_leaves_signals_alone_and_still_flushes(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    path = tmp_path / "spans.jsonl"
+    worker = threading.Thread(target=lambda: moduletrace.configure(file=path, instrument_httpx=False))
+    worker.start()
+    worker.join()
+    assert signal.getsignal(signal.SIGTERM) == before  # signals can only be set from the main thread
+    with moduletrace.load_request("m-1"):
+        pass
+    assert moduletrace.shutdown(timeout=5)
+    assert len(_read_lines(path)) == 1

@@ -2,14 +2,55 @@
 
 from __future__ import annotations
 
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
 import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from pydantic import BaseModel, Field
 
 import moduletrace
+from moduletrace.instrumentation.propagation import continuing
 from tests.conftest import Recorded
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+class CarrierModel(BaseModel):
+    """A carrier kept in a Pydantic model (a create response, a module's metadata)."""
+
+    traceparent: str
+    tracestate: str = ""
+
+
+class AliasedCarrierModel(BaseModel):
+    """Fields under other names, the W3C keys as aliases: read through the model's dump."""
+
+    parent: str = Field(alias="traceparent")
+
+
+@dataclass
+class CarrierRow:
+    traceparent: str | None
+    tracestate: str | None = None
+
+
+class HeaderBag(Mapping[str, str]):
+    """A Mapping that is not a dict (as HTTP header classes are)."""
+
+    def __init__(self, items: dict[str, str]) -> None:
+        self._items = items
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def test_carrier_holds_the_current_traceparent_and_tracestate(spans: Recorded) -> None:
@@ -66,8 +107,26 @@ def test_link_mode_keeps_the_load_in_the_current_trace_and_links_the_creation(sp
         lambda sc: trace.set_span_in_context(NonRecordingSpan(sc)),
         lambda sc: sc,
         lambda sc: NonRecordingSpan(sc),
+        lambda sc: CarrierModel(traceparent=TRACEPARENT),
+        lambda sc: AliasedCarrierModel(traceparent=TRACEPARENT),
+        lambda sc: CarrierRow(TRACEPARENT),
+        lambda sc: types.SimpleNamespace(traceparent=TRACEPARENT, tracestate="vendor=1"),
+        lambda sc: HeaderBag({"traceparent": TRACEPARENT}),
+        lambda sc: types.MappingProxyType({"traceparent": TRACEPARENT}),
     ],
-    ids=["traceparent-string", "header-case-mapping", "context", "span-context", "span"],
+    ids=[
+        "traceparent-string",
+        "header-case-mapping",
+        "context",
+        "span-context",
+        "span",
+        "pydantic-model",
+        "pydantic-aliases",
+        "dataclass",
+        "attributes",
+        "mapping-class",
+        "mapping-proxy",
+    ],
 )
 def test_parent_accepts_strings_mappings_contexts_span_contexts_and_spans(spans: Recorded, as_parent) -> None:  # type: ignore[no-untyped-def]
     span_context = SpanContext(
@@ -89,7 +148,26 @@ def test_decorator_reads_the_parent_from_a_parameter(spans: Recorded) -> None:
     assert spans.one("module_load_request").context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
 
 
-@pytest.mark.parametrize("bad", [{}, {"traceparent": "garbage"}, "00-000-000-00", 42])
+def test_a_pydantic_carrier_keeps_its_tracestate(spans: Recorded) -> None:
+    with moduletrace.load_request("m-7", parent=CarrierModel(traceparent=TRACEPARENT, tracestate="vendor=1")):
+        pass
+    load = spans.one("module_load_request")
+    assert load.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    assert load.parent is not None
+    assert dict(load.context.trace_state) == {"vendor": "1"}
+
+
+def test_continuing_makes_the_creation_current_for_code_that_propagates_itself(spans: Recorded) -> None:
+    with continuing(CarrierModel(traceparent=TRACEPARENT)):
+        injected = moduletrace.carrier()  # what a Celery publish or an httpx request would send
+        with moduletrace.load_request("m-8"):
+            pass
+    assert injected["traceparent"] == TRACEPARENT
+    assert spans.one("module_load_request").context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    assert not trace.get_current_span().get_span_context().is_valid  # detached after the block
+
+
+@pytest.mark.parametrize("bad", [{}, {"traceparent": "garbage"}, "00-000-000-00", 42, CarrierRow(None)])
 def test_an_unusable_carrier_is_logged_once_and_the_load_starts_from_the_current_context(
     spans: Recorded, bad: object, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -5,6 +5,12 @@ timeout itself), never replaces a TracerProvider that the service already instal
 what is missing), installs the httpx instrumentation so ``traceparent`` crosses service hops,
 and replaces the SDK's exit hook, which can block a process for 30 s when the collector is down,
 with a flush bounded by ``exit_timeout``.
+
+That flush also runs where ``atexit`` never does: on SIGTERM (a chained handler that always
+hands the signal on to the host's own handler, see :mod:`~moduletrace.instrumentation.exit_hooks`)
+and in the hosts' own shutdown hooks (uvicorn's server shutdown, Celery's worker-process shutdown,
+:mod:`~moduletrace.instrumentation.integrations`). It flushes the provider in use, also when the
+service or the ``opentelemetry-instrument`` agent installed it.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import atexit
 import os
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Mapping
@@ -23,11 +30,19 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.util.types import AttributeValue
 
+from moduletrace.instrumentation import exit_hooks
 from moduletrace.instrumentation._guard import internal_error, logger, warn_once
 from moduletrace.instrumentation.file_exporter import OTLPJsonFileExporter
 
-_lock = threading.Lock()
-_state: dict[str, Any] = {"provider": None, "owned": False, "processors": [], "exit_timeout": 5.0}
+# Re-entrant: the SIGTERM handler may run shutdown() in the main thread while it is inside configure().
+_lock = threading.RLock()
+_state: dict[str, Any] = {
+    "provider": None,  # the SDK TracerProvider in use (ours or the service's / the agent's)
+    "owned": False,  # configure() installed it
+    "processors": [],  # what configure() added to it
+    "exit_timeout": 5.0,
+    "stops_provider": False,  # we took over the provider's own exit hook, so we stop it at exit
+}
 _TRUE = ("true", "1", "yes", "on")
 
 
@@ -54,7 +69,9 @@ def configure(
         headers: OTLP headers (default: ``OTEL_EXPORTER_OTLP_HEADERS``); never logged.
         resource_attributes: extra resource attributes (``OTEL_RESOURCE_ATTRIBUTES`` wins).
         instrument_httpx: instrument httpx clients so ``traceparent`` crosses HTTP hops.
-        exit_timeout: seconds the exit hook may spend flushing spans.
+        exit_timeout: seconds any exit flush may take: at exit, on SIGTERM (the handler chained in
+            front of the host's own), at the end of a uvicorn server's shutdown, in Celery's
+            worker shutdown signals; also when the service or an agent installed the provider.
 
     Returns None when ``OTEL_SDK_DISABLED=true`` or another SDK (not OpenTelemetry's) is installed.
     Calling it again returns the provider of the first call.
@@ -90,17 +107,25 @@ def _configure(
     _state["exit_timeout"] = exit_timeout
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
-        # The service owns its provider: add only what it lacks, touch nothing else.
+        # The service (or the opentelemetry-instrument agent) owns its provider: add only what it
+        # lacks, touch nothing else, and say what of this call could not be applied.
         processors = []
         if file is not None:
             processors.append(BatchSpanProcessor(OTLPJsonFileExporter(file)))
-        if not _has_processors(existing) and not processors:
+        lacks_exporter = not _has_processors(existing)
+        if lacks_exporter and not processors:
             processors = [BatchSpanProcessor(e) for e in _exporters(None, endpoint, headers)]
+        used_endpoint = lacks_exporter and file is None
+        _warn_ignored(existing, service_name, resource_attributes, endpoint, headers, used_endpoint=used_endpoint)
+        _complete_resource(existing)
+        _watch_exporters(existing)
         for processor in processors:
             existing.add_span_processor(processor)
-        _state.update(provider=existing, owned=False, processors=processors)
-        if processors:
-            atexit.register(_flush_at_exit)
+        # The provider's own exit hook (shutdown_on_exit=True) waits as long as its exporters
+        # retry; ours does the same work bounded by exit_timeout.
+        stops_provider = _take_over_exit_hook(existing)
+        _state.update(provider=existing, owned=False, processors=processors, stops_provider=stops_provider)
+        exit_hooks.install(_flush_at_exit, _flush_on_signal)
         return existing
     if not isinstance(existing, trace.ProxyTracerProvider):
         warn_once(
@@ -110,47 +135,301 @@ def _configure(
         )
         return None
     provider = TracerProvider(resource=_resource(service_name, resource_attributes), shutdown_on_exit=False)
+    _refresh_pid_after_fork(provider)
+    _watch_exporters(provider)
     processors = [BatchSpanProcessor(exporter) for exporter in _exporters(file, endpoint, headers)]
     for processor in processors:
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
-    _state.update(provider=provider, owned=True, processors=processors)
-    atexit.register(_flush_at_exit)
+    _state.update(provider=provider, owned=True, processors=processors, stops_provider=True)
+    exit_hooks.install(_flush_at_exit, _flush_on_signal)
     return provider
 
 
 def shutdown(timeout: float = 5.0) -> bool:
-    """Flush and stop what ``configure()`` installed, waiting at most ``timeout`` seconds.
+    """Flush the spans of the TracerProvider in use and stop it, waiting at most ``timeout`` seconds.
+
+    The provider is flushed whoever installed it (configure(), the service, or the
+    ``opentelemetry-instrument`` agent). It is stopped when configure() installed it, or took over
+    its exit hook (a provider created with the default ``shutdown_on_exit=True``); otherwise only
+    what configure() added to it is stopped. Call it last, on the way out: spans started after it
+    are not exported.
 
     Returns True when everything was flushed in time. The SDK's own ``force_flush`` ignores its
     timeout (opentelemetry-python #4568), so the flush runs in a daemon thread that is abandoned,
     not waited for, when the time is up: the process can always exit.
     """
-    provider = _state["provider"]
-    if provider is None:
-        return True
-    targets: list[Any] = [provider] if _state["owned"] else list(_state["processors"])
-    _state.update(provider=None, processors=[])
+    with _lock:
+        provider = _state["provider"]
+        if provider is None:
+            return True
+        processors = list(_state["processors"])
+        stops_provider = _state["stops_provider"]
+        _state.update(provider=None, processors=[], stops_provider=False)
 
     def run() -> None:
-        for target in targets:
+        try:
+            provider.force_flush()
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("moduletrace: flushing spans failed: %s", exc)
+        for target in [provider] if stops_provider else processors:
             try:
-                target.force_flush()
                 target.shutdown()
             except Exception as exc:  # noqa: BLE001
-                logger.warning("moduletrace: flushing spans failed: %s", exc)
+                logger.warning("moduletrace: stopping the span pipeline failed: %s", exc)
 
-    worker = threading.Thread(target=run, name="moduletrace-shutdown", daemon=True)
+    return _bounded(run, timeout)
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Export the spans the TracerProvider in use still holds, waiting at most ``timeout`` seconds.
+
+    For a host's shutdown hook after which the process may still record spans (an ASGI lifespan
+    shutdown, a worker hook); the pipeline keeps running. Returns True when flushed in time.
+    """
+    return _flush(timeout, "going on; the export continues in the background")
+
+
+def _flush(timeout: float, then: str) -> bool:
+    provider = _state["provider"]
+    if provider is None:
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):
+            return True
+
+    def run() -> None:
+        try:
+            provider.force_flush()
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("moduletrace: flushing spans failed: %s", exc)
+
+    return _bounded(run, timeout, then)
+
+
+def exit_timeout() -> float:
+    """The ``exit_timeout`` given to configure() (5 s by default): the bound of every exit flush."""
+    return float(_state["exit_timeout"])
+
+
+def _bounded(work: Any, timeout: float, then: str = "exiting anyway") -> bool:
+    worker = threading.Thread(target=work, name="moduletrace-flush", daemon=True)
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        logger.warning("moduletrace: spans not flushed within %.1f s (is the collector down?); exiting anyway", timeout)
+        logger.warning("moduletrace: spans not flushed within %.1f s (is the collector down?); %s", timeout, then)
         return False
     return True
 
 
 def _flush_at_exit() -> None:
     shutdown(_state["exit_timeout"])
+
+
+def _flush_on_signal() -> None:
+    _flush(_state["exit_timeout"], "the signal takes its course")
+
+
+def _take_over_exit_hook(provider: TracerProvider) -> bool:
+    """Replace the provider's own unbounded atexit hook with ours; True when there was one."""
+    if getattr(provider, "_atexit_handler", None) is None:
+        return False
+    atexit.unregister(provider.shutdown)
+    provider._atexit_handler = None
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# A provider configure() does not own: say what could not be applied, add what clocks need.
+# ---------------------------------------------------------------------------------------------
+
+
+def _warn_ignored(
+    provider: TracerProvider,
+    service_name: str | None,
+    resource_attributes: Mapping[str, AttributeValue] | None,
+    endpoint: str | None,
+    headers: Mapping[str, str] | None,
+    used_endpoint: bool,
+) -> None:
+    attributes = provider.resource.attributes
+    ignored: list[str] = []
+    if service_name and attributes.get("service.name") != service_name:
+        ignored.append(f"service_name={service_name!r} (set OTEL_SERVICE_NAME)")
+    if resource_attributes:
+        differing = sorted(k for k, v in resource_attributes.items() if attributes.get(k) != v)
+        if differing:
+            ignored.append(f"resource_attributes {', '.join(differing)} (set OTEL_RESOURCE_ATTRIBUTES)")
+    if not used_endpoint:
+        if endpoint:
+            ignored.append(f"endpoint={endpoint!r} (set OTEL_EXPORTER_OTLP_ENDPOINT)")
+        if headers:
+            ignored.append("headers (set OTEL_EXPORTER_OTLP_HEADERS)")
+    if ignored:
+        warn_once(
+            "ignored-by-foreign-provider",
+            "moduletrace: the TracerProvider in use was installed by %s, not by configure(): its resource and "
+            "exporters stay as they are; ignored: %s",
+            _installer(provider),
+            "; ".join(ignored),
+        )
+
+
+def _installer(provider: TracerProvider) -> str:
+    if "opentelemetry.instrumentation.auto_instrumentation" in sys.modules:
+        return "the opentelemetry-instrument agent"
+    return f"the service ({type(provider).__module__}.{type(provider).__qualname__})"
+
+
+#: What the race rule needs to tell that two spans share a clock, and the SDK resource detector
+#: (OTEL_EXPERIMENTAL_RESOURCE_DETECTORS) that sets each under a provider we do not own.
+_CLOCK_ATTRIBUTES: dict[str, str] = {
+    "service.instance.id": "service_instance",
+    "host.name": "host",
+    "process.pid": "process",
+}
+
+
+def _complete_resource(provider: TracerProvider) -> None:
+    """Add the clock attributes the provider's resource lacks; never change one it has."""
+    attributes = provider.resource.attributes
+    missing = {key: value for key, value in _clock_attributes().items() if key not in attributes}
+    if not missing:
+        return
+    update = getattr(provider, "_update_resource", None)
+    if callable(update):
+        update(Resource(missing))
+        _refresh_pid_after_fork(provider)
+        warn_once(
+            "completed-resource",
+            "moduletrace: added %s to the resource of %s so the race rule can tell spans of one process or "
+            "host apart; %s",
+            ", ".join(sorted(missing)),
+            _installer(provider),
+            _detectors_advice(missing),
+        )
+    else:
+        warn_once(
+            "incomplete-resource",
+            "moduletrace: the resource of %s lacks %s: the race rule cannot tell which spans share a clock; %s",
+            _installer(provider),
+            ", ".join(sorted(missing)),
+            _detectors_advice(missing),
+        )
+
+
+def _detectors_advice(missing: Mapping[str, object]) -> str:
+    """Which OTEL_EXPERIMENTAL_RESOURCE_DETECTORS value sets ``missing`` with the SDK installed here."""
+    try:
+        from importlib.metadata import entry_points
+
+        offered = set(entry_points(group="opentelemetry_resource_detector").names)
+    except Exception:  # noqa: BLE001 - advice only
+        offered = set()
+    wanted = sorted({_CLOCK_ATTRIBUTES[key] for key in missing})
+    available = [name for name in wanted if name in offered]
+    absent = [name for name in wanted if name not in offered]
+    advice = []
+    if available:
+        advice.append(f"OTEL_EXPERIMENTAL_RESOURCE_DETECTORS={','.join(['otel', *available])} sets them at the source")
+    if absent:
+        advice.append(f"this SDK has no {'/'.join(absent)} resource detector: set them in OTEL_RESOURCE_ATTRIBUTES")
+    return "; ".join(advice)
+
+
+def _clock_attributes() -> dict[str, AttributeValue]:
+    return {"service.instance.id": str(uuid.uuid4()), "host.name": socket.gethostname(), "process.pid": os.getpid()}
+
+
+def _refresh_pid_after_fork(provider: TracerProvider) -> None:
+    # A pre-forking host (gunicorn --preload, Celery prefork) runs configure() in the parent: each
+    # child must still name its own process. The SDK refreshes service.instance.id, not the pid.
+    def after_in_child() -> None:
+        try:
+            if provider.resource.attributes.get("process.pid") is not None:
+                provider._update_resource(Resource({"process.pid": os.getpid()}))
+        except Exception as exc:  # noqa: BLE001
+            internal_error("fork", exc)
+
+    if hasattr(os, "register_at_fork") and callable(getattr(provider, "_update_resource", None)):
+        os.register_at_fork(after_in_child=after_in_child)
+
+
+# ---------------------------------------------------------------------------------------------
+# A second exporter to the same destination (FastAPI's FASTAPI_OTEL_AUTO_CONFIGURE, a second
+# configuration call): every span would be exported twice. Say so, once, naming who added it.
+# ---------------------------------------------------------------------------------------------
+
+
+def _watch_exporters(provider: TracerProvider) -> None:
+    if getattr(provider.add_span_processor, "_moduletrace_watch", False):
+        return
+    original = provider.add_span_processor
+
+    def add_span_processor(span_processor: Any) -> None:
+        try:
+            _check_duplicate(provider, span_processor)
+        except Exception as exc:  # noqa: BLE001
+            internal_error("watch exporters", exc)
+        original(span_processor)
+
+    add_span_processor._moduletrace_watch = True  # type: ignore[attr-defined]
+    provider.add_span_processor = add_span_processor  # type: ignore[method-assign]
+    try:
+        existing = _processors(provider)
+        for index, processor in enumerate(existing):
+            for earlier in existing[:index]:
+                if _same_destination(earlier, processor):
+                    _warn_duplicate(provider, _destination(processor), "it was configured that way")
+    except Exception as exc:  # noqa: BLE001
+        internal_error("watch exporters", exc)
+
+
+def _check_duplicate(provider: TracerProvider, new: Any) -> None:
+    for processor in _processors(provider):
+        if _same_destination(processor, new):
+            _warn_duplicate(provider, _destination(new), f"{_caller()} added it")
+            return
+
+
+def _warn_duplicate(provider: TracerProvider, destination: str | None, who: str) -> None:
+    warn_once(
+        "second-exporter",
+        "moduletrace: a second exporter to %s was added to the TracerProvider in use (%s): every span is "
+        "exported twice. With FastAPI set FASTAPI_OTEL_AUTO_CONFIGURE=false or FastAPI(telemetry="
+        "{'auto_configure': False}) and let configure() export",
+        destination,
+        who,
+    )
+
+
+def _caller() -> str:
+    frame = sys._getframe(3)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(("opentelemetry.sdk", __name__)):
+        frame = frame.f_back  # type: ignore[assignment]
+    return str(frame.f_globals.get("__name__", "?")) if frame is not None else "?"
+
+
+def _processors(provider: TracerProvider) -> list[Any]:
+    multi = getattr(provider, "_active_span_processor", None)
+    return list(getattr(multi, "_span_processors", ()))
+
+
+def _destination(processor: Any) -> str | None:
+    exporter = getattr(processor, "span_exporter", None)
+    if exporter is None:
+        return None
+    for attribute in ("_endpoint", "path"):
+        value = getattr(exporter, attribute, None)
+        if isinstance(value, str) and value:
+            return f"{value}"
+    if type(exporter).__name__ == "ConsoleSpanExporter":
+        return "the console"
+    return None
+
+
+def _same_destination(a: Any, b: Any) -> bool:
+    destination = _destination(a)
+    return destination is not None and destination == _destination(b)
 
 
 def _has_processors(provider: TracerProvider) -> bool:
@@ -165,9 +444,12 @@ def _resource(service_name: str | None, extra: Mapping[str, AttributeValue] | No
         attributes["service.name"] = service_name
     attributes.update(OTELResourceDetector().detect().attributes)
     # The race rule compares timestamps exactly only when two spans share a clock: the same
-    # process (service.instance.id) or the same host (host.name). Make sure both are present.
-    attributes.setdefault("service.instance.id", str(uuid.uuid4()))
-    attributes.setdefault("host.name", socket.gethostname())
+    # process (service.instance.id) or the same host (host.name). Make sure both are present;
+    # the SDK's own service.instance.id detector, where it has one, renews the id in a forked child.
+    for key, value in _clock_attributes().items():
+        if key == "service.instance.id" and "service.instance.id" in Resource.create({}).attributes:
+            continue
+        attributes.setdefault(key, value)
     return Resource.create(attributes)
 
 
@@ -260,5 +542,5 @@ def _reset_for_tests() -> None:
     """Forget the configuration (tests only; the OpenTelemetry global is reset separately)."""
     for processor in _state["processors"]:
         processor.shutdown()
-    _state.update(provider=None, owned=False, processors=[])
-    atexit.unregister(_flush_at_exit)
+    _state.update(provider=None, owned=False, processors=[], stops_provider=False)
+    exit_hooks.uninstall()

@@ -8,8 +8,9 @@ change format when a service changes ``OTEL_PROPAGATORS``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Union
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Protocol, Union, runtime_checkable
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -20,9 +21,21 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from moduletrace.conventions import MODULE_LINK_TYPE
 from moduletrace.instrumentation._guard import internal_error, warn_once
 
-#: What ``parent=`` accepts: a carrier mapping, a bare ``traceparent`` string, an OpenTelemetry
-#: ``Context``, ``SpanContext`` or ``Span``.
-Parent = Union[Mapping[str, str], str, Context, SpanContext, Span]
+
+@runtime_checkable
+class CarrierObject(Protocol):
+    """Anything with a ``traceparent`` attribute (and optionally ``tracestate``): a Pydantic model,
+    a dataclass, an ORM row holding the carrier in two columns."""
+
+    @property
+    def traceparent(self) -> str | None: ...
+
+
+#: What ``parent=`` accepts: a carrier mapping (any ``Mapping``: dict, HTTP headers, a JSON
+#: column), an object with ``traceparent``/``tracestate`` attributes (a Pydantic model, a
+#: dataclass), a Pydantic model whose dump holds them, a bare ``traceparent`` string, an
+#: OpenTelemetry ``Context``, ``SpanContext`` or ``Span``.
+Parent = Union[Mapping[str, str], CarrierObject, str, Context, SpanContext, Span]
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -58,10 +71,9 @@ def parent_span_context(parent: Parent) -> SpanContext | None:
     elif isinstance(parent, str):
         span_context = _extract({"traceparent": parent})
     elif isinstance(parent, Mapping):
-        # HTTP headers and JSON columns differ in case; W3C keys are lower case.
-        span_context = _extract({str(k).lower(): v for k, v in parent.items() if isinstance(v, str)})
+        span_context = _extract_mapping(parent)
     else:
-        span_context = None
+        span_context = _extract_object(parent)
     if span_context is None or not span_context.is_valid:
         warn_once(
             f"parent:{type(parent).__name__}",
@@ -75,6 +87,61 @@ def parent_span_context(parent: Parent) -> SpanContext | None:
 
 def _extract(carrier_: Mapping[str, str]) -> SpanContext:
     return trace.get_current_span(_PROPAGATOR.extract(carrier_)).get_span_context()
+
+
+def _extract_mapping(mapping: Mapping[Any, Any]) -> SpanContext:
+    # HTTP headers and JSON columns differ in case; W3C keys are lower case.
+    return _extract({str(k).lower(): v for k, v in mapping.items() if isinstance(v, str)})
+
+
+def _extract_object(parent: object) -> SpanContext | None:
+    """A carrier kept in an object: its attributes, else a Pydantic model's dump, else its items."""
+    try:
+        traceparent = getattr(parent, "traceparent", None)
+        if isinstance(traceparent, str):
+            found = {"traceparent": traceparent}
+            tracestate = getattr(parent, "tracestate", None)
+            if isinstance(tracestate, str):
+                found["tracestate"] = tracestate
+            return _extract(found)
+        dump = getattr(parent, "model_dump", None)  # Pydantic v2, fields under other names or aliases
+        if callable(dump):
+            dumped = dump(by_alias=True)
+            if isinstance(dumped, Mapping):
+                return _extract_mapping(dumped)
+        items = getattr(parent, "items", None)  # a mapping-like object that is not a Mapping
+        if callable(items):
+            return _extract_mapping(dict(items()))
+    except Exception as exc:  # noqa: BLE001 - a user object whose attributes raise
+        internal_error("read carrier", exc)
+    return None
+
+
+@contextmanager
+def continuing(parent: Parent) -> Iterator[None]:
+    """Make the creation's context (``parent``, as ``parent=`` accepts it) current in a block.
+
+    For code that propagates the current context itself, e.g. a Celery task published inside the
+    block carries the creation's trace in its headers (opentelemetry-instrumentation-celery), so
+    the task continues that trace with no carrier argument::
+
+        with moduletrace.instrumentation.propagation.continuing(module.trace_carrier):
+            load_module.delay(module.id)
+
+    With no valid context in ``parent`` (logged once) the block runs in the current context.
+    """
+    token = None
+    try:
+        span_context = parent_span_context(parent)
+        if span_context is not None:
+            token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(span_context)))
+    except Exception as exc:  # noqa: BLE001 - telemetry never raises into the host
+        internal_error("continuing", exc)
+    try:
+        yield
+    finally:
+        if token is not None:
+            otel_context.detach(token)
 
 
 def parent_and_links(parent: Parent, as_link: bool) -> tuple[Context | None, list[Link] | None]:
