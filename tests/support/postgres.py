@@ -1,0 +1,198 @@
+"""A real PostgreSQL server for a test session, from the Debian package, on 127.0.0.1 with a free port.
+
+    with running_postgres() as server:
+        engine = create_async_engine(server.url("postgresql+asyncpg"))
+
+``initdb`` into a fresh folder, ``pg_ctl start -w``, a login role and a database of its own for the
+test (password auth over TCP; the superuser only over a Unix socket in that folder), and at the end
+``pg_ctl stop -m fast``, then the postmaster's PID is checked and killed if it is still there.
+As root the server runs as the ``postgres`` OS user (PostgreSQL refuses to run as root): the
+folder is made outside pytest's root-only temp tree and given to that user.
+
+Binaries: $MODULETRACE_PG_BIN, else the newest /usr/lib/postgresql/*/bin, else ``pg_ctl`` on PATH.
+Without them the test is skipped, or fails when MODULETRACE_REQUIRE_PEERS=1 (scripts/test, CI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import free_port
+
+DATABASE = "moduletrace"
+ROLE = "moduletrace"
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str
+    pid: int
+    log: Path
+
+    def url(self, driver: str = "postgresql") -> str:
+        """A SQLAlchemy URL with the password: pass it through the environment, never into a span."""
+        return f"{driver}://{self.user}:{self.password}@{self.host}:{self.port}/{self.database}"
+
+
+def missing_peer(message: str) -> None:
+    """Fail in CI (a missing server is a broken set-up there), skip on a developer's machine."""
+    if os.environ.get("MODULETRACE_REQUIRE_PEERS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def postgres_bin() -> Path | None:
+    configured = os.environ.get("MODULETRACE_PG_BIN")
+    candidates = [Path(configured)] if configured else []
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: _version(p.parent.name), reverse=True)
+    candidates += versions
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    for directory in candidates:
+        if all((directory / tool).is_file() for tool in ("initdb", "pg_ctl", "psql")):
+            return directory
+    return None
+
+
+def _version(name: str) -> int:
+    return int(name) if name.isdigit() else -1
+
+
+@contextlib.contextmanager
+def running_postgres(timeout: float = 60) -> Iterator[PostgresServer]:
+    """Start a server, yield it, and stop it (by PID as the last resort) whatever happened."""
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        missing_peer("PostgreSQL binaries not found (apt-get install postgresql, or set MODULETRACE_PG_BIN)")
+        raise AssertionError("unreachable")
+    as_user: list[str] = []
+    owner: pwd.struct_passwd | None = None
+    if os.geteuid() == 0:
+        runuser = shutil.which("runuser")
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            owner = None
+        if runuser is None or owner is None:
+            missing_peer("running as root needs the postgres OS user and runuser to start PostgreSQL")
+            raise AssertionError("unreachable")
+        as_user = [runuser, "-u", "postgres", "--"]
+    # Not under pytest's temp tree: as root that is mode 0700, which the postgres user cannot enter.
+    base = Path(tempfile.mkdtemp(prefix="moduletrace-pg-"))
+    data, log = base / "data", base / "postgres.log"
+    pid: int | None = None
+    try:
+        if owner is not None:
+            os.chown(base, owner.pw_uid, owner.pw_gid)
+        subprocess.run(
+            [
+                *as_user,
+                str(bin_dir / "initdb"),
+                "--pgdata",
+                str(data),
+                "--username=postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+        port = free_port()
+        options = (
+            f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={base}"
+            " -c fsync=off -c max_connections=60"  # a throw-away cluster: no fsync needed
+        )
+        started = subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "start", "-w", "-t", str(int(timeout)), "-D", str(data)]
+            + ["-l", str(log), "-o", options],
+            capture_output=True,
+            text=True,
+            timeout=timeout + 10,
+        )
+        pid = _postmaster_pid(data)
+        if started.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {started.stderr}\n{_tail(log)}")
+        password = secrets.token_hex(16)
+        # The password goes in on stdin, not in a command line that `ps` shows.
+        subprocess.run(
+            [*as_user, str(bin_dir / "psql"), "-h", str(base), "-p", str(port), "-U", "postgres"]
+            + ["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q"],
+            input=(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{password}';\nCREATE DATABASE {DATABASE} OWNER {ROLE};\n"),
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert pid is not None, "postmaster.pid not written"
+        yield PostgresServer("127.0.0.1", port, DATABASE, ROLE, password, pid, log)
+    finally:
+        try:
+            if data.exists():
+                subprocess.run(
+                    [*as_user, str(bin_dir / "pg_ctl"), "stop", "-m", "fast", "-w", "-t", "30", "-D", str(data)],
+                    capture_output=True,
+                    timeout=40,
+                )
+        except subprocess.SubprocessError:
+            pass
+        if pid is not None:
+            _kill_if_alive(pid)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _postmaster_pid(data: Path) -> int | None:
+    try:
+        return int((data / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _kill_if_alive(pid: int, grace: float = 5) -> None:
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    """Running, not merely a zombie waiting for an init that does not reap it."""
+    try:
+        os.kill(pid, 0)
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    except PermissionError:
+        return True
+    return "\nState:\tZ" not in status
+
+
+def _tail(path: Path, size: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-size:]
+    except OSError:
+        return ""
