@@ -9,7 +9,7 @@ test (password auth over TCP; the superuser only over a Unix socket in that fold
 As root the server runs as the ``postgres`` OS user (PostgreSQL refuses to run as root): the
 folder is made outside pytest's root-only temp tree and given to that user.
 
-Binaries: $MODULETRACE_PG_BIN, else the newest /usr/lib/postgresql/*/bin, else ``pg_ctl`` on PATH.
+Binaries: $MODULETRACE_PG_BIN (only there when set), else the newest /usr/lib/postgresql/*/bin, else ``pg_ctl`` on PATH.
 Without them the test is skipped, or fails when MODULETRACE_REQUIRE_PEERS=1 (scripts/test, CI).
 """
 
@@ -59,13 +59,15 @@ def missing_peer(message: str) -> None:
 
 
 def postgres_bin() -> Path | None:
+    """The folder with initdb, pg_ctl and psql; $MODULETRACE_PG_BIN, when set, is the only one tried."""
     configured = os.environ.get("MODULETRACE_PG_BIN")
-    candidates = [Path(configured)] if configured else []
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: _version(p.parent.name), reverse=True)
-    candidates += versions
-    on_path = shutil.which("pg_ctl")
-    if on_path:
-        candidates.append(Path(on_path).resolve().parent)
+    if configured:
+        candidates = [Path(configured)]
+    else:
+        candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: _version(p.parent.name))[::-1]
+        on_path = shutil.which("pg_ctl")
+        if on_path:
+            candidates.append(Path(on_path).resolve().parent)
     for directory in candidates:
         if all((directory / tool).is_file() for tool in ("initdb", "pg_ctl", "psql")):
             return directory

@@ -37,9 +37,10 @@ class RedisServer:
 
 
 def redis_binary() -> str | None:
+    """$MODULETRACE_REDIS_SERVER (the only one tried when set), else redis-server on PATH or in /usr/bin."""
     configured = os.environ.get("MODULETRACE_REDIS_SERVER")
     if configured:
-        return configured
+        return configured if os.access(configured, os.X_OK) else None
     return shutil.which("redis-server") or next(
         (p for p in ("/usr/bin/redis-server", "/usr/local/bin/redis-server") if os.access(p, os.X_OK)), None
     )
