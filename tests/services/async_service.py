@@ -71,7 +71,7 @@ def build_app(args: argparse.Namespace) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         moduletrace.configure(service_name=f"module-service-{args.mode}", file=args.spans, exit_timeout=10)
-        engine = create_async_engine(os.environ[DSN_ENV], pool_size=5, max_overflow=5, pool_timeout=10)
+        engine = create_async_engine(os.environ[DSN_ENV], pool_size=20, max_overflow=10, pool_timeout=10)
         # skip_dep_check: the instrumentation declares "sqlalchemy < 2.1" and would do nothing on 2.1;
         # its engine events are unchanged there, and the test checks that each query is a CLIENT span.
         SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, enable_commenter=False, skip_dep_check=True)
