@@ -5,8 +5,8 @@ The service commits write-behind and updates the cache later still, so loads fir
 create sometimes find no row. The service logs the ground truth of every load (``saw_row``,
 ``cache_hit``); the tests match ``moduletrace races --format json`` to it by ``load_span_id``.
 
-The verdict tests are for race rule version 2 (shared/design.md), not merged yet: they are marked
-xfail until it is. Everything else must pass today. ``pytest -s`` prints the figures.
+The verdict tests check race rule version 2 (shared/design.md) against the ground truth.
+``pytest -s`` prints the figures.
 """
 
 from __future__ import annotations
@@ -329,7 +329,6 @@ def test_races_reports_every_load_of_the_run(run: Run) -> None:
 
 
 @pytest.mark.parametrize("run", ["recorded"], indirect=True)
-@pytest.mark.xfail(reason="race rule v2 not merged yet", strict=False)
 def test_recorded_mode_flags_exactly_the_loads_that_missed_a_write(run: Run) -> None:
     flagged = run.listed("races", "stale_reads")
     no_row = run.loads(saw_row=False)
@@ -346,7 +345,6 @@ def test_recorded_mode_flags_exactly_the_loads_that_missed_a_write(run: Run) -> 
 
 
 @pytest.mark.parametrize("run", ["unrecorded"], indirect=True)
-@pytest.mark.xfail(reason="race rule v2 not merged yet", strict=False)
 def test_unrecorded_mode_flags_every_missed_row_and_never_blames_the_commit_for_a_seen_one(run: Run) -> None:
     no_row = run.loads(saw_row=False)
     row = run.loads(saw_row=True)
