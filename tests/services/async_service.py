@@ -172,8 +172,8 @@ def main() -> None:
     parser.add_argument("--spans", required=True, help="OTLP JSON lines file for the spans")
     parser.add_argument("--truth", required=True, help="JSON lines file: what each load saw")
     parser.add_argument("--mode", choices=("recorded", "unrecorded"), required=True)
-    parser.add_argument("--flush-ms", type=float, default=8, help="write-behind delay before the commit, at most")
-    parser.add_argument("--cache-lag-ms", type=float, default=20, help="cache update after the commit, at most")
+    parser.add_argument("--flush-ms", type=float, default=200, help="write-behind delay before the commit, at most")
+    parser.add_argument("--cache-lag-ms", type=float, default=50, help="cache update after the commit, at most")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
     # A keep-alive longer than uvicorn's 5 s default: otherwise a busy client can pick an idle

@@ -29,11 +29,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.services.async_service import DSN_ENV
 from tests.support.postgres import PostgresServer
 from tests.support.processes import ROOT, free_port, python_env
 from tests.support.redis_server import RedisServer
 
+DSN_ENV = "MODULETRACE_SERVICE_DSN"  # as tests/services/async_service.py reads it (not imported: no web stack here)
 MODULES = 200
 #: Modules in flight at once. A closed loop, not a fixed rate: on a busy machine a fixed rate
 #: builds a backlog where every round trip outlasts the write-behind delay and no load misses.
@@ -252,6 +252,7 @@ def test_every_load_is_in_the_ground_truth_and_some_saw_no_row(run: Run) -> None
     assert len(run.statuses) == MODULES * LOADS_PER_MODULE
     assert set(run.statuses) <= {200, 404}, f"unexpected statuses: {sorted(set(run.statuses))}"
     assert len(run.truth) == len(run.statuses)
+    assert [t["error"] for t in run.truth if t["error"]] == []
     assert len({t["load_span_id"] for t in run.truth}) == len(run.truth)
     assert sum(not t["saw_row"] for t in run.truth) == run.statuses.count(404)
     assert 0 < run.figures["saw_no_row"] < len(run.truth) / 2, run.figures
