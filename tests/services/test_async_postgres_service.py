@@ -41,12 +41,13 @@ IN_FLIGHT = 32
 #: The service's write-behind commits up to FLUSH_MS after the create returned, and sets the cache
 #: up to CACHE_LAG_MS after that.
 FLUSH_MS, CACHE_LAG_MS = 200, 50
-#: Each module is loaded twice: first at once (EARLY_SHARE of the modules) or soon, then late,
-#: after the commit and the cache update. Most loads see the row; some do not.
+#: Each module is loaded twice: first at once (EARLY_SHARE of the modules) or soon after its create
+#: returned, then late, LATE_LOAD_S after the first load answered (so on a busy machine, where
+#: everything is slower, the late load waits longer too). Most loads see the row; some do not.
 LOADS_PER_MODULE = 2
 EARLY_SHARE = 0.4
-EARLY_LOAD_S, SOON_LOAD_S, LATE_LOAD_S = (0.0, 0.010), (0.010, 0.200), (0.600, 0.900)
-KIND_CLIENT = 3  # OTLP SpanKind
+EARLY_LOAD_S, SOON_LOAD_S, LATE_LOAD_S = (0.0, 0.010), (0.010, 0.200), (0.400, 0.600)
+KIND_SERVER, KIND_CLIENT = 2, 3  # OTLP SpanKind
 STAGES = (
     "module_create_start",
     "module_create_db_commit",
@@ -126,7 +127,7 @@ def stop_service(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
 
 
 async def drive(base_url: str, prefix: str, rng: random.Random) -> list[int]:
-    """Create MODULES modules, each followed by its loads at random small delays, IN_FLIGHT at a time.
+    """Create MODULES modules, each followed by its two loads after random small delays, IN_FLIGHT at a time.
 
     Each worker has its own small client: httpcore scans its whole pool on every request, so one
     client with a connection per request in flight would spend more CPU than the service does.
@@ -139,7 +140,7 @@ async def drive(base_url: str, prefix: str, rng: random.Random) -> list[int]:
     tls = ssl.create_default_context()  # loaded once, not once per client (plain HTTP here anyway)
 
     async def worker(first: int) -> None:
-        limits = httpx.Limits(max_connections=LOADS_PER_MODULE + 1)
+        limits = httpx.Limits(max_connections=1)  # one request at a time per worker
         async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits, verify=tls) as client:
 
             async def load(module_id: str, carrier: dict[str, str], delay: float) -> int:
@@ -151,7 +152,8 @@ async def drive(base_url: str, prefix: str, rng: random.Random) -> list[int]:
                 created = await client.post(f"/modules/{module_id}")
                 created.raise_for_status()
                 carrier = created.json()["carrier"]
-                statuses.extend(await asyncio.gather(*(load(module_id, carrier, d) for d in delays[i])))
+                for delay in delays[i]:
+                    statuses.append(await load(module_id, carrier, delay))
 
     await asyncio.gather(*(worker(k) for k in range(IN_FLIGHT)))
     return statuses
@@ -288,6 +290,11 @@ def test_one_trace_id_per_module_from_create_start_to_load_db_query(run: Run) ->
         assert all(s.get("parentSpanId") == creations[s["attributes"]["module.id"]] for s in run.named(name)), name
     requests = {s["spanId"] for s in run.named("module_load_request")}
     assert all(s.get("parentSpanId") in requests for s in run.named("module_load_db_query"))
+    # The HTTP request that carried each load stays reachable: a link into its own trace.
+    served = {s["traceId"] for s in run.spans if s.get("kind") == KIND_SERVER and s["name"].startswith("GET /modules")}
+    for load in run.named("module_load_request"):
+        linked = {link["traceId"] for link in load.get("links", [])}
+        assert len(linked & served) == 1, load["spanId"]
 
 
 def test_each_load_query_holds_a_postgresql_client_span(run: Run, postgres: PostgresServer) -> None:
