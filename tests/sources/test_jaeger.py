@@ -18,8 +18,9 @@ from tests.support.processes import python_env, wait_until
 
 pytestmark = pytest.mark.peers
 
-# Creations that began two hours ago and whose commit is still running (explicit timestamps), and
-# loads now: one linked to its creation (link mode), one with no context at all (module.id only).
+# Creations that began two hours ago and whose (write-behind) commit begins five minutes from now
+# (explicit timestamps), and loads now, reading before it: one linked to its creation (link mode),
+# one with no context at all (module.id only).
 EMIT = """
 import sys, time
 import moduletrace
@@ -36,7 +37,7 @@ for module_id in ("linked-1", "lost-1"):
                                start_time=old)
     ctx = trace.set_span_in_context(create)
     commit = tracer.start_span("module_create_db_commit", context=ctx,
-                               attributes={**attrs, "module.stage": "db_commit"}, start_time=old + 1000)
+                               attributes={**attrs, "module.stage": "db_commit"}, start_time=now + 300 * 10**9)
     commit.end(end_time=now + 600 * 10**9)
     create.end(end_time=now + 601 * 10**9)
     links[module_id] = create.get_span_context()
