@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
+from moduletrace.conventions import HOST_ID, HOST_NAME, PROCESS_PID, SERVICE_INSTANCE_ID, SERVICE_NAME
+
 KIND_UNSPECIFIED: Final = 0
 KIND_INTERNAL: Final = 1
 KIND_SERVER: Final = 2
@@ -39,11 +41,12 @@ class Resource:
 
     @classmethod
     def from_attributes(cls, attributes: Mapping[str, Any]) -> Resource:
-        return cls(
-            service_name=str(attributes.get("service.name") or ""),
-            instance_id=str(attributes.get("service.instance.id") or ""),
-            host=str(attributes.get("host.id") or attributes.get("host.name") or ""),
-        )
+        host = str(attributes.get(HOST_ID) or attributes.get(HOST_NAME) or "")
+        instance = str(attributes.get(SERVICE_INSTANCE_ID) or "")
+        pid = attributes.get(PROCESS_PID)
+        if not instance and host and pid:
+            instance = f"{host}/pid {pid}"  # what an agent's resource carries: a process on a host
+        return cls(service_name=str(attributes.get(SERVICE_NAME) or ""), instance_id=instance, host=host)
 
     @property
     def clock(self) -> str:

@@ -326,7 +326,16 @@ def test_modules_without_creation_are_listed_for_a_second_lookup() -> None:
     assert detector.modules_without_creation() == ["m-x"]
 
 
-def test_resources_without_host_or_process_never_share_a_clock() -> None:
+def test_resources_without_host_or_process_never_share_a_clock_and_the_report_says_why() -> None:
     anonymous = Resource("svc", "", "")
     spans = creation("m-z", "tz", 23, resource=anonymous) + load("m-z", "tz", 20, resource=anonymous)
-    assert detect(spans).ambiguous[0].checks[0].basis == "tolerance"
+    check = detect(spans).ambiguous[0].checks[0]
+    assert check.basis == "tolerance" and "records no host or process" in check.explanation
+
+
+def test_an_agent_resource_with_host_and_pid_identifies_the_process() -> None:
+    agent = Resource.from_attributes({"service.name": "svc", "host.name": "h1", "process.pid": 4242})
+    other = Resource.from_attributes({"service.name": "svc", "host.name": "h1", "process.pid": 4343})
+    assert agent.instance_id == "h1/pid 4242" and agent.shares_clock_with(other) == "same host"
+    spans = creation("m-p", "tp", 23, resource=agent) + load("m-p", "tp", 30, resource=agent)
+    assert detect(spans).clean == 1

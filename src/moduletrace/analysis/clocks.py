@@ -37,6 +37,7 @@ class ClockBasis(NamedTuple):
 
     basis: str  # "same process", "same host", "derived bound", "tolerance"
     bound: OffsetBound | None  # theta = clock(read) - clock(stage); None: compare exactly
+    note: str = ""  # why no exact comparison was possible, when the data says
 
 
 class ClockOffsets:
@@ -126,6 +127,19 @@ class Clocks:
         found = self._cache.get(key)
         if found is None:
             bound = self.offsets.bound(*key) if self.derive_bounds else None
-            found = ClockBasis("derived bound", bound) if bound is not None else ClockBasis("tolerance", self.tolerance)
+            if bound is not None:
+                found = ClockBasis("derived bound", bound)
+            else:
+                found = ClockBasis("tolerance", self.tolerance, _anonymous(stage) or _anonymous(read))
             self._cache[key] = found
         return found
+
+
+def _anonymous(resource: Resource) -> str:
+    if resource.host or resource.instance_id:
+        return ""
+    return (
+        f"service {resource.service_name or '?'} records no host or process (host.name, service.instance.id): "
+        "its spans can share a clock with nothing; set them in OTEL_RESOURCE_ATTRIBUTES or enable the SDK's "
+        "host and process resource detectors"
+    )

@@ -119,6 +119,8 @@ def _explain(
         clocks = f"{clock.basis}: timestamps compare exactly"
     elif clock.basis == "derived bound" and clock.bound is not None:
         clocks = f"clock offset in [{bound_ms[0]}, {bound_ms[1]}] ms from {clock.bound.pairs} client/server pairs"
+    elif clock.note:
+        clocks = f"skew tolerance {bound_ms[1]} ms: {clock.note}"
     else:
         clocks = f"different hosts, skew tolerance {bound_ms[1]} ms"
     if saw is not None:
