@@ -37,6 +37,16 @@ def mounted_config(service: str) -> Path:
     raise AssertionError(f"{service} mounts no config")
 
 
+def command_configs(service: str) -> list[Path]:
+    """The files a service's command line loads (--config=...), as shipped in collector/."""
+    out = []
+    for part in SERVICES[service]["command"]:
+        match = re.match(r"-(?:-config|config\.file)=/etc/moduletrace/(.+)", part)
+        if match:
+            out.append(COLLECTOR / match.group(1))
+    return out
+
+
 def port(endpoint: str) -> str:
     return endpoint.rsplit(":", 1)[1]
 
@@ -49,8 +59,18 @@ def test_each_service_mounts_the_shipped_config_it_is_given_on_its_command_line(
 
 def test_compose_sets_only_variables_the_configs_read() -> None:
     for service in ("collector", "jaeger", "tempo"):
-        unknown = set(SERVICES[service]["environment"]) - env_names(mounted_config(service))
+        read = set().union(*(env_names(p) for p in command_configs(service)))
+        unknown = set(SERVICES[service]["environment"]) - read
         assert not unknown, f"{service} sets variables its config never reads: {unknown}"
+
+
+def test_the_collector_loads_the_backend_file_of_each_endpoint_compose_sets() -> None:
+    from tests.support.peers import BACKEND_CONFIGS
+
+    configs = command_configs("collector")
+    assert all(p.is_file() for p in configs) and configs[0].name == "otelcol.yaml"
+    environment = SERVICES["collector"]["environment"]
+    assert set(configs[1:]) == {file for name, file in BACKEND_CONFIGS.items() if name in environment}
 
 
 LISTEN_ADDRESSES = {
