@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.pipeline import CLEAN, RACING, Pipeline
-from tests.support.processes import wait_until
+from tests.support.processes import free_port, wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -123,3 +124,29 @@ def test_the_demo_sent_to_the_collector_shows_the_same_races_in_jaeger(pipeline:
         return sorted(r["module_id"] for r in report["races"] if r["module_id"].startswith("mod-21-"))
 
     assert wait_until(lambda: from_jaeger() == sorted(result.injected_races), timeout=30), from_jaeger()
+
+
+def test_the_demo_with_no_collector_at_its_otlp_endpoint_says_so_at_once_and_exits_3() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "moduletrace.cli.main", "demo", "--otlp", dead, "--modules", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert time.monotonic() - started < 10
+    assert result.returncode == 3 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and f"--otlp {dead}: no OTLP/HTTP receiver" in result.stderr
+
+
+def test_the_demo_refuses_an_endpoint_that_is_not_an_otlp_receiver(pipeline: Pipeline) -> None:
+    # Jaeger's query port answers every path with its UI page (HTTP 200): that is not a collector.
+    result = subprocess.run(
+        [sys.executable, "-m", "moduletrace.cli.main", "demo", "--otlp", pipeline.jaeger.query_url, "--modules", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3 and result.stderr.count("\n") == 1, result.stderr
+    assert "not an OTLP/HTTP receiver's answer" in result.stderr
