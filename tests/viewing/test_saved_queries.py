@@ -49,7 +49,7 @@ def run_panel(demo: Demo, title: str, **variables: str) -> list[dict[str, Any]]:
 
 def modules_of(traces: list[dict[str, Any]], operation: str) -> list[str]:
     """The module.id of each trace's ``operation`` spans that match (one per trace, sorted)."""
-    out = []
+    out: list[str] = []
     for trace in traces:
         ids = {
             t["value"]
