@@ -37,6 +37,16 @@ def mounted_config(service: str) -> Path:
     raise AssertionError(f"{service} mounts no config")
 
 
+def command_configs(service: str) -> list[Path]:
+    """The files a service's command line loads (--config=...), as shipped in collector/."""
+    out = []
+    for part in SERVICES[service]["command"]:
+        match = re.match(r"-(?:-config|config\.file)=/etc/moduletrace/(.+)", part)
+        if match:
+            out.append(COLLECTOR / match.group(1))
+    return out
+
+
 def port(endpoint: str) -> str:
     return endpoint.rsplit(":", 1)[1]
 
@@ -49,8 +59,18 @@ def test_each_service_mounts_the_shipped_config_it_is_given_on_its_command_line(
 
 def test_compose_sets_only_variables_the_configs_read() -> None:
     for service in ("collector", "jaeger", "tempo"):
-        unknown = set(SERVICES[service]["environment"]) - env_names(mounted_config(service))
+        read = set().union(*(env_names(p) for p in command_configs(service)))
+        unknown = set(SERVICES[service]["environment"]) - read
         assert not unknown, f"{service} sets variables its config never reads: {unknown}"
+
+
+def test_the_collector_loads_the_backend_file_of_each_endpoint_compose_sets() -> None:
+    from tests.support.peers import BACKEND_CONFIGS
+
+    configs = command_configs("collector")
+    assert all(p.is_file() for p in configs) and configs[0].name == "otelcol.yaml"
+    environment = SERVICES["collector"]["environment"]
+    assert set(configs[1:]) == {file for name, file in BACKEND_CONFIGS.items() if name in environment}
 
 
 LISTEN_ADDRESSES = {
@@ -111,13 +131,22 @@ def test_grafana_data_sources_point_at_the_services() -> None:
 
 def test_the_dashboard_queries_use_the_contract_span_names_and_the_provisioned_source() -> None:
     dashboard = json.loads((COLLECTOR / "grafana" / "moduletrace.json").read_text())
-    queries = [t["query"] for p in dashboard["panels"] for t in p.get("targets", [])]
-    assert queries
-    for query in queries:
+    targets = [t for p in dashboard["panels"] for t in p.get("targets", [])]
+    traceql = [t["query"] for t in targets if t["datasource"]["type"] == "tempo"]
+    searches = [t for t in targets if t["datasource"]["type"] == "jaeger"]
+    assert traceql and searches and len(traceql) + len(searches) == len(targets)
+    for query in traceql:
         names = set(re.findall(r'span:name = "([a-z_]+)"', query))
         assert names <= LIFECYCLE_SPAN_NAMES
         assert "module." in query
-    sources = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}
+    for search in searches:
+        # Jaeger's search: a service, a span name of the contract and/or a tag; run for real in tests/viewing.
+        assert search["queryType"] == "search" and search["service"].startswith("$")
+        assert search.get("operation", "module_create_start") in LIFECYCLE_SPAN_NAMES
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    used = set(re.findall(r"\$([a-z_]+)", json.dumps(searches)))
+    assert used == variables
+    sources = {t["datasource"]["uid"] for t in targets}
     provisioned = {
         d["uid"] for d in yaml.safe_load((COLLECTOR / "grafana" / "datasources.yaml").read_text())["datasources"]
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,29 @@ class Process:
         self._out.close()
 
 
+#: The Jaeger UI's build output (jaeger-ui 1.76.0, Apache-2.0): the Jaeger built from its Go module has
+#: no UI of its own. CI keeps a copy of shared/ beside the clone; MODULETRACE_JAEGER_UI overrides.
+JAEGER_UI_ARCHIVE = Path(
+    os.environ.get("MODULETRACE_JAEGER_UI") or ROOT.parent / "shared" / "vendor" / "jaeger-ui-1.76.0-build.tar.gz"
+)
+
+
+def jaeger_ui(directory: Path) -> Path:
+    """The UI unpacked into ``directory``: the folder holding index.html, for JAEGER_UI_ASSETS."""
+    if not JAEGER_UI_ARCHIVE.is_file():
+        message = f"the Jaeger UI build is not at {JAEGER_UI_ARCHIVE} (set MODULETRACE_JAEGER_UI)"
+        if os.environ.get("MODULETRACE_REQUIRE_PEERS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    with tarfile.open(JAEGER_UI_ARCHIVE) as archive:
+        if hasattr(tarfile, "data_filter"):  # refuse links and paths out of the folder, where Python can
+            archive.extractall(directory / "jaeger-ui", filter="data")
+        else:
+            archive.extractall(directory / "jaeger-ui")  # noqa: S202 - our own vendored archive
+    index = next((directory / "jaeger-ui").rglob("index.html"))
+    return index.parent
+
+
 @dataclass
 class Jaeger:
     query_url: str
@@ -87,11 +111,12 @@ class Jaeger:
     process: Process
 
 
-def start_jaeger(directory: Path) -> Jaeger:
-    """Jaeger v2 on the shipped collector/jaeger.yaml, with free ports."""
+def start_jaeger(directory: Path, ui: bool = False) -> Jaeger:
+    """Jaeger v2 on the shipped collector/jaeger.yaml, with free ports (and the real UI when ``ui``)."""
     query, grpc_query, health, otlp_grpc, otlp_http = (free_port() for _ in range(5))
     env = {
         **os.environ,
+        "JAEGER_UI_ASSETS": str(jaeger_ui(directory)) if ui else "",
         "JAEGER_QUERY_HTTP_ENDPOINT": f"127.0.0.1:{query}",
         "JAEGER_QUERY_GRPC_ENDPOINT": f"127.0.0.1:{grpc_query}",
         "JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{health}",
@@ -115,8 +140,19 @@ class Collector:
     process: Process
 
 
-def start_collector(directory: Path, config: str, env_ports: dict[str, int] | None = None) -> Collector:
-    """Run our collector build on ``config`` (a YAML text using ${env:...} for ports and paths)."""
+#: The backend files collector/otelcol.sh merges over otelcol.yaml, by the variable that switches each on.
+BACKEND_CONFIGS = {
+    "JAEGER_OTLP_ENDPOINT": ROOT / "collector" / "backends" / "jaeger.yaml",
+    "TEMPO_OTLP_ENDPOINT": ROOT / "collector" / "backends" / "tempo.yaml",
+}
+
+
+def start_collector(directory: Path, config: str, env_ports: dict[str, int | str] | None = None) -> Collector:
+    """Run our collector build on ``config`` (a YAML text using ${env:...} for ports and paths).
+
+    As collector/otelcol.sh does, the file of each backend whose endpoint variable ``env_ports``
+    sets is merged over it.
+    """
     grpc, http, health = free_port(), free_port(), free_port()
     env = {
         **os.environ,
@@ -127,8 +163,11 @@ def start_collector(directory: Path, config: str, env_ports: dict[str, int] | No
     }
     path = directory / "collector.yaml"
     path.write_text(config)
+    backends = [
+        a for name, file in BACKEND_CONFIGS.items() if (env_ports or {}).get(name) for a in ("--config", str(file))
+    ]
     process = Process(
-        [binary("collector"), "--config", str(path)],
+        [binary("collector"), "--config", str(path), *backends],
         directory / "collector.log",
         f"http://127.0.0.1:{health}/",
         env=env,

@@ -28,6 +28,7 @@ import httpx
 
 from moduletrace.analysis.diagnosis import DiagnosisReport
 from moduletrace.analysis.report import RaceReport
+from moduletrace.errors import BackendError
 from moduletrace.scan import ScanOptions, incident
 
 FAULTS = ("race", "auth", "pool")
@@ -126,10 +127,28 @@ class _Service:
         self._log.close()
 
 
+def check_otlp(endpoint: str, timeout: float = 3.0) -> None:
+    """Raise BackendError unless ``endpoint`` (the services' OTEL_EXPORTER_OTLP_ENDPOINT) takes spans.
+
+    An empty OTLP/HTTP export, as the services' exporters would send it: without this check a dead
+    collector costs every service its exporter's retries and the demo still "succeeds" from its files.
+    """
+    url = endpoint.rstrip("/") + "/v1/traces"
+    try:
+        response = httpx.post(url, content=b"", headers={"Content-Type": "application/x-protobuf"}, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise BackendError(f"--otlp {endpoint}: no OTLP/HTTP receiver at {url} ({type(exc).__name__})") from None
+    answer = f"HTTP {response.status_code} {response.headers.get('content-type', '')}".strip()
+    if not response.is_success or not response.headers.get("content-type", "").startswith("application/x-protobuf"):
+        raise BackendError(f"--otlp {endpoint}: {url} answered {answer}, not an OTLP/HTTP receiver's answer")
+
+
 def run(options: DemoOptions, progress: Callable[[int, int], None] = lambda done, total: None) -> DemoResult:
     """Run the demo and return what was injected, what happened and what the race rule found."""
     if options.race_rate + options.auth_rate + options.pool_rate > 1:
         raise ValueError("the fault rates add up to more than 1")
+    if options.otlp:
+        check_otlp(options.otlp)
     directory = Path(options.directory or tempfile.mkdtemp(prefix="moduletrace-demo-"))
     (directory / "spans").mkdir(parents=True, exist_ok=True)
     for old in (directory / "spans").glob("*.jsonl"):

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Run the collector on otelcol.yaml plus the file of each backend whose endpoint variable is set:
+#   collector/otelcol.sh                                            # the archive only
+#   JAEGER_OTLP_ENDPOINT=127.0.0.1:14317 collector/otelcol.sh       # and Jaeger
+#   TEMPO_OTLP_ENDPOINT=127.0.0.1:24317 collector/otelcol.sh        # and Tempo
+#   collector/otelcol.sh validate                                   # the same files, validated
+# Arguments go to the collector; OTELCOL names its binary (default: otelcol-contrib on PATH).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+set -- "$@" --config "$here/otelcol.yaml"
+if [ -n "${JAEGER_OTLP_ENDPOINT:-}" ]; then
+  set -- "$@" --config "$here/backends/jaeger.yaml"
+fi
+if [ -n "${TEMPO_OTLP_ENDPOINT:-}" ]; then
+  set -- "$@" --config "$here/backends/tempo.yaml"
+fi
+exec "${OTELCOL:-otelcol-contrib}" "$@"
