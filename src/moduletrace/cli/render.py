@@ -330,7 +330,7 @@ def summary_lines(result: DemoResult, options: DemoOptions, seconds: float) -> l
         "Next:",
         f"  moduletrace races --file '{result.spans_glob}'",
         f"  moduletrace diagnose --file '{result.spans_glob}'",
-        "  moduletrace demo --otlp http://127.0.0.1:4318     # also send them to a collector (collector/otelcol.yaml)",
+        "  moduletrace demo --otlp http://127.0.0.1:4318     # also send them to a collector (collector/otelcol.sh)",
         "  moduletrace races --jaeger http://127.0.0.1:16686 --since 15m",
         "  moduletrace races --tempo http://127.0.0.1:3200 --since 15m",
     ]
