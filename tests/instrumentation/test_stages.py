@@ -431,13 +431,13 @@ def test_a_raising_user_extractor_is_logged_and_the_call_is_unchanged(
 def test_a_broken_tracer_never_reaches_the_caller(
     spans: Recorded, lenient: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from moduletrace.instrumentation import stages
+    from moduletrace.instrumentation import _tracing
 
     class BrokenTracer:
         def start_span(self, *args: object, **kwargs: object) -> None:
             raise RuntimeError("tracer bug")
 
-    monkeypatch.setattr(stages, "_cache", (trace.get_tracer_provider(), BrokenTracer()))
+    monkeypatch.setattr(_tracing.STATE, "cache", (trace.get_tracer_provider(), BrokenTracer()))
 
     @moduletrace.db_commit
     def save(module_id: str) -> str:

@@ -1,0 +1,151 @@
+"""The four wrappers a stage decorator builds: function, coroutine, generator, async generator.
+
+Each checks "is tracing on" first (one identity check, ``current_tracer``) and calls straight
+through when it is not. A generator's span covers the whole iteration, but its context is current
+only while the generator's body runs, never while the consumer's code runs between two items:
+each step into the body (``send``, ``throw``, ``close`` and their async twins) runs inside
+``_Within``, which attaches the span's context and detaches it when the step returns or raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+
+from moduletrace.instrumentation._span import end, fail, finish
+from moduletrace.instrumentation._tracing import current_tracer
+
+if TYPE_CHECKING:
+    from moduletrace.instrumentation._decorator import Call
+
+
+class _Within:
+    """``with within:`` makes ``context`` current for one step of a generator, then restores."""
+
+    __slots__ = ("_context", "_token")
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+
+    def __enter__(self) -> None:
+        self._token = otel_context.attach(self._context)
+
+    def __exit__(self, *exc_info: object) -> None:
+        otel_context.detach(self._token)
+
+
+def wrap_function(func: Callable[..., Any], call: Call) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        tracer = current_tracer()
+        if tracer is None:
+            return func(*args, **kwargs)
+        opened = call.start(tracer, args, kwargs)
+        if opened is None:
+            return func(*args, **kwargs)
+        try:
+            return func(*args, **kwargs)
+        except BaseException as exc:
+            fail(opened[0], exc)
+            raise
+        finally:
+            end(*opened)
+
+    return wrapper
+
+
+def wrap_coroutine(func: Callable[..., Any], call: Call) -> Callable[..., Any]:
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        tracer = current_tracer()
+        if tracer is None:
+            return await func(*args, **kwargs)
+        opened = call.start(tracer, args, kwargs)
+        if opened is None:
+            return await func(*args, **kwargs)
+        try:
+            return await func(*args, **kwargs)
+        except BaseException as exc:
+            fail(opened[0], exc)
+            raise
+        finally:
+            end(*opened)
+
+    return wrapper
+
+
+def wrap_generator(func: Callable[..., Any], call: Call) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        tracer = current_tracer()
+        opened = None if tracer is None else call.start(tracer, args, kwargs, attach=False)
+        if opened is None:
+            return (yield from func(*args, **kwargs))
+        span, current = opened
+        within = _Within(current)  # type: ignore[arg-type]
+        try:
+            with within:
+                generator = func(*args, **kwargs)
+            step: Callable[[Any], Any] = generator.send
+            value: Any = None
+            while True:
+                with within:
+                    item = step(value)
+                try:
+                    value = yield item
+                except GeneratorExit:
+                    with within:
+                        generator.close()
+                    raise
+                except BaseException as thrown:
+                    step, value = generator.throw, thrown
+                else:
+                    step = generator.send
+        except StopIteration as stop:
+            return stop.value
+        except BaseException as exc:
+            fail(span, exc)
+            raise
+        finally:
+            finish(span)
+
+    return wrapper
+
+
+def wrap_async_generator(func: Callable[..., Any], call: Call) -> Callable[..., Any]:
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        tracer = current_tracer()
+        opened = None if tracer is None else call.start(tracer, args, kwargs, attach=False)
+        if opened is None:
+            async for item in func(*args, **kwargs):
+                yield item
+            return
+        span, current = opened
+        within = _Within(current)  # type: ignore[arg-type]
+        try:
+            with within:
+                generator = func(*args, **kwargs)
+            step: Callable[[Any], Any] = generator.asend
+            value: Any = None
+            while True:
+                with within:
+                    item = await step(value)
+                try:
+                    value = yield item
+                except GeneratorExit:
+                    with within:
+                        await generator.aclose()
+                    raise
+                except BaseException as thrown:
+                    step, value = generator.athrow, thrown
+                else:
+                    step = generator.asend
+        except StopAsyncIteration:
+            return
+        except BaseException as exc:
+            fail(span, exc)
+            raise
+        finally:
+            finish(span)
+
+    return wrapper
