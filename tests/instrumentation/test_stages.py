@@ -462,3 +462,80 @@ def test_decorated_calls_run_unchanged_when_no_sdk_is_installed() -> None:
     assert read("m") == "row"
     with moduletrace.load_request("m") as span:
         assert not span.is_recording()
+
+
+# --- user options and hooks: whatever they do, the body runs and the context is detached ------
+
+
+def test_attributes_from_returning_a_list_still_runs_the_body_and_detaches(
+    spans: Recorded, caplog: pytest.LogCaptureFixture
+) -> None:
+    ran: list[str] = []
+
+    @moduletrace.load_request(attributes_from=lambda module_id: [("module.requested_by", "editor")])
+    def load(module_id: str) -> str:
+        ran.append(module_id)
+        return "loaded"
+
+    assert load("m-20") == "loaded"
+    assert ran == ["m-20"]
+    assert not trace.get_current_span().is_recording()  # the span's context did not stay current
+    span = spans.one("module_load_request")
+    assert span.end_time is not None
+    assert span.attributes == {"module.id": "m-20", "module.stage": "load_request"}
+    assert any("attributes_from" in r.getMessage() and "not a mapping" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "returned",
+    ["module.requested_by=editor", 17, object(), {"module.ok": object()}],
+    ids=["str", "int", "object", "bad-value"],
+)
+def test_attributes_from_returning_anything_leaves_the_call_and_the_context_alone(
+    spans: Recorded, returned: object
+) -> None:
+    @moduletrace.load_request(attributes_from=lambda module_id: returned)
+    async def load(module_id: str) -> str:
+        return "loaded"
+
+    assert asyncio.run(load("m-21")) == "loaded"
+    assert not trace.get_current_span().is_recording()
+    assert spans.one("module_load_request").end_time is not None
+
+
+@pytest.mark.parametrize("hook", ["id_from", "parent_from", "attributes_from"])
+def test_a_hook_that_is_not_callable_is_logged_and_the_call_is_unchanged(spans: Recorded, hook: str) -> None:
+    @moduletrace.load_request(**{hook: "not a function"})  # type: ignore[call-overload]
+    def load(module_id: str) -> str:
+        return "loaded"
+
+    assert load("m-22") == "loaded"
+    assert not trace.get_current_span().is_recording()
+    assert spans.one("module_load_request").end_time is not None
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"attributes": ["module.x", 1]}, {"attributes": 5}, {"kind": "server"}, {"id_param": ["mid"]}],
+    ids=["attributes-list", "attributes-int", "kind-str", "id_param-list"],
+)
+def test_bad_decorator_options_are_logged_and_neither_decoration_nor_call_raises(
+    spans: Recorded, options: dict[str, Any]
+) -> None:
+    @moduletrace.db_commit(**options)
+    def save(module_id: str) -> str:
+        return "saved"
+
+    assert save("m-23") == "saved"
+    span = spans.one("module_create_db_commit")
+    assert span.attributes["module.stage"] == "db_commit" and span.kind is SpanKind.INTERNAL
+
+
+@pytest.mark.parametrize(
+    "options", [{"attributes": ["module.x", 1]}, {"kind": "server"}], ids=["attributes-list", "kind-str"]
+)
+def test_bad_context_manager_options_are_logged_and_the_block_runs(spans: Recorded, options: dict[str, Any]) -> None:
+    with moduletrace.db_commit("m-24", **options) as span:
+        assert span.is_recording()
+    assert not trace.get_current_span().is_recording()
+    assert spans.one("module_create_db_commit").attributes["module.id"] == "m-24"

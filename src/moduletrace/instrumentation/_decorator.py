@@ -1,15 +1,16 @@
 """The decorator form's machinery: per-decoration state (``_Call``) and the choice of wrapper.
 
 Everything is decided once, at decoration time: the wrapper's shape (``decorate``), where the
-module id and the parent are in a call's arguments (``_argument``), and the user's extractors,
-each wrapped so that its exceptions are logged once and never reach the caller.
+module id and the parent are in a call's arguments (``_argument``), and the user's hooks, each
+wrapped so that whatever it does (raise, return the wrong type) is logged once and never
+reaches the caller: the decorated body always runs, and the span's context is always detached.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -26,6 +27,7 @@ from moduletrace.instrumentation._wrappers import (
 from moduletrace.instrumentation.propagation import Parent
 
 Getter = Callable[[tuple[Any, ...], dict[str, Any]], Any]
+AttributesHook = Callable[[Span, tuple[Any, ...], dict[str, Any]], None]
 
 
 class Call:
@@ -51,16 +53,16 @@ class Call:
         where = getattr(func, "__qualname__", None) or repr(func)
         self.name = span_name
         self.stage = stage
-        self.kind = kind or stage_kind
-        self.attributes = dict(attributes) if attributes else None
+        self.kind = span_kind(kind, where) or stage_kind
+        self.attributes = static_attributes(attributes, where)
         self.as_link = as_link
-        self.module_id: Getter = _hook(id_from, "id_from", where) or _argument(func, id_param, where)
+        self.module_id: Getter = _hook(id_from, "id_from", where) or _argument(func, id_param, "id_param", where)
         self.parent: Getter | None = None
         if parent_from is not None:
             self.parent = _hook(parent_from, "parent_from", where)
         elif parent_param is not None:
-            self.parent = _argument(func, parent_param, where)
-        self.extra = _hook(attributes_from, "attributes_from", where)
+            self.parent = _argument(func, parent_param, "parent_param", where)
+        self.extra = _attributes_hook(attributes_from, where)
 
     def start(
         self, tracer: trace.Tracer, args: tuple[Any, ...], kwargs: dict[str, Any], attach: bool = True
@@ -81,10 +83,8 @@ class Call:
             self.as_link,
             attach,
         )
-        if opened is not None and self.extra is not None and opened[0].is_recording():
-            extra = self.extra(args, kwargs)
-            if extra is not MISSING and extra:
-                opened[0].set_attributes(extra)
+        if opened is not None and self.extra is not None:
+            self.extra(opened[0], args, kwargs)
         return opened
 
 
@@ -104,11 +104,35 @@ def decorate(call_factory: Callable[[Callable[..., Any]], Call], func: Any) -> A
     return functools.wraps(func)(wrapper)
 
 
-def _argument(func: Callable[..., Any], name: str, where: str) -> Getter:
+def span_kind(kind: object, where: str) -> SpanKind | None:
+    """The ``kind=`` option, or ``None`` (the stage's own kind) when it is not a ``SpanKind``."""
+    if kind is None or isinstance(kind, SpanKind):
+        return kind
+    warn_once(f"kind:{where}", "moduletrace: kind=%r of %s is not an opentelemetry SpanKind; ignored", kind, where)
+    return None
+
+
+def static_attributes(attributes: object, where: str) -> dict[str, Any] | None:
+    """The ``attributes=`` option as a dict, or ``None`` (with a warning) when it is not a mapping."""
+    if attributes is None:
+        return None
+    try:
+        if isinstance(attributes, Mapping):
+            return dict(attributes) or None
+    except Exception:  # noqa: BLE001 - a mapping whose iteration raises
+        pass
+    warn_once(f"attributes:{where}", "moduletrace: attributes= of %s is not a mapping; ignored", where)
+    return None
+
+
+def _argument(func: Callable[..., Any], name: object, option: str, where: str) -> Getter:
     """A getter for parameter ``name`` of ``func`` in a call's (args, kwargs)."""
+    if not isinstance(name, str):
+        warn_once(f"{option}:{where}", "moduletrace: %s=%r of %s is not a parameter name; ignored", option, name, where)
+        return lambda args, kwargs: MISSING
     try:
         parameters = list(inspect.signature(func).parameters.values())
-    except (TypeError, ValueError):
+    except Exception:  # noqa: BLE001 - no signature (a builtin) or a broken __signature__
         parameters = []
     for index, parameter in enumerate(parameters):
         if parameter.name != name or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
@@ -120,7 +144,9 @@ def _argument(func: Callable[..., Any], name: str, where: str) -> Getter:
         return lambda args, kwargs: kwargs.get(name, MISSING)
     warn_once(
         f"param:{where}:{name}",
-        "moduletrace: %s has no parameter %r; its spans carry no module.id (name it with id_param=, or give id_from=)",
+        "moduletrace: %s has no parameter %r; its spans carry no module.id (name it with id_param=, or give id_from=)"
+        if option == "id_param"
+        else "moduletrace: %s has no parameter %r; its spans continue no stored parent",
         where,
         name,
     )
@@ -151,3 +177,33 @@ def _hook(hook: Callable[..., Any] | None, what: str, where: str) -> Getter | No
             return MISSING
 
     return call
+
+
+def _attributes_hook(hook: Callable[..., Attributes] | None, where: str) -> AttributesHook | None:
+    """``attributes_from``: called only for a recording span; what it returns is set on the span,
+    and if it raises, or returns something that is not a mapping, that is logged once and the
+    call goes on (the span is already current: raising here would leave it so)."""
+    if hook is None:
+        return None
+
+    def add(span: Span, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        try:
+            if not span.is_recording():
+                return
+            extra = hook(*args, **kwargs)
+            if extra is None:
+                return
+            if not isinstance(extra, Mapping):
+                raise TypeError(f"it returned a {type(extra).__name__}, not a mapping of attribute names to values")
+            if extra:
+                span.set_attributes(extra)
+        except Exception as exc:  # noqa: BLE001 - a user hook must not break the user's call
+            warn_once(
+                f"hook:{where}:attributes_from",
+                "moduletrace: attributes_from of %s raised %r",
+                where,
+                exc,
+                exc_info=True,
+            )
+
+    return add

@@ -23,7 +23,7 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from moduletrace.conventions import MAX_MODULE_ID_LENGTH, MODULE_CANCELLED, MODULE_ID, MODULE_STAGE
-from moduletrace.instrumentation._guard import internal_error
+from moduletrace.instrumentation._guard import internal_error, warn_once
 from moduletrace.instrumentation._redact import redact
 from moduletrace.instrumentation.propagation import Parent, parent_and_links
 
@@ -66,8 +66,8 @@ def start(
         attrs: dict[str, AttributeValue] = {MODULE_STAGE: stage}
         if module_id is not MISSING:
             attrs[MODULE_ID] = module_id_string(module_id)
-        if attributes:
-            attrs.update(attributes)
+        if attributes is not None:
+            _add_static(attrs, attributes)
         ctx: Context | None = None
         links: list[Link] | None = None
         if parent is not None:
@@ -78,6 +78,13 @@ def start(
     except Exception as exc:  # noqa: BLE001
         internal_error("start span", exc)
         return None
+
+
+def _add_static(attrs: dict[str, AttributeValue], attributes: Attributes) -> None:
+    try:
+        attrs.update(attributes)
+    except Exception as exc:  # noqa: BLE001 - the caller's option, not our bug
+        warn_once("attributes", "moduletrace: attributes= must be a mapping; ignored (%r)", exc)
 
 
 def _error_type(exc: BaseException) -> str:

@@ -33,7 +33,7 @@ from typing import Any, TypeVar, overload
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind
 
 from moduletrace.conventions import SPAN_NAMES
-from moduletrace.instrumentation._decorator import Call, decorate
+from moduletrace.instrumentation._decorator import Call, decorate, span_kind
 from moduletrace.instrumentation._span import MISSING, Attributes, end, fail, module_id_string, start
 from moduletrace.instrumentation._tracing import current_tracer
 from moduletrace.instrumentation.propagation import Parent
@@ -203,6 +203,8 @@ class Stage:
             return lambda func: decorate(factory, func)
         if callable(target) or isinstance(target, (classmethod, staticmethod)):
             return decorate(factory, target)
+        if kind is not None:
+            kind = span_kind(kind, self.stage)
         return StageSpan(self, target, attributes, parent, as_link, kind)
 
 
