@@ -539,3 +539,56 @@ def test_bad_context_manager_options_are_logged_and_the_block_runs(spans: Record
         assert span.is_recording()
     assert not trace.get_current_span().is_recording()
     assert spans.one("module_create_db_commit").attributes["module.id"] == "m-24"
+
+
+# --- exceptions that fight back ----------------------------------------------------------------
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ is broken too")
+
+
+def test_an_exception_whose_str_raises_reaches_the_caller_unchanged_and_the_span_still_fails(
+    spans: Recorded,
+) -> None:
+    raised = UnprintableError("m-25")
+
+    @moduletrace.load_db_query
+    def read(module_id: str) -> None:
+        raise raised
+
+    with pytest.raises(UnprintableError) as caught:
+        read("m-25")
+    assert caught.value is raised
+    span = spans.one("module_load_db_query")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == f"{__name__}.UnprintableError"
+    assert span.attributes[ERROR_TYPE] == f"{__name__}.UnprintableError"
+    (event,) = span.events
+    assert event.name == "exception"
+    assert event.attributes["exception.type"] == f"{__name__}.UnprintableError"
+    assert event.attributes["exception.message"] == "<exception str() failed>"
+    assert "raise raised" in event.attributes["exception.stacktrace"]
+
+
+def test_an_exception_whose_str_raises_fails_the_context_manager_span_too(spans: Recorded) -> None:
+    with pytest.raises(UnprintableError):
+        with moduletrace.db_commit("m-26"):
+            raise UnprintableError()
+    span = spans.one("module_create_db_commit")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes[ERROR_TYPE] == f"{__name__}.UnprintableError"
+
+
+def test_chained_exceptions_appear_in_the_stack_trace_like_python_prints_them(spans: Recorded) -> None:
+    with pytest.raises(RuntimeError):
+        with moduletrace.db_commit("m-27"):
+            try:
+                raise KeyError("row m-27")
+            except KeyError as missing:
+                raise RuntimeError("commit failed") from missing
+    trace_text = spans.one("module_create_db_commit").events[0].attributes["exception.stacktrace"]
+    assert "KeyError: 'row m-27'" in trace_text
+    assert "The above exception was the direct cause of the following exception" in trace_text
+    assert trace_text.rstrip().endswith("RuntimeError: commit failed")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import string
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 import moduletrace
 from moduletrace.instrumentation.file_exporter import encode_spans
 from tests import conftest
-from tests.conftest import Recorded, find_secrets
+from tests.conftest import Recorded, find_secrets, install_provider, reset_trace_globals
 
 
 @pytest.mark.parametrize(
@@ -136,6 +139,20 @@ def test_a_secret_in_an_exception_message_never_reaches_the_span(spans: Recorded
         assert "***" in (span.status.description or "")
 
 
+@pytest.mark.parametrize(("shape", "secret"), SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("offset", [990, 1010, 1020, 1024, 1500, 1530])
+def test_a_secret_at_the_cut_of_a_long_message_never_reaches_the_span(
+    spans: Recorded, shape: str, secret: str, offset: int
+) -> None:
+    message = "x" * (offset - 1) + " " + shape.format(secret) + " " + "y" * 3000
+    with pytest.raises(ValueError):
+        with moduletrace.db_commit("m-41"):
+            raise ValueError(message)
+    span = spans.one("module_create_db_commit")
+    assert leaked(span, secret) == []
+    assert len(span.status.description or "") <= 1024
+
+
 def test_redaction_keeps_the_rest_of_the_message_readable(spans: Recorded) -> None:
     with pytest.raises(ConnectionError):
         with moduletrace.db_commit("m-42"):
@@ -148,3 +165,49 @@ def test_redaction_keeps_the_rest_of_the_message_readable(spans: Recorded) -> No
         "postgresql://app:***@db:5432/modules refused; headers {'Authorization': 'token ***'}; "
         "aws_secret_access_key=***"
     )
+
+
+# --- property: wherever a secret sits in whatever text, no piece of it reaches a span ------------
+
+filler = st.text(alphabet=string.ascii_lowercase + "  \n.,:", max_size=40).map(lambda s: s * 40)
+values = st.text(alphabet=string.ascii_uppercase + string.digits + "@/+=!%-", min_size=8, max_size=40)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    before=filler,
+    after=filler,
+    shape=st.sampled_from(
+        [
+            "postgresql://app:{}@db:5432/modules",
+            "redis://:{}@cache:6379",
+            "app:{}@proxy.internal",
+            "{{'password': '{}'}}",
+            '{{"password": "{}"}}',
+            "password={}",
+            "pwd: {}",
+            "Authorization: Bearer {}",
+            "Authorization: Basic {}",
+            "aws_secret_access_key={}",
+            "X-Amz-Signature={}",
+        ]
+    ),
+    value=values,
+    cut=st.integers(min_value=0, max_value=1600),
+)
+def test_no_piece_of_a_secret_anywhere_in_a_message_reaches_the_span(
+    before: str, after: str, shape: str, value: str, cut: int
+) -> None:
+    if "Basic" in shape:
+        value = value.replace("@", "A").replace("!", "B").replace("%", "C")  # a Basic credential is base64
+    message = (before + "x" * cut)[:cut] + " " + shape.format(value) + " " + after
+    recorded = install_provider()
+    try:
+        with pytest.raises(ValueError):
+            with moduletrace.load_request("m-43"):
+                raise ValueError(message)
+        span = recorded.one("module_load_request")
+        assert leaked(span, value) == [], message
+    finally:
+        recorded.provider.shutdown()
+        reset_trace_globals()

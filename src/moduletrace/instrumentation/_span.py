@@ -7,7 +7,6 @@ whose generator-based context manager costs more than the span itself.
 from __future__ import annotations
 
 import asyncio
-import traceback
 from collections.abc import Mapping
 
 from opentelemetry import context as otel_context
@@ -23,13 +22,11 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from moduletrace.conventions import MAX_MODULE_ID_LENGTH, MODULE_CANCELLED, MODULE_ID, MODULE_STAGE
+from moduletrace.instrumentation import _failure
 from moduletrace.instrumentation._guard import internal_error, warn_once
-from moduletrace.instrumentation._redact import redact
 from moduletrace.instrumentation.propagation import Parent, parent_and_links
 
 Attributes = Mapping[str, AttributeValue]
-
-_MAX_MESSAGE = 1024
 
 #: "Not given": no module id (the span then has no ``module.id``), no parent, no hook result.
 MISSING: object = object()
@@ -87,12 +84,6 @@ def _add_static(attrs: dict[str, AttributeValue], attributes: Attributes) -> Non
         warn_once("attributes", "moduletrace: attributes= must be a mapping; ignored (%r)", exc)
 
 
-def _error_type(exc: BaseException) -> str:
-    cls = type(exc)
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
-
-
 def fail(span: Span, exc: BaseException) -> None:
     """Record ``exc`` on ``span``; the caller re-raises the very same object."""
     try:
@@ -104,18 +95,19 @@ def fail(span: Span, exc: BaseException) -> None:
             return
         if isinstance(exc, GeneratorExit):
             return  # the consumer closed the generator early: a normal end
-        error_type = _error_type(exc)
-        message = redact(str(exc))[:_MAX_MESSAGE]
+        error_type = _failure.error_type(exc)
+        message = _failure.message(exc)
+        # Status first: whatever happens next, the span says it failed.
+        span.set_status(Status(StatusCode.ERROR, message or error_type))
         span.set_attribute(ERROR_TYPE, error_type)
         span.add_event(
             "exception",
             {
                 EXCEPTION_TYPE: error_type,
-                EXCEPTION_MESSAGE: message,
-                EXCEPTION_STACKTRACE: redact("".join(traceback.format_exception(exc))),
+                EXCEPTION_MESSAGE: _failure.UNPRINTABLE if message is None else message,
+                EXCEPTION_STACKTRACE: _failure.stacktrace(exc, message),
             },
         )
-        span.set_status(Status(StatusCode.ERROR, message or error_type))
     except Exception as internal:  # noqa: BLE001
         internal_error("record exception", internal)
 
@@ -123,8 +115,10 @@ def fail(span: Span, exc: BaseException) -> None:
 def end(span: Span, token: object) -> None:
     """Detach the span's context, then end the span."""
     try:
-        otel_context.detach(token)  # type: ignore[arg-type]
-        span.end()
+        try:
+            otel_context.detach(token)  # type: ignore[arg-type]
+        finally:
+            span.end()
     except Exception as exc:  # noqa: BLE001
         internal_error("end span", exc)
 

@@ -52,6 +52,9 @@ def wrap_function(func: Callable[..., Any], call: Call) -> Callable[..., Any]:
             raise
         finally:
             end(*opened)
+            # An exception that outlives the call keeps this frame in its traceback: let the
+            # span go (a stored exception re-raised 1000 times would hold 1000 spans).
+            opened = None
 
     return wrapper
 
@@ -71,6 +74,7 @@ def wrap_coroutine(func: Callable[..., Any], call: Call) -> Callable[..., Any]:
             raise
         finally:
             end(*opened)
+            opened = None
 
     return wrapper
 
@@ -108,6 +112,7 @@ def wrap_generator(func: Callable[..., Any], call: Call) -> Callable[..., Any]:
             raise
         finally:
             finish(span)
+            del span, opened
 
     return wrapper
 
@@ -147,5 +152,6 @@ def wrap_async_generator(func: Callable[..., Any], call: Call) -> Callable[..., 
             raise
         finally:
             finish(span)
+            del span, opened
 
     return wrapper

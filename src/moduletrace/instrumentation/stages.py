@@ -21,8 +21,9 @@ instead of ``start_as_current_span``'s generator machinery, and when tracing is 
 calls straight through after one identity check.
 
 This module is the public face; the machinery lives beside it: ``_tracing`` (is tracing on, and
-with which tracer), ``_span`` (start, fail, end: each guarded), ``_decorator``
-(per-decoration state and the user's extractors) and ``_wrappers`` (the four wrapper shapes).
+with which tracer), ``_span`` (start, fail, end: each guarded), ``_failure`` (an exception as
+bounded, redacted span text), ``_decorator`` (per-decoration state and hooks) and ``_wrappers``
+(the four wrapper shapes).
 """
 
 from __future__ import annotations
