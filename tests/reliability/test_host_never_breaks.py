@@ -197,6 +197,30 @@ def test_one_exception_re_raised_a_thousand_times_costs_the_same_each_time(spans
     assert peak < 60_000_000, f"{peak / 1e6:.0f} MB"
 
 
+def test_a_recursion_error_reaches_the_caller_unchanged_with_bounded_traces(spans: Recorded) -> None:
+    raised: list[RecursionError] = []
+
+    @moduletrace.db_commit
+    def save(module_id: str, depth: int = 0) -> None:
+        try:
+            save(module_id, depth + 1)
+        except RecursionError as exc:
+            if not raised:
+                raised.append(exc)
+            raise
+
+    with pytest.raises(RecursionError) as caught:
+        save("m-52")
+    # The very error Python raised, not one raised by moduletrace's bookkeeping near the limit.
+    assert caught.value is raised[0]
+    assert caught.value.__context__ is None
+    # Every level was a decorated call; the levels with room to record it failed their span.
+    texts = exception_texts(spans)
+    assert texts and all(len(stacktrace) <= MAX_STACKTRACE for _, stacktrace in texts)
+    assert "frames not shown" in texts[-1][1]
+    assert not trace.get_current_span().is_recording()
+
+
 class Hostile(Exception):
     """An exception that fights back in the ways the property test below picks."""
 

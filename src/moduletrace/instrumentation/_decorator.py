@@ -172,6 +172,8 @@ def _hook(hook: Callable[..., Any] | None, what: str, where: str) -> Getter | No
     def call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
             return hook(*args, **kwargs)
+        except RecursionError:
+            return MISSING  # at the recursion limit: logging would overflow too
         except Exception as exc:  # noqa: BLE001 - a user hook must not break the user's call
             warn_once(f"hook:{where}:{what}", "moduletrace: %s of %s raised %r", what, where, exc, exc_info=True)
             return MISSING
@@ -197,6 +199,8 @@ def _attributes_hook(hook: Callable[..., Attributes] | None, where: str) -> Attr
                 raise TypeError(f"it returned a {type(extra).__name__}, not a mapping of attribute names to values")
             if extra:
                 span.set_attributes(extra)
+        except RecursionError:
+            pass  # at the recursion limit: logging would overflow too
         except Exception as exc:  # noqa: BLE001 - a user hook must not break the user's call
             warn_once(
                 f"hook:{where}:attributes_from",

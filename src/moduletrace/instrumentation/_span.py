@@ -72,6 +72,8 @@ def start(
         span = tracer.start_span(name, ctx, kind, attrs, links)
         current = trace.set_span_in_context(span)
         return span, otel_context.attach(current) if attach else current
+    except RecursionError:
+        return None  # the host is at its recursion limit: the call goes on without a span
     except Exception as exc:  # noqa: BLE001
         internal_error("start span", exc)
         return None
@@ -108,6 +110,8 @@ def fail(span: Span, exc: BaseException) -> None:
                 EXCEPTION_STACKTRACE: _failure.stacktrace(exc, message),
             },
         )
+    except RecursionError:
+        return  # the host is at its recursion limit: not our bug, and logging it would overflow too
     except Exception as internal:  # noqa: BLE001
         internal_error("record exception", internal)
 

@@ -48,10 +48,16 @@ def wrap_function(func: Callable[..., Any], call: Call) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except BaseException as exc:
-            fail(opened[0], exc)
+            try:
+                fail(opened[0], exc)
+            except RecursionError:
+                pass  # at the recursion limit, even calling fail() can overflow: the caller's error wins
             raise
         finally:
-            end(*opened)
+            try:
+                end(*opened)
+            except RecursionError:
+                pass
             # An exception that outlives the call keeps this frame in its traceback: let the
             # span go (a stored exception re-raised 1000 times would hold 1000 spans).
             opened = None
@@ -70,10 +76,16 @@ def wrap_coroutine(func: Callable[..., Any], call: Call) -> Callable[..., Any]:
         try:
             return await func(*args, **kwargs)
         except BaseException as exc:
-            fail(opened[0], exc)
+            try:
+                fail(opened[0], exc)
+            except RecursionError:
+                pass
             raise
         finally:
-            end(*opened)
+            try:
+                end(*opened)
+            except RecursionError:
+                pass
             opened = None
 
     return wrapper
@@ -108,10 +120,16 @@ def wrap_generator(func: Callable[..., Any], call: Call) -> Callable[..., Any]:
         except StopIteration as stop:
             return stop.value
         except BaseException as exc:
-            fail(span, exc)
+            try:
+                fail(span, exc)
+            except RecursionError:
+                pass
             raise
         finally:
-            finish(span)
+            try:
+                finish(span)
+            except RecursionError:
+                pass
             del span, opened
 
     return wrapper
@@ -148,10 +166,16 @@ def wrap_async_generator(func: Callable[..., Any], call: Call) -> Callable[..., 
         except StopAsyncIteration:
             return
         except BaseException as exc:
-            fail(span, exc)
+            try:
+                fail(span, exc)
+            except RecursionError:
+                pass
             raise
         finally:
-            finish(span)
+            try:
+                finish(span)
+            except RecursionError:
+                pass
             del span, opened
 
     return wrapper

@@ -101,9 +101,15 @@ class StageSpan:
         opened, self._open = self._open, None
         if opened is None:
             return
-        if exc is not None:
-            fail(opened[0], exc)
-        end(*opened)
+        try:
+            if exc is not None:
+                fail(opened[0], exc)
+        except RecursionError:
+            pass  # at the recursion limit, even calling fail() can overflow: the caller's error wins
+        try:
+            end(*opened)
+        except RecursionError:
+            pass
 
     async def __aenter__(self) -> Span:
         return self.__enter__()
