@@ -592,3 +592,28 @@ def test_chained_exceptions_appear_in_the_stack_trace_like_python_prints_them(sp
     assert "KeyError: 'row m-27'" in trace_text
     assert "The above exception was the direct cause of the following exception" in trace_text
     assert trace_text.rstrip().endswith("RuntimeError: commit failed")
+
+
+# --- async generators when tracing is off --------------------------------------------------------
+
+
+def test_async_generator_asend_and_athrow_reach_the_body_when_tracing_is_off() -> None:
+    from tests.conftest import reset_trace_globals
+
+    reset_trace_globals()
+
+    @moduletrace.load_db_query
+    async def echo(module_id: str):  # type: ignore[no-untyped-def]
+        received = yield "ready"
+        try:
+            yield received
+        except ValueError:
+            yield "handled"
+
+    async def drive() -> list[str]:
+        generator = echo("m-28")
+        seen = [await generator.__anext__(), await generator.asend("hello"), await generator.athrow(ValueError("x"))]
+        await generator.aclose()
+        return seen
+
+    assert asyncio.run(drive()) == ["ready", "hello", "handled"]

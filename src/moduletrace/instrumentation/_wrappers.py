@@ -27,14 +27,19 @@ class _Within:
 
     __slots__ = ("_context", "_token")
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: Context | None) -> None:
         self._context = context
 
     def __enter__(self) -> None:
-        self._token = otel_context.attach(self._context)
+        if self._context is not None:
+            self._token = otel_context.attach(self._context)
 
     def __exit__(self, *exc_info: object) -> None:
-        otel_context.detach(self._token)
+        if self._context is not None:
+            otel_context.detach(self._token)
+
+
+_UNCHANGED = _Within(None)  # tracing off: the steps run in the consumer's context, as they would undecorated
 
 
 def wrap_function(func: Callable[..., Any], call: Call) -> Callable[..., Any]:
@@ -137,14 +142,12 @@ def wrap_generator(func: Callable[..., Any], call: Call) -> Callable[..., Any]:
 
 def wrap_async_generator(func: Callable[..., Any], call: Call) -> Callable[..., Any]:
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # No `async for ... yield` shortcut when tracing is off: it would not pass asend() values
+        # and athrow() exceptions on to the body. The same loop runs, without a span.
         tracer = current_tracer()
         opened = None if tracer is None else call.start(tracer, args, kwargs, attach=False)
-        if opened is None:
-            async for item in func(*args, **kwargs):
-                yield item
-            return
-        span, current = opened
-        within = _Within(current)  # type: ignore[arg-type]
+        span = None if opened is None else opened[0]
+        within = _UNCHANGED if opened is None else _Within(opened[1])  # type: ignore[arg-type]
         try:
             with within:
                 generator = func(*args, **kwargs)
@@ -167,15 +170,17 @@ def wrap_async_generator(func: Callable[..., Any], call: Call) -> Callable[..., 
             return
         except BaseException as exc:
             try:
-                fail(span, exc)
+                if span is not None:
+                    fail(span, exc)
             except RecursionError:
                 pass
             raise
         finally:
             try:
-                finish(span)
+                if span is not None:
+                    finish(span)
             except RecursionError:
                 pass
-            del span, opened
+            span = opened = None
 
     return wrapper
