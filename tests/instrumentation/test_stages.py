@@ -617,3 +617,76 @@ def test_async_generator_asend_and_athrow_reach_the_body_when_tracing_is_off() -
         return seen
 
     assert asyncio.run(drive()) == ["ready", "hello", "handled"]
+
+
+# --- tracing configured late, or disabled --------------------------------------------------------
+
+
+def test_a_provider_installed_after_decoration_starts_tracing() -> None:
+    from tests.conftest import install_provider, reset_trace_globals
+
+    reset_trace_globals()
+
+    @moduletrace.db_commit
+    def save(module_id: str) -> str:
+        return "saved"
+
+    assert save("m-29") == "saved"  # no provider yet: nothing recorded, nothing cached for good
+    recorded = install_provider()
+    try:
+        assert save("m-30") == "saved"
+        with moduletrace.cache_update("m-30"):
+            pass
+        assert [s.attributes["module.id"] for s in recorded.all()] == ["m-30", "m-30"]
+    finally:
+        recorded.provider.shutdown()
+        reset_trace_globals()
+
+
+def test_otel_sdk_disabled_yields_no_spans(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from tests.conftest import reset_trace_globals
+
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    reset_trace_globals()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    try:
+
+        @moduletrace.db_commit
+        def save(module_id: str) -> str:
+            assert not trace.get_current_span().is_recording()
+            return "saved"
+
+        assert save("m-31") == "saved"
+        with moduletrace.load_request("m-31") as span:
+            assert not span.is_recording()
+        assert exporter.get_finished_spans() == ()
+    finally:
+        provider.shutdown()
+        reset_trace_globals()
+
+
+def test_without_the_api_global_the_provider_is_asked_the_documented_way(
+    spans: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moduletrace.instrumentation import _tracing
+
+    # Should an API release drop the private global read on the hot path, tracing still works.
+    monkeypatch.setattr(_tracing, "API", _tracing._Documented())
+    monkeypatch.setattr(_tracing.STATE, "cache", (object(), None))
+    import moduletrace.instrumentation._wrappers as wrappers
+
+    monkeypatch.setattr(wrappers, "API", _tracing.API)
+
+    @moduletrace.db_commit
+    def save(module_id: str) -> str:
+        return "saved"
+
+    assert save("m-32") == "saved"
+    assert spans.one("module_create_db_commit").attributes["module.id"] == "m-32"

@@ -1,11 +1,15 @@
 """moduletrace's tracer, or ``None`` when nothing would be recorded: the "tracing off" check.
 
-Resolved per call from the global provider, cached by the provider's identity so a service may
-configure tracing after decorating at import time (as OpenTelemetry's ProxyTracer allows), and
-so the "tracing off" check is one call and one ``is``.
+Resolved on every call from the API's global provider, so a service may configure tracing after
+decorating at import time; cached by the provider's identity, as OpenTelemetry's own
+``ProxyTracer`` does, so the check costs one module attribute read and one ``is``.
+``trace.get_tracer_provider()`` is not called on the hot path: while no provider is set it looks
+``OTEL_PYTHON_TRACER_PROVIDER`` up in ``os.environ`` on every call (about 1 us).
 """
 
 from __future__ import annotations
+
+from typing import Any, cast
 
 from opentelemetry import trace
 from opentelemetry.trace import NoOpTracer
@@ -30,19 +34,37 @@ class _State:
 STATE = _State()
 
 
+class _Documented:
+    """For an API release without the ``_TRACER_PROVIDER`` global: the documented, slower way."""
+
+    @property
+    def _TRACER_PROVIDER(self) -> object:  # noqa: N802 - mirrors the API's global
+        return trace.get_tracer_provider()
+
+
+#: What holds the global provider: the API module itself (``API._TRACER_PROVIDER`` is one module
+#: attribute read), or, should a release drop that global, an object that asks the API.
+API: Any = trace if hasattr(trace, "_TRACER_PROVIDER") else _Documented()
+
+
 def current_tracer() -> trace.Tracer | None:
-    """The tracer to start lifecycle spans with, or ``None`` when tracing is off."""
-    provider = trace.get_tracer_provider()
+    """The tracer to start lifecycle spans with, or ``None`` when tracing is off.
+
+    The wrappers inline this check on their hot path (see _wrappers.py)."""
+    provider = API._TRACER_PROVIDER
     cached = STATE.cache
     if provider is cached[0]:
         return cached[1]
     return _refresh(provider)
 
 
-def _refresh(provider: trace.TracerProvider) -> trace.Tracer | None:
+def _refresh(seen: object) -> trace.Tracer | None:
     """Work out the tracer for a provider seen for the first time (rare: once per provider)."""
     tracer: trace.Tracer | None
     try:
+        # None: no provider set yet. The API may still build one from OTEL_PYTHON_TRACER_PROVIDER,
+        # and sets it globally if so (then the next call sees a new provider, and comes back here).
+        provider = trace.get_tracer_provider() if seen is None else cast(trace.TracerProvider, seen)
         if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
             tracer = None  # no SDK: nothing would be recorded, skip the span machinery
         else:
@@ -57,5 +79,5 @@ def _refresh(provider: trace.TracerProvider) -> trace.Tracer | None:
     except Exception as exc:  # noqa: BLE001
         internal_error("tracer", exc)
         tracer = None
-    STATE.cache = (provider, tracer)
+    STATE.cache = (seen, tracer)
     return tracer

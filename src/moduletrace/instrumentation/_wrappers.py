@@ -16,7 +16,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
 from moduletrace.instrumentation._span import end, fail, finish
-from moduletrace.instrumentation._tracing import current_tracer
+from moduletrace.instrumentation._tracing import API, STATE, current_tracer
 
 if TYPE_CHECKING:
     from moduletrace.instrumentation._decorator import Call
@@ -44,7 +44,9 @@ _UNCHANGED = _Within(None)  # tracing off: the steps run in the consumer's conte
 
 def wrap_function(func: Callable[..., Any], call: Call) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        tracer = current_tracer()
+        provider, tracer = STATE.cache  # current_tracer(), inlined: this is the "tracing off" cost
+        if API._TRACER_PROVIDER is not provider:
+            tracer = current_tracer()
         if tracer is None:
             return func(*args, **kwargs)
         opened = call.start(tracer, args, kwargs)
@@ -72,7 +74,9 @@ def wrap_function(func: Callable[..., Any], call: Call) -> Callable[..., Any]:
 
 def wrap_coroutine(func: Callable[..., Any], call: Call) -> Callable[..., Any]:
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        tracer = current_tracer()
+        provider, tracer = STATE.cache
+        if API._TRACER_PROVIDER is not provider:
+            tracer = current_tracer()
         if tracer is None:
             return await func(*args, **kwargs)
         opened = call.start(tracer, args, kwargs)

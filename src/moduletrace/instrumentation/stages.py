@@ -175,10 +175,26 @@ class Stage:
         kind: SpanKind | None = None,
     ) -> Callable[[F], F]: ...
 
-    def __call__(  # type: ignore[misc]  # one implementation serves the three forms above
+    def __call__(self, target: Any = _MISSING, /, **options: Any) -> Any:  # type: ignore[misc]
+        # One implementation serves the three forms above. `**options` rather than keyword
+        # parameters with defaults: filling eleven defaults would cost the context manager, whose
+        # per-call path this is, more than everything else it does when tracing is off.
+        if options:
+            return self._with_options(target, **options)
+        if type(target) is not str:  # a str is a module id: skip the two slower checks
+            if target is _MISSING:
+                return lambda func: self._decorator(func)
+            if callable(target) or isinstance(target, (classmethod, staticmethod)):
+                return self._decorator(target)
+        # The context manager. When tracing is off, one shared do-nothing context manager (decided
+        # here, not at __enter__: `with stage(id):` creates and enters it at once).
+        if current_tracer() is None:
+            return _TRACING_OFF
+        return StageSpan(self, target, None, None, False, None)
+
+    def _with_options(
         self,
-        target: Any = _MISSING,
-        /,
+        target: Any,
         *,
         parent: Parent | None = None,
         as_link: bool = False,
@@ -189,6 +205,29 @@ class Stage:
         parent_param: str | None = None,
         parent_from: Callable[..., Parent | None] | None = None,
         attributes_from: Callable[..., Attributes] | None = None,
+    ) -> Any:
+        if target is not _MISSING and not callable(target) and not isinstance(target, (classmethod, staticmethod)):
+            if current_tracer() is None:
+                return _TRACING_OFF
+            if kind is not None:
+                kind = span_kind(kind, self.stage)
+            return StageSpan(self, target, attributes, parent, as_link, kind)
+        options = (id_param, id_from, parent_param, parent_from, attributes, attributes_from, as_link, kind)
+        if target is _MISSING:
+            return lambda func: self._decorator(func, *options)
+        return self._decorator(target, *options)
+
+    def _decorator(
+        self,
+        target: Any,
+        id_param: str = "module_id",
+        id_from: Callable[..., object] | None = None,
+        parent_param: str | None = None,
+        parent_from: Callable[..., Parent | None] | None = None,
+        attributes: Attributes | None = None,
+        attributes_from: Callable[..., Attributes] | None = None,
+        as_link: bool = False,
+        kind: SpanKind | None = None,
     ) -> Any:
         def factory(func: Callable[..., Any]) -> Call:
             return Call(
@@ -206,14 +245,22 @@ class Stage:
                 kind,
             )
 
-        if target is _MISSING:
-            return lambda func: decorate(factory, func)
-        if callable(target) or isinstance(target, (classmethod, staticmethod)):
-            return decorate(factory, target)
-        if kind is not None:
-            kind = span_kind(kind, self.stage)
-        return StageSpan(self, target, attributes, parent, as_link, kind)
+        return decorate(factory, target)
 
+
+class _TracingOff(StageSpan):
+    """The context manager when tracing is off: it does nothing, and so is shared."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Span:
+        return INVALID_SPAN
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        return None
+
+
+_TRACING_OFF = _TracingOff(Stage("create_start"), _MISSING, None, None, False, None)
 
 create_start = Stage("create_start")
 create_start.__doc__ = "The whole create operation, in the creating service (its start matters)."
