@@ -80,15 +80,30 @@ from pathlib import Path as _Path  # noqa: E402
 
 from moduletrace.instrumentation.file_exporter import OTLPJsonFileExporter, encode_spans  # noqa: E402
 
-#: What a leaked secret looks like in a span: the test suite's own secrets, credentials in URLs,
-#: bearer/basic credentials, password=..., JSON Web Tokens, cookies.
+#: What a leaked secret looks like in a span: the test suite's own secrets, credentials in URLs
+#: (also with an `@` or `/` in the password), bearer/basic/token credentials and Authorization
+#: headers, password=... and 'password': '...', AWS access key ids and secret keys, GitHub tokens,
+#: JSON Web Tokens, cookies. Each pattern can only start at the beginning of a run of its
+#: characters and has bounded repetitions, so the scan stays linear on huge spans.
 SECRET_PATTERNS = [
     _re.compile(r"hunter2|s3cr3t"),
-    _re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@\"]+:(?!\*\*\*@)[^@\s/\"]+@", _re.IGNORECASE),
-    _re.compile(r"\b(?:bearer|basic)\s+(?!\*\*\*)[A-Za-z0-9._~+/=-]{6,}", _re.IGNORECASE),
-    _re.compile(r"(?:password|passwd|pwd)\s*[=:]\s*(?!\*\*\*)[^\s,;&\"]+", _re.IGNORECASE),
-    _re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
-    _re.compile(r"\bcookie\s*[=:]\s*(?!\*\*\*)\S+", _re.IGNORECASE),
+    _re.compile(r"(?<![\w+.-])[a-z][\w+.-]{0,31}://[^/\s:@\"]{0,128}:(?!\*\*\*@)[^\s\"'<>]{1,256}@", _re.IGNORECASE),
+    _re.compile(r"(?<![\w-])(?:bearer|basic)\s+(?!\*\*\*)[A-Za-z0-9._~+/=-]{6,}", _re.IGNORECASE),
+    _re.compile(
+        r"(?<![\w.-])authorization(?:\\?['\"])?\s{0,8}[=:]\s{0,8}(?:\\?['\"])?(?:(?:bearer|basic|token)\s{1,8})?"
+        r"(?!\*\*\*|(?:bearer|basic|token)\s)[^\s'\",;\\]{3,}",
+        _re.IGNORECASE,
+    ),
+    _re.compile(
+        r"(?:password|passwd|pwd)(?:\\?['\"])?\s{0,8}[=:]\s{0,8}(?:\\?['\"])?(?!\*\*\*)[^\s,;&\"'\\]+", _re.IGNORECASE
+    ),
+    _re.compile(
+        r"secret_?access_?key(?:\\?['\"])?\s{0,8}[=:]\s{0,8}(?:\\?['\"])?(?!\*\*\*)[A-Za-z0-9/+=]{8,}", _re.IGNORECASE
+    ),
+    _re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
+    _re.compile(r"(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,})"),
+    _re.compile(r"(?<![\w-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
+    _re.compile(r"(?<!\w)cookie\s{0,8}[=:]\s{0,8}(?!\*\*\*)\S+", _re.IGNORECASE),
 ]
 
 

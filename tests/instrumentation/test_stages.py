@@ -431,13 +431,13 @@ def test_a_raising_user_extractor_is_logged_and_the_call_is_unchanged(
 def test_a_broken_tracer_never_reaches_the_caller(
     spans: Recorded, lenient: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from moduletrace.instrumentation import stages
+    from moduletrace.instrumentation import _tracing
 
     class BrokenTracer:
         def start_span(self, *args: object, **kwargs: object) -> None:
             raise RuntimeError("tracer bug")
 
-    monkeypatch.setattr(stages, "_cache", (trace.get_tracer_provider(), BrokenTracer()))
+    monkeypatch.setattr(_tracing.STATE, "cache", (trace.get_tracer_provider(), BrokenTracer()))
 
     @moduletrace.db_commit
     def save(module_id: str) -> str:
@@ -462,3 +462,231 @@ def test_decorated_calls_run_unchanged_when_no_sdk_is_installed() -> None:
     assert read("m") == "row"
     with moduletrace.load_request("m") as span:
         assert not span.is_recording()
+
+
+# --- user options and hooks: whatever they do, the body runs and the context is detached ------
+
+
+def test_attributes_from_returning_a_list_still_runs_the_body_and_detaches(
+    spans: Recorded, caplog: pytest.LogCaptureFixture
+) -> None:
+    ran: list[str] = []
+
+    @moduletrace.load_request(attributes_from=lambda module_id: [("module.requested_by", "editor")])
+    def load(module_id: str) -> str:
+        ran.append(module_id)
+        return "loaded"
+
+    assert load("m-20") == "loaded"
+    assert ran == ["m-20"]
+    assert not trace.get_current_span().is_recording()  # the span's context did not stay current
+    span = spans.one("module_load_request")
+    assert span.end_time is not None
+    assert span.attributes == {"module.id": "m-20", "module.stage": "load_request"}
+    assert any("attributes_from" in r.getMessage() and "not a mapping" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "returned",
+    ["module.requested_by=editor", 17, object(), {"module.ok": object()}],
+    ids=["str", "int", "object", "bad-value"],
+)
+def test_attributes_from_returning_anything_leaves_the_call_and_the_context_alone(
+    spans: Recorded, returned: object
+) -> None:
+    @moduletrace.load_request(attributes_from=lambda module_id: returned)
+    async def load(module_id: str) -> str:
+        return "loaded"
+
+    assert asyncio.run(load("m-21")) == "loaded"
+    assert not trace.get_current_span().is_recording()
+    assert spans.one("module_load_request").end_time is not None
+
+
+@pytest.mark.parametrize("hook", ["id_from", "parent_from", "attributes_from"])
+def test_a_hook_that_is_not_callable_is_logged_and_the_call_is_unchanged(spans: Recorded, hook: str) -> None:
+    @moduletrace.load_request(**{hook: "not a function"})  # type: ignore[call-overload]
+    def load(module_id: str) -> str:
+        return "loaded"
+
+    assert load("m-22") == "loaded"
+    assert not trace.get_current_span().is_recording()
+    assert spans.one("module_load_request").end_time is not None
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"attributes": ["module.x", 1]}, {"attributes": 5}, {"kind": "server"}, {"id_param": ["mid"]}],
+    ids=["attributes-list", "attributes-int", "kind-str", "id_param-list"],
+)
+def test_bad_decorator_options_are_logged_and_neither_decoration_nor_call_raises(
+    spans: Recorded, options: dict[str, Any]
+) -> None:
+    @moduletrace.db_commit(**options)
+    def save(module_id: str) -> str:
+        return "saved"
+
+    assert save("m-23") == "saved"
+    span = spans.one("module_create_db_commit")
+    assert span.attributes["module.stage"] == "db_commit" and span.kind is SpanKind.INTERNAL
+
+
+@pytest.mark.parametrize(
+    "options", [{"attributes": ["module.x", 1]}, {"kind": "server"}], ids=["attributes-list", "kind-str"]
+)
+def test_bad_context_manager_options_are_logged_and_the_block_runs(spans: Recorded, options: dict[str, Any]) -> None:
+    with moduletrace.db_commit("m-24", **options) as span:
+        assert span.is_recording()
+    assert not trace.get_current_span().is_recording()
+    assert spans.one("module_create_db_commit").attributes["module.id"] == "m-24"
+
+
+# --- exceptions that fight back ----------------------------------------------------------------
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ is broken too")
+
+
+def test_an_exception_whose_str_raises_reaches_the_caller_unchanged_and_the_span_still_fails(
+    spans: Recorded,
+) -> None:
+    raised = UnprintableError("m-25")
+
+    @moduletrace.load_db_query
+    def read(module_id: str) -> None:
+        raise raised
+
+    with pytest.raises(UnprintableError) as caught:
+        read("m-25")
+    assert caught.value is raised
+    span = spans.one("module_load_db_query")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == f"{__name__}.UnprintableError"
+    assert span.attributes[ERROR_TYPE] == f"{__name__}.UnprintableError"
+    (event,) = span.events
+    assert event.name == "exception"
+    assert event.attributes["exception.type"] == f"{__name__}.UnprintableError"
+    assert event.attributes["exception.message"] == "<exception str() failed>"
+    assert "raise raised" in event.attributes["exception.stacktrace"]
+
+
+def test_an_exception_whose_str_raises_fails_the_context_manager_span_too(spans: Recorded) -> None:
+    with pytest.raises(UnprintableError):
+        with moduletrace.db_commit("m-26"):
+            raise UnprintableError()
+    span = spans.one("module_create_db_commit")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes[ERROR_TYPE] == f"{__name__}.UnprintableError"
+
+
+def test_chained_exceptions_appear_in_the_stack_trace_like_python_prints_them(spans: Recorded) -> None:
+    with pytest.raises(RuntimeError):
+        with moduletrace.db_commit("m-27"):
+            try:
+                raise KeyError("row m-27")
+            except KeyError as missing:
+                raise RuntimeError("commit failed") from missing
+    trace_text = spans.one("module_create_db_commit").events[0].attributes["exception.stacktrace"]
+    assert "KeyError: 'row m-27'" in trace_text
+    assert "The above exception was the direct cause of the following exception" in trace_text
+    assert trace_text.rstrip().endswith("RuntimeError: commit failed")
+
+
+# --- async generators when tracing is off --------------------------------------------------------
+
+
+def test_async_generator_asend_and_athrow_reach_the_body_when_tracing_is_off() -> None:
+    from tests.conftest import reset_trace_globals
+
+    reset_trace_globals()
+
+    @moduletrace.load_db_query
+    async def echo(module_id: str):  # type: ignore[no-untyped-def]
+        received = yield "ready"
+        try:
+            yield received
+        except ValueError:
+            yield "handled"
+
+    async def drive() -> list[str]:
+        generator = echo("m-28")
+        seen = [await generator.__anext__(), await generator.asend("hello"), await generator.athrow(ValueError("x"))]
+        await generator.aclose()
+        return seen
+
+    assert asyncio.run(drive()) == ["ready", "hello", "handled"]
+
+
+# --- tracing configured late, or disabled --------------------------------------------------------
+
+
+def test_a_provider_installed_after_decoration_starts_tracing() -> None:
+    from tests.conftest import install_provider, reset_trace_globals
+
+    reset_trace_globals()
+
+    @moduletrace.db_commit
+    def save(module_id: str) -> str:
+        return "saved"
+
+    assert save("m-29") == "saved"  # no provider yet: nothing recorded, nothing cached for good
+    recorded = install_provider()
+    try:
+        assert save("m-30") == "saved"
+        with moduletrace.cache_update("m-30"):
+            pass
+        assert [s.attributes["module.id"] for s in recorded.all()] == ["m-30", "m-30"]
+    finally:
+        recorded.provider.shutdown()
+        reset_trace_globals()
+
+
+def test_otel_sdk_disabled_yields_no_spans(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from tests.conftest import reset_trace_globals
+
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    reset_trace_globals()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    try:
+
+        @moduletrace.db_commit
+        def save(module_id: str) -> str:
+            assert not trace.get_current_span().is_recording()
+            return "saved"
+
+        assert save("m-31") == "saved"
+        with moduletrace.load_request("m-31") as span:
+            assert not span.is_recording()
+        assert exporter.get_finished_spans() == ()
+    finally:
+        provider.shutdown()
+        reset_trace_globals()
+
+
+def test_without_the_api_global_the_provider_is_asked_the_documented_way(
+    spans: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moduletrace.instrumentation import _tracing
+
+    # Should an API release drop the private global read on the hot path, tracing still works.
+    monkeypatch.setattr(_tracing, "API", _tracing._Documented())
+    monkeypatch.setattr(_tracing.STATE, "cache", (object(), None))
+    import moduletrace.instrumentation._wrappers as wrappers
+
+    monkeypatch.setattr(wrappers, "API", _tracing.API)
+
+    @moduletrace.db_commit
+    def save(module_id: str) -> str:
+        return "saved"
+
+    assert save("m-32") == "saved"
+    assert spans.one("module_create_db_commit").attributes["module.id"] == "m-32"

@@ -119,3 +119,208 @@ def test_invalid_otel_settings_leave_the_service_running(env: dict[str, str], tm
     # The SDK reports some settings itself (sometimes with a traceback in its log); moduletrace
     # adds no error of its own, and the call's result is the same.
     assert "moduletrace: internal error" not in done.stderr
+
+
+# --- hostile exceptions: the work per failure is bounded, whatever the exception -----------------
+
+import builtins  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from opentelemetry.trace import StatusCode  # noqa: E402
+
+from tests.conftest import Recorded, install_provider  # noqa: E402
+
+#: Bounds of what a failure leaves in a span (moduletrace.instrumentation._failure); a little
+#: slack for the marks that say something was cut.
+MAX_MESSAGE = 1024
+MAX_STACKTRACE = 8192 + 64
+
+
+def exception_texts(recorded: Recorded) -> list[tuple[str, str]]:
+    return [
+        (span.status.description or "", str(span.events[0].attributes["exception.stacktrace"]))
+        for span in recorded.all()
+        if span.events
+    ]
+
+
+@pytest.mark.parametrize("size", [80_000, 2_000_000])
+@pytest.mark.parametrize(
+    "text",
+    ["a", "a://b:", "x:", "eyJ-", "password=", "a@", "user:x", "'\\'"],
+    ids=["letters", "url-prefixes", "colons", "jwt-prefixes", "keys", "ats", "userinfo", "escaped-quotes"],
+)
+def test_a_huge_exception_message_costs_the_host_milliseconds(spans: Recorded, size: int, text: str) -> None:
+    # Before: an 80,000-character message took 14 s (a backtracking pattern, run over the whole
+    # message and again over the whole stack trace). Now the text is cut before it is scanned.
+    message = (text * (size // len(text) + 1))[:size]
+    started = time.perf_counter()
+    with pytest.raises(ValueError):
+        with moduletrace.db_commit("m-50"):
+            raise ValueError(message)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.5, f"{elapsed:.2f} s for one failure"
+    ((description, stacktrace),) = exception_texts(spans)
+    assert len(description) <= MAX_MESSAGE and len(stacktrace) <= MAX_STACKTRACE
+
+
+def test_one_exception_re_raised_a_thousand_times_costs_the_same_each_time(spans: Recorded) -> None:
+    # Before: 1000 re-raises took 67 s and 226 MB: each raise adds frames to the same traceback,
+    # which was formatted and redacted whole, each time.
+    stored = ValueError("module m-51 not found")
+
+    @moduletrace.load_db_query
+    def read(module_id: str) -> None:
+        raise stored
+
+    tracemalloc.start()
+    try:
+        started = time.perf_counter()
+        for _ in range(1000):
+            with pytest.raises(ValueError) as caught:
+                read("m-51")
+            assert caught.value is stored
+        elapsed = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    texts = exception_texts(spans)
+    assert len(texts) == 1000
+    assert all(len(stacktrace) <= MAX_STACKTRACE for _, stacktrace in texts)
+    assert "raise stored" in texts[-1][1]  # the innermost frame is still shown...
+    assert "frames not shown" in texts[-1][1]  # ...and the middle of the traceback is not
+    assert elapsed < 20, f"{elapsed:.1f} s"  # about 0.5 s on an idle laptop, under tracemalloc
+    # The in-memory exporter keeps the 1000 spans (each with its bounded trace): about 15 MB.
+    assert peak < 60_000_000, f"{peak / 1e6:.0f} MB"
+
+
+def test_a_recursion_error_reaches_the_caller_unchanged_with_bounded_traces(spans: Recorded) -> None:
+    raised: list[RecursionError] = []
+
+    @moduletrace.db_commit
+    def save(module_id: str, depth: int = 0) -> None:
+        try:
+            save(module_id, depth + 1)
+        except RecursionError as exc:
+            if not raised:
+                raised.append(exc)
+            raise
+
+    with pytest.raises(RecursionError) as caught:
+        save("m-52")
+    # The very error Python raised, not one raised by moduletrace's bookkeeping near the limit.
+    assert caught.value is raised[0]
+    assert caught.value.__context__ is None
+    # Every level was a decorated call; the levels with room to record it failed their span.
+    texts = exception_texts(spans)
+    assert texts and all(len(stacktrace) <= MAX_STACKTRACE for _, stacktrace in texts)
+    assert "frames not shown" in texts[-1][1]
+    assert not trace.get_current_span().is_recording()
+
+
+class Hostile(Exception):
+    """An exception that fights back in the ways the property test below picks."""
+
+    def __init__(self, message: str, breaks: frozenset[str]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.breaks = breaks
+
+    def __str__(self) -> str:
+        if "str" in self.breaks:
+            raise RuntimeError("no str")
+        return self.message
+
+    @property
+    def __notes__(self) -> list[str]:  # type: ignore[override]
+        if "notes" in self.breaks:
+            raise RuntimeError("no notes")
+        return [self.message] * 5
+
+
+def build(message: str, depth: int, chain: int, breaks: frozenset[str], cycle: bool) -> BaseException:
+    """An exception raised ``depth`` frames deep, with ``chain`` exceptions behind it."""
+
+    def dive(level: int) -> None:
+        if level:
+            dive(level - 1)
+        raise Hostile(message, breaks)
+
+    made: BaseException | None = None
+    for _ in range(chain + 1):
+        try:
+            dive(depth)
+        except Hostile as exc:
+            if made is not None:
+                exc.__cause__ = made
+            made = exc
+    assert made is not None
+    if cycle and made.__cause__ is not None:
+        made.__cause__.__context__ = made  # a cycle: chains can loop
+    if "group" in breaks:
+        group = getattr(builtins, "ExceptionGroup", None)
+        if group is not None:  # Python 3.11+
+            made = group("several", [made, *(Hostile(message, breaks - {"group"}) for _ in range(20))])
+    return made
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    piece=st.text(max_size=12),
+    repeat=st.integers(min_value=0, max_value=50_000),
+    depth=st.integers(min_value=0, max_value=400),
+    chain=st.integers(min_value=0, max_value=6),
+    breaks=st.frozensets(st.sampled_from(["str", "notes", "group"])),
+    cycle=st.booleans(),
+    shape=st.sampled_from(["function", "coroutine", "generator", "context manager"]),
+)
+def test_any_exception_reaches_the_caller_unchanged_and_fails_its_span_within_bounds(
+    piece: str, repeat: int, depth: int, chain: int, breaks: frozenset[str], cycle: bool, shape: str
+) -> None:
+    raised = build(piece * repeat, depth, chain, breaks, cycle)
+    recorded = install_provider()
+    try:
+
+        @moduletrace.load_db_query
+        def function(module_id: str) -> None:
+            raise raised
+
+        @moduletrace.load_db_query
+        async def coroutine(module_id: str) -> None:
+            raise raised
+
+        @moduletrace.load_db_query
+        def generator(module_id: str):  # type: ignore[no-untyped-def]
+            yield 1
+            raise raised
+
+        started = time.perf_counter()
+        with pytest.raises(BaseException) as caught:
+            if shape == "function":
+                function("m-53")
+            elif shape == "coroutine":
+                # Driven by hand: asyncio.run would time its own repr of the huge exception.
+                coroutine("m-53").send(None)
+            elif shape == "generator":
+                list(generator("m-53"))
+            else:
+                with moduletrace.load_db_query("m-53"):
+                    raise raised
+        elapsed = time.perf_counter() - started
+        assert caught.value is raised
+        span = recorded.one("module_load_db_query")
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.attributes is not None and span.attributes["error.type"]
+        (event,) = span.events
+        assert event.name == "exception"
+        assert len(span.status.description or "") <= MAX_MESSAGE
+        assert len(str(event.attributes["exception.message"])) <= MAX_MESSAGE  # type: ignore[index]
+        assert len(str(event.attributes["exception.stacktrace"])) <= MAX_STACKTRACE  # type: ignore[index]
+        assert elapsed < 1.0, f"{elapsed:.2f} s"
+        assert not trace.get_current_span().is_recording()
+    finally:
+        recorded.provider.shutdown()
+        reset_trace_globals()

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import string
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
 
 import moduletrace
+from moduletrace.instrumentation.file_exporter import encode_spans
 from tests import conftest
-from tests.conftest import Recorded, find_secrets
+from tests.conftest import Recorded, find_secrets, install_provider, reset_trace_globals
 
 
 @pytest.mark.parametrize(
@@ -17,6 +25,14 @@ from tests.conftest import Recorded, find_secrets
         "password=correct-horse",
         "Basic YWRtaW46c2VjcmV0",
         "cookie: session=abc123",
+        "postgresql://app:p@ss@db/modules",
+        "postgresql://app:pa/ss@db/modules",
+        "{'password': 'correct-horse'}",
+        '{"password": "correct-horse"}',
+        "Authorization: token ghp_0123456789abcdefghijABCDEFGHIJ012345",
+        "Authorization: Bearer tok",
+        "key AKIAIOSFODNN7EXAMPLE",
+        "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
     ],
 )
 def test_the_scan_recognises_a_leak(leak: str) -> None:
@@ -25,7 +41,17 @@ def test_the_scan_recognises_a_leak(leak: str) -> None:
 
 @pytest.mark.parametrize(
     "clean",
-    ["postgresql://app:***@db/modules", "password=***", "Bearer ***", "module m-17 not found", "token expired"],
+    [
+        "postgresql://app:***@db/modules",
+        "password=***",
+        "Bearer ***",
+        "module m-17 not found",
+        "token expired",
+        "{'password': '***'}",
+        "Authorization: token ***",
+        "Authorization: Bearer ***",
+        "aws_secret_access_key=***",
+    ],
 )
 def test_the_scan_leaves_redacted_and_ordinary_text_alone(clean: str) -> None:
     assert find_secrets(clean) == []
@@ -43,3 +69,145 @@ def test_exceptions_with_credentials_reach_spans_redacted(spans: Recorded) -> No
         with moduletrace.db_commit("m-2"):
             raise ConnectionError("connect to postgresql://app:hunter2@db failed; Authorization: Bearer abcdefghij")
     assert find_secrets(conftest._exported[-1]) == []
+
+
+# --- the shapes a secret takes in an exception message, each value checked in the span itself ---
+
+#: (what the message says, the secret value in it). The values are made of characters nothing else
+#: in a span is made of, so finding one of their pieces in an exported span can only be a leak.
+SHAPES = [
+    ("connect to postgresql://app:{}@db:5432/modules failed", "P@SS-7Q2X"),
+    ("connect to postgresql://app:{}@db:5432/modules failed", "PA/SS-7Q2X"),
+    ("proxy app:{}@proxy.internal refused", "P@SS-7Q2X"),
+    ("settings {{'password': '{}', 'user': 'app'}}", "HX7-Q2-ZZ9"),
+    ('payload {{"password": "{}", "user": "app"}}', "HX7-Q2-ZZ9"),
+    ("request headers Authorization: token {}", "ghp_ABCDEFGHIJ0123456789KLMNOPQRST012345"),
+    ("request headers Authorization: Bearer {}", "QX7"),
+    ("request headers {{'Authorization': 'Bearer {}'}}", "QX7-ZZ9-WW4"),
+    ("signed with {} in us-east-1", "AKIAQX7ZZ9WW4HH5JJ6K"),
+    ("aws_secret_access_key={} in profile", "WJALRXUTNFEMI/K7MDENG/BPXRFICY+KEY"),
+    ("aws_secret_access_key = {}", "WJALRXUTNFEMI/K7MDENG/BPXRFICY+KEY"),
+    ("token rejected: {}", "eyJQX7ZZ9WW4.eyJHH5JJ6KK7.QX7ZZ9WW4HH5"),
+    ("login with password={} denied", "HX7@Q2/ZZ9+"),
+]
+SHAPE_IDS = [
+    "url-at",
+    "url-slash",
+    "bare-userinfo",
+    "dict-repr",
+    "json",
+    "auth-token",
+    "auth-bearer-short",
+    "auth-in-dict",
+    "aws-key-id",
+    "aws-secret",
+    "aws-secret-spaced",
+    "jwt",
+    "password-pair",
+]
+
+
+def pieces(secret: str, size: int = 6) -> set[str]:
+    """Every run of ``size`` characters of ``secret`` (all of it when shorter)."""
+    if len(secret) <= size:
+        return {secret}
+    return {secret[i : i + size] for i in range(len(secret) - size + 1)}
+
+
+def leaked(span: ReadableSpan, secret: str) -> list[str]:
+    """The pieces of ``secret`` found anywhere in ``span`` as exported (status, events, attributes)."""
+    texts = [json.dumps(encode_spans([span])), span.status.description or ""]
+    texts += [str(value) for event in span.events for value in (event.attributes or {}).values()]
+    texts += [str(value) for value in (span.attributes or {}).values()]
+    return sorted({piece for piece in pieces(secret) for text in texts if piece in text})
+
+
+@pytest.mark.parametrize(("shape", "secret"), SHAPES, ids=SHAPE_IDS)
+def test_a_secret_in_an_exception_message_never_reaches_the_span(spans: Recorded, shape: str, secret: str) -> None:
+    @moduletrace.load_db_query
+    def read(module_id: str) -> None:
+        raise ConnectionError(shape.format(secret))
+
+    with pytest.raises(ConnectionError):
+        read("m-40")
+    with pytest.raises(ConnectionError):
+        with moduletrace.db_commit("m-40"):
+            raise ConnectionError(shape.format(secret))
+    for span in spans.all():
+        assert span.status.status_code is StatusCode.ERROR
+        assert leaked(span, secret) == []
+        assert "***" in (span.status.description or "")
+
+
+@pytest.mark.parametrize(("shape", "secret"), SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("offset", [990, 1010, 1020, 1024, 1500, 1530])
+def test_a_secret_at_the_cut_of_a_long_message_never_reaches_the_span(
+    spans: Recorded, shape: str, secret: str, offset: int
+) -> None:
+    message = "x" * (offset - 1) + " " + shape.format(secret) + " " + "y" * 3000
+    with pytest.raises(ValueError):
+        with moduletrace.db_commit("m-41"):
+            raise ValueError(message)
+    span = spans.one("module_create_db_commit")
+    assert leaked(span, secret) == []
+    assert len(span.status.description or "") <= 1024
+
+
+def test_redaction_keeps_the_rest_of_the_message_readable(spans: Recorded) -> None:
+    with pytest.raises(ConnectionError):
+        with moduletrace.db_commit("m-42"):
+            raise ConnectionError(
+                "postgresql://app:P@SS@db:5432/modules refused; headers {'Authorization': 'token ghp_"
+                + "A" * 36
+                + "'}; aws_secret_access_key=WJALR"
+            )
+    assert spans.one("module_create_db_commit").status.description == (
+        "postgresql://app:***@db:5432/modules refused; headers {'Authorization': 'token ***'}; "
+        "aws_secret_access_key=***"
+    )
+
+
+# --- property: wherever a secret sits in whatever text, no piece of it reaches a span ------------
+
+filler = st.text(alphabet=string.ascii_lowercase + "  \n.,:", max_size=40).map(lambda s: s * 40)
+values = st.text(alphabet=string.ascii_uppercase + string.digits + "@/+=!%-", min_size=8, max_size=40)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    before=filler,
+    after=filler,
+    shape=st.sampled_from(
+        [
+            "postgresql://app:{}@db:5432/modules",
+            "redis://:{}@cache:6379",
+            "app:{}@proxy.internal",
+            "{{'password': '{}'}}",
+            '{{"password": "{}"}}',
+            "password={}",
+            "pwd: {}",
+            "Authorization: Bearer {}",
+            "Authorization: Basic {}",
+            "aws_secret_access_key={}",
+            "X-Amz-Signature={}",
+        ]
+    ),
+    value=values,
+    cut=st.integers(min_value=0, max_value=1600),
+)
+def test_no_piece_of_a_secret_anywhere_in_a_message_reaches_the_span(
+    before: str, after: str, shape: str, value: str, cut: int
+) -> None:
+    if "Basic" in shape:
+        value = value.replace("@", "A").replace("!", "B").replace("%", "C")  # a Basic credential is base64
+    message = (before + "x" * cut)[:cut] + " " + shape.format(value) + " " + after
+    recorded = install_provider()
+    try:
+        with pytest.raises(ValueError):
+            with moduletrace.load_request("m-43"):
+                raise ValueError(message)
+        span = recorded.one("module_load_request")
+        assert leaked(span, value) == [], message
+    finally:
+        recorded.provider.shutdown()
+        reset_trace_globals()
