@@ -1,0 +1,291 @@
+// moduletrace's incident page: draws the timelines and tables from the JSON in #report-data, a page at a time.
+// Data never becomes markup: every string goes through textContent or setAttribute.
+// Keys of a verdict: m module id, t trace id, s load span id, v verdict, r reason, svc load service,
+// src read source, f load failed, by decided by, rs/re read window (ns from the origin), mb/ct matched by and
+// creation trace (other trace only), u trace link, cause the diagnosis (failed loads); c the checks: st stage,
+// v verdict, r reason, by decided by, mg margin (ms), id stage span id, ws/we stage window, b clock basis,
+// bd clock-offset bound (ms, theta = clock(read) - clock(stage)), x explanation.
+(function () {
+  "use strict";
+  var SVGNS = "http://www.w3.org/2000/svg";
+  var PAGE = { timelines: 20, tables: 50 };
+  var data = JSON.parse(document.getElementById("report-data").textContent);
+  var state = {};
+
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    for (var k in attrs || {}) node.setAttribute(k, attrs[k]);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+  function sv(tag, attrs, text) {
+    var node = document.createElementNS(SVGNS, tag);
+    for (var k in attrs || {}) node.setAttribute(k, attrs[k]);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+  function at(ns) {
+    // an ISO time (ms precision) for ns from the origin
+    return new Date(data.origin_ms + Math.floor((data.origin_ns_rest + ns) / 1e6)).toISOString();
+  }
+  function ms(x) { return (x >= 0 ? "" : "-") + Math.abs(x).toFixed(3) + " ms"; }
+  function link(url, label) {
+    var a = el("a", { href: url, rel: "noopener noreferrer", target: "_blank", "class": "trace-link" }, label);
+    return a;
+  }
+  function items(key) {
+    return key in data.sections ? data.sections[key] : data[key];
+  }
+
+  // -- one load's timeline, to scale -----------------------------------------------------------------
+  function timeline(v) {
+    var W = 960, LEFT = 190, RIGHT = 24, ROW = 44, TOP = 8, AXIS = 30;
+    var checks = v.c, rows = checks.length + 1;
+    var H = TOP + rows * ROW + AXIS;
+    var points = [v.rs, v.re];
+    var bands = [];
+    checks.forEach(function (c) {
+      points.push(c.ws, c.we);
+      if (c.bd) {
+        // where the read lies on the stage's clock: read - theta for theta in [lo, hi]
+        var b = { lo: v.rs - c.bd[1] * 1e6, hi: v.re - c.bd[0] * 1e6, c: c };
+        if (!bands.some(function (o) { return o.lo === b.lo && o.hi === b.hi; })) bands.push(b);
+        points.push(b.lo, b.hi);
+      }
+    });
+    var d0 = Math.min.apply(null, points), d1 = Math.max.apply(null, points);
+    var width = Math.max(d1 - d0, 10000); // at least 10 us
+    d0 -= width * 0.06; d1 += width * 0.06;
+    var zero = checks[0].ws; // the axis counts from the first stage's start
+    function x(t) { return LEFT + (t - d0) / (d1 - d0) * (W - LEFT - RIGHT); }
+    function bar(t0, t1, minimum) {
+      var a = x(t0), b = x(t1);
+      if (b - a < minimum) { var mid = (a + b) / 2; a = mid - minimum / 2; b = mid + minimum / 2; }
+      return { x: a.toFixed(1), w: (b - a).toFixed(1) };
+    }
+    var svg = sv("svg", { "class": "timeline", viewBox: "0 0 " + W + " " + H, role: "img",
+      "aria-label": "timeline of the load of module " + v.m });
+    // lanes
+    for (var i = 0; i < rows; i++) {
+      svg.appendChild(sv("rect", { "class": "lane", x: 0, y: TOP + i * ROW, width: W, height: ROW - 4, rx: 4 }));
+    }
+    // axis and ticks (ms from the first stage's start)
+    var span = (d1 - d0) / 1e6, step = niceStep(span / 7);
+    var first = Math.ceil((d0 - zero) / 1e6 / step) * step;
+    var axisY = TOP + rows * ROW + 2;
+    svg.appendChild(sv("line", { "class": "axis", x1: LEFT, x2: W - RIGHT, y1: axisY, y2: axisY }));
+    for (var tick = first; zero + tick * 1e6 <= d1; tick += step) {
+      var tx = x(zero + tick * 1e6);
+      svg.appendChild(sv("line", { "class": "grid", x1: tx, x2: tx, y1: TOP, y2: axisY }));
+      svg.appendChild(sv("text", { "class": "tick", x: tx, y: axisY + 13, "text-anchor": "middle" },
+        formatTick(tick, step)));
+    }
+    svg.appendChild(sv("text", { "class": "tick", x: LEFT - 8, y: axisY + 13, "text-anchor": "end" },
+      "ms from " + checks[0].st + " start"));
+    // guide at the read's end, across the lanes
+    svg.appendChild(sv("line", { "class": "guide", x1: x(v.re), x2: x(v.re), y1: TOP, y2: axisY }));
+    // the creation's stages, one lane each, with the margin drawn from the read's end to the stage's start
+    checks.forEach(function (c, i) {
+      var y = TOP + i * ROW;
+      svg.appendChild(sv("text", { "class": "lane-label", x: 8, y: y + 16 }, c.st));
+      svg.appendChild(sv("text", { "class": "lane-sub", x: 8, y: y + 30 },
+        "creation · " + c.v.replace("_", " ") + (c.r ? " (" + c.r + ")" : "") + " · by " + c.by));
+      svg.appendChild(sv("line", { "class": "guide", x1: x(c.ws), x2: x(c.ws), y1: y, y2: axisY }));
+      var b = bar(c.ws, c.we, 2);
+      var r = sv("rect", { "class": "stage v-" + c.v, x: b.x, y: y + 5, width: b.w, height: 14, rx: 2 });
+      r.appendChild(sv("title", {}, c.st + " span " + c.id + ": " + ms((c.ws - zero) / 1e6) + " to " +
+        ms((c.we - zero) / 1e6) + " (" + ms((c.we - c.ws) / 1e6) + " long), " + c.b));
+      svg.appendChild(r);
+      var a = x(v.re), z = x(c.ws), dy = y + 28;
+      var dim = sv("line", { "class": "dim" + (c.mg < 0 ? " negative" : ""), x1: a, x2: z, y1: dy, y2: dy });
+      svg.appendChild(dim);
+      svg.appendChild(sv("line", { "class": "dim", x1: a, x2: a, y1: dy - 4, y2: dy + 4 }));
+      svg.appendChild(sv("line", { "class": "dim", x1: z, x2: z, y1: dy - 4, y2: dy + 4 }));
+      var label = "margin " + ms(c.mg);
+      var lx = Math.max(a, z) + 6, anchor = "start";
+      if (lx > W - RIGHT - 110) { lx = Math.min(a, z) - 6; anchor = "end"; }
+      svg.appendChild(sv("text", { "class": "margin", "data-stage": c.st, x: lx, y: dy + 4, "text-anchor": anchor },
+        label));
+    });
+    // the load's read window, on its service's lane, with the clock bound as a band
+    var ry = TOP + checks.length * ROW;
+    svg.appendChild(sv("text", { "class": "lane-label", x: 8, y: ry + 16 }, "read"));
+    svg.appendChild(sv("text", { "class": "lane-sub", x: 8, y: ry + 30 }, "load · " + v.svc));
+    bands.forEach(function (band) {
+      var b = bar(band.lo, band.hi, 2);
+      var rect = sv("rect", { "class": "band", x: b.x, y: ry + 2, width: b.w, height: 24, rx: 3 });
+      rect.appendChild(sv("title", {}, "where the read lies on " + band.c.st + "'s clock: offset in [" +
+        band.c.bd[0] + ", " + band.c.bd[1] + "] ms (" + band.c.b + ")"));
+      svg.appendChild(rect);
+    });
+    var rb = bar(v.rs, v.re, 2);
+    var read = sv("rect", { "class": "read", x: rb.x, y: ry + 7, width: rb.w, height: 14, rx: 2 });
+    read.appendChild(sv("title", {}, "read (" + v.src + "): " + ms((v.rs - zero) / 1e6) + " to " +
+      ms((v.re - zero) / 1e6) + " on the load's clock"));
+    svg.appendChild(read);
+    if (bands.length) {
+      var c0 = bands[0].c;
+      svg.appendChild(sv("text", { "class": "band-label", x: x(bands[0].hi) + 6, y: ry + 34 - 2,
+        "text-anchor": x(bands[0].hi) > W - RIGHT - 220 ? "end" : "start" },
+        "clock bound [" + c0.bd[0] + ", " + c0.bd[1] + "] ms (" + c0.b + ")"));
+    }
+    return svg;
+  }
+  function niceStep(raw) {
+    var p = Math.pow(10, Math.floor(Math.log10(Math.max(raw, 1e-6))));
+    var f = [1, 2, 5, 10].find(function (f) { return f * p >= raw; });
+    return f * p;
+  }
+  function formatTick(value, step) {
+    var digits = Math.max(0, -Math.floor(Math.log10(step)));
+    return (Math.abs(value) < step / 2 ? 0 : value).toFixed(Math.min(digits, 6));
+  }
+
+  // -- cards and rows --------------------------------------------------------------------------------
+  var LABELS = { race: "race", stale_read: "stale read", ambiguous: "ambiguous", clean: "clean by data" };
+  function card(v) {
+    var art = el("article", { "class": "load v-" + v.v, "data-module": v.m, "data-load-span": v.s });
+    var h = el("h3");
+    h.appendChild(el("span", { "class": "badge v-" + v.v }, LABELS[v.v] + (v.r ? " · " + v.r : "")));
+    h.appendChild(el("code", { "class": "module" }, v.m));
+    h.appendChild(el("span", { "class": "status " + (v.f ? "failed" : "ok") },
+      v.f ? "load failed" + (v.cause ? ": " + v.cause : "") : "load succeeded"));
+    art.appendChild(h);
+    var meta = el("div", { "class": "meta" });
+    meta.appendChild(document.createTextNode("read " + at(v.rs) + " by " + v.svc + " (" + v.src + ") · trace "));
+    meta.appendChild(el("code", {}, v.t));
+    meta.appendChild(document.createTextNode(" · load span "));
+    meta.appendChild(el("code", {}, v.s));
+    meta.appendChild(document.createTextNode(" · decided by " + v.by));
+    if (v.ct) {
+      meta.appendChild(document.createTextNode(" · matched by " + v.mb + " to creation trace "));
+      meta.appendChild(el("code", {}, v.ct));
+    }
+    if (v.u) { meta.appendChild(document.createTextNode(" · ")); meta.appendChild(link(v.u, "open the trace")); }
+    art.appendChild(meta);
+    art.appendChild(timeline(v));
+    var ul = el("ul", { "class": "evidence" });
+    v.c.forEach(function (c) {
+      var li = el("li", { "data-stage": c.st });
+      li.appendChild(el("span", { "class": "stage" }, c.st + ": " + c.v.replace("_", " ") + " by " + c.by + ". "));
+      li.appendChild(document.createTextNode(c.x));
+      ul.appendChild(li);
+    });
+    art.appendChild(ul);
+    return art;
+  }
+  function listItem(p) {
+    var td;
+    var tr = el("tr", { "data-module": p.m });
+    tr.appendChild(el("td", { "class": "mono" }, p.m));
+    tr.appendChild(el("td", {}, at(p.at)));
+    td = el("td");
+    td.appendChild(el("code", {}, p.t));
+    if (p.u) { td.appendChild(el("br")); td.appendChild(link(p.u, "open the trace")); }
+    tr.appendChild(td);
+    return tr;
+  }
+  var TABLES = {
+    failed_loads: {
+      head: ["module", "load started", "trace", "cause", "evidence", "service", "duration"],
+      row: function (d) {
+        var tr = listItem(d);
+        var cause = el("td");
+        cause.appendChild(el("i", { "class": "swatch cause-" + d.cause }));
+        cause.appendChild(document.createTextNode(d.cause + (d.det ? " (" + d.det + ")" : "")));
+        cause.appendChild(el("br"));
+        cause.appendChild(el("small", {}, d.str + (d.sec.length ? "; also " + d.sec.join(", ") : "")));
+        tr.appendChild(cause);
+        var ev = el("td"), ul = el("ul");
+        d.ev.forEach(function (line) { ul.appendChild(el("li", {}, line)); });
+        d.mis.forEach(function (line) { ul.appendChild(el("li", { "class": "missing" }, "missing: " + line)); });
+        ev.appendChild(ul);
+        tr.appendChild(ev);
+        tr.appendChild(el("td", {}, d.svc));
+        tr.appendChild(el("td", {}, d.ms.toFixed(1) + " ms"));
+        return tr;
+      },
+    },
+    unmatched: {
+      head: ["module", "read started", "trace", "why", "service", "load"],
+      row: function (u) {
+        var tr = listItem(u);
+        tr.appendChild(el("td", {}, u.why));
+        tr.appendChild(el("td", {}, u.svc));
+        tr.appendChild(el("td", {}, u.f ? "failed" : "ok"));
+        return tr;
+      },
+    },
+    failed_commits: {
+      head: ["module", "commit ended", "trace", "error", "service"],
+      row: function (f) {
+        var tr = listItem(f);
+        tr.appendChild(el("td", {}, f.err));
+        tr.appendChild(el("td", {}, f.svc));
+        return tr;
+      },
+    },
+  };
+
+  // -- sections, pages, filter -----------------------------------------------------------------------
+  function render(section) {
+    var key = section.getAttribute("data-section");
+    var kind = section.classList.contains("timelines") ? "timelines" : "tables";
+    var st = state[key];
+    var all = items(key);
+    var needle = st.filter.toLowerCase();
+    var shown = needle ? all.filter(function (p) { return String(p.m).toLowerCase().indexOf(needle) >= 0; }) : all;
+    var size = PAGE[kind], pages = Math.max(1, Math.ceil(shown.length / size));
+    st.page = Math.min(Math.max(1, st.page), pages);
+    var slice = shown.slice((st.page - 1) * size, st.page * size);
+    var pager = section.querySelector(".pager"), box = section.querySelector(".items");
+    pager.textContent = "";
+    var prev = el("button", { type: "button", "class": "prev" }, "‹ previous");
+    var next = el("button", { type: "button", "class": "next" }, "next ›");
+    prev.disabled = st.page <= 1;
+    next.disabled = st.page >= pages;
+    prev.addEventListener("click", function () { go(key, st.page - 1); });
+    next.addEventListener("click", function () { go(key, st.page + 1); });
+    pager.appendChild(prev);
+    pager.appendChild(el("span", { "class": "where" }, "page " + st.page + " of " + pages + " · " +
+      (slice.length ? ((st.page - 1) * size + 1) + "–" + ((st.page - 1) * size + slice.length) : "0") + " of " +
+      shown.length + (needle ? " matching" : "")));
+    pager.appendChild(next);
+    var input = el("input", { type: "search", placeholder: "filter by module id", "aria-label": "filter by module id" });
+    input.value = st.filter;
+    input.addEventListener("change", function () { st.filter = input.value; st.page = 1; render(section); });
+    pager.appendChild(input);
+    box.textContent = "";
+    if (kind === "timelines") {
+      slice.forEach(function (v) { box.appendChild(card(v)); });
+    } else {
+      var table = el("table", { "class": "list" }), tr = el("tr");
+      TABLES[key].head.forEach(function (h) { tr.appendChild(el("th", {}, h)); });
+      table.appendChild(el("thead")).appendChild(tr);
+      var body = el("tbody");
+      slice.forEach(function (p) { body.appendChild(TABLES[key].row(p)); });
+      table.appendChild(body);
+      box.appendChild(table);
+    }
+    section.setAttribute("data-page", String(st.page));
+    section.setAttribute("data-pages", String(pages));
+  }
+  function go(key, page) { location.hash = key + "/" + page; }
+  function fromHash() {
+    var m = /^#([a-z_]+)\/(\d+)$/.exec(location.hash);
+    if (!m || !state[m[1]]) return;
+    state[m[1]].page = parseInt(m[2], 10);
+    var section = document.getElementById(m[1]);
+    render(section);
+    section.scrollIntoView();
+  }
+  var sections = document.querySelectorAll("section[data-section]");
+  Array.prototype.forEach.call(sections, function (section) {
+    if (!section.querySelector(".items")) return;
+    state[section.getAttribute("data-section")] = { page: 1, filter: "" };
+    render(section);
+  });
+  window.addEventListener("hashchange", fromHash);
+  fromHash();
+  document.body.setAttribute("data-rendered", "true");
+})();
