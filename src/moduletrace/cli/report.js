@@ -33,6 +33,10 @@
     var a = el("a", { href: url, rel: "noopener noreferrer", target: "_blank", "class": "trace-link" }, label);
     return a;
   }
+  function traceUrl(p) {
+    // a link made from the backend's template, unless the item carries its own
+    return p.u || (data.link ? data.link[0] + p.t + data.link[1] : null);
+  }
   function items(key) {
     return key in data.sections ? data.sections[key] : data[key];
   }
@@ -124,10 +128,11 @@
       ms((v.re - zero) / 1e6) + " on the load's clock"));
     svg.appendChild(read);
     if (bands.length) {
-      var c0 = bands[0].c;
-      svg.appendChild(sv("text", { "class": "band-label", x: x(bands[0].hi) + 6, y: ry + 34 - 2,
-        "text-anchor": x(bands[0].hi) > W - RIGHT - 220 ? "end" : "start" },
-        "clock bound [" + c0.bd[0] + ", " + c0.bd[1] + "] ms (" + c0.b + ")"));
+      // under the band, centred on it, kept inside the drawing
+      var c0 = bands[0].c, mid = (x(bands[0].lo) + x(bands[0].hi)) / 2;
+      mid = Math.min(Math.max(mid, LEFT + 120), W - RIGHT - 120);
+      svg.appendChild(sv("text", { "class": "band-label", x: mid, y: ry + 36, "text-anchor": "middle" },
+        "read on the creation's clock: offset in [" + c0.bd[0] + ", " + c0.bd[1] + "] ms (" + c0.b + ")"));
     }
     return svg;
   }
@@ -161,7 +166,10 @@
       meta.appendChild(document.createTextNode(" · matched by " + v.mb + " to creation trace "));
       meta.appendChild(el("code", {}, v.ct));
     }
-    if (v.u) { meta.appendChild(document.createTextNode(" · ")); meta.appendChild(link(v.u, "open the trace")); }
+    if (traceUrl(v)) {
+      meta.appendChild(document.createTextNode(" · "));
+      meta.appendChild(link(traceUrl(v), "open the trace"));
+    }
     art.appendChild(meta);
     art.appendChild(timeline(v));
     var ul = el("ul", { "class": "evidence" });
@@ -181,7 +189,7 @@
     tr.appendChild(el("td", {}, at(p.at)));
     td = el("td");
     td.appendChild(el("code", {}, p.t));
-    if (p.u) { td.appendChild(el("br")); td.appendChild(link(p.u, "open the trace")); }
+    if (traceUrl(p)) { td.appendChild(el("br")); td.appendChild(link(traceUrl(p), "open the trace")); }
     tr.appendChild(td);
     return tr;
   }
@@ -227,18 +235,8 @@
     },
   };
 
-  // -- sections, pages, filter -----------------------------------------------------------------------
-  function render(section) {
-    var key = section.getAttribute("data-section");
-    var kind = section.classList.contains("timelines") ? "timelines" : "tables";
-    var st = state[key];
-    var all = items(key);
-    var needle = st.filter.toLowerCase();
-    var shown = needle ? all.filter(function (p) { return String(p.m).toLowerCase().indexOf(needle) >= 0; }) : all;
-    var size = PAGE[kind], pages = Math.max(1, Math.ceil(shown.length / size));
-    st.page = Math.min(Math.max(1, st.page), pages);
-    var slice = shown.slice((st.page - 1) * size, st.page * size);
-    var pager = section.querySelector(".pager"), box = section.querySelector(".items");
+  // -- sections (one shown at a time), pages, filter -------------------------------------------------
+  function pagerInto(pager, key, st, pages, from, count, total, needle) {
     pager.textContent = "";
     var prev = el("button", { type: "button", "class": "prev" }, "‹ previous");
     var next = el("button", { type: "button", "class": "next" }, "next ›");
@@ -248,13 +246,27 @@
     next.addEventListener("click", function () { go(key, st.page + 1); });
     pager.appendChild(prev);
     pager.appendChild(el("span", { "class": "where" }, "page " + st.page + " of " + pages + " · " +
-      (slice.length ? ((st.page - 1) * size + 1) + "–" + ((st.page - 1) * size + slice.length) : "0") + " of " +
-      shown.length + (needle ? " matching" : "")));
+      (count ? (from + 1) + "–" + (from + count) : "0") + " of " + total + (needle ? " matching" : "")));
     pager.appendChild(next);
+  }
+  function render(section) {
+    var key = section.getAttribute("data-section");
+    var kind = section.classList.contains("timelines") ? "timelines" : "tables";
+    var st = state[key];
+    var all = items(key);
+    var needle = st.filter.toLowerCase();
+    var shown = needle ? all.filter(function (p) { return String(p.m).toLowerCase().indexOf(needle) >= 0; }) : all;
+    var size = PAGE[kind], pages = Math.max(1, Math.ceil(shown.length / size));
+    st.page = Math.min(Math.max(1, st.page), pages);
+    var from = (st.page - 1) * size, slice = shown.slice(from, from + size);
+    var pagers = section.querySelectorAll(".pager"), box = section.querySelector(".items");
+    Array.prototype.forEach.call(pagers, function (pager) {
+      pagerInto(pager, key, st, pages, from, slice.length, shown.length, needle);
+    });
     var input = el("input", { type: "search", placeholder: "filter by module id", "aria-label": "filter by module id" });
     input.value = st.filter;
     input.addEventListener("change", function () { st.filter = input.value; st.page = 1; render(section); });
-    pager.appendChild(input);
+    pagers[0].appendChild(input);
     box.textContent = "";
     if (kind === "timelines") {
       slice.forEach(function (v) { box.appendChild(card(v)); });
@@ -270,22 +282,41 @@
     section.setAttribute("data-page", String(st.page));
     section.setAttribute("data-pages", String(pages));
   }
-  function go(key, page) { location.hash = key + "/" + page; }
-  function fromHash() {
-    var m = /^#([a-z_]+)\/(\d+)$/.exec(location.hash);
-    if (!m || !state[m[1]]) return;
-    state[m[1]].page = parseInt(m[2], 10);
-    var section = document.getElementById(m[1]);
-    render(section);
-    section.scrollIntoView();
-  }
   var sections = document.querySelectorAll("section[data-section]");
+  var tabs = document.querySelectorAll("a[data-tab]");
+  function show(key) {
+    Array.prototype.forEach.call(sections, function (section) {
+      section.hidden = section.getAttribute("data-section") !== key;
+    });
+    Array.prototype.forEach.call(tabs, function (tab) {
+      tab.classList.toggle("active", tab.getAttribute("data-tab") === key);
+    });
+    document.body.setAttribute("data-shown", key);
+  }
+  function go(key, page) { location.hash = key + "/" + page; }
+  function fromHash(scroll) {
+    var m = /^#([a-z_]+)\/(\d+)$/.exec(location.hash);
+    if (!m || !document.getElementById(m[1])) return false;
+    var section = document.getElementById(m[1]);
+    if (state[m[1]]) {
+      state[m[1]].page = parseInt(m[2], 10);
+      render(section);
+    }
+    show(m[1]);
+    // a page turned at the bottom of a long section: back to its top
+    if (scroll && section.getBoundingClientRect().top < 0) section.scrollIntoView();
+    return true;
+  }
   Array.prototype.forEach.call(sections, function (section) {
     if (!section.querySelector(".items")) return;
     state[section.getAttribute("data-section")] = { page: 1, filter: "" };
     render(section);
   });
-  window.addEventListener("hashchange", fromHash);
-  fromHash();
+  window.addEventListener("hashchange", function () { fromHash(true); });
+  if (!fromHash(false)) {
+    // the first section with something in it (races first), else the races' "None."
+    var first = Array.prototype.find.call(tabs, function (tab) { return !tab.hasAttribute("data-empty"); });
+    show(first ? first.getAttribute("data-tab") : "races");
+  }
   document.body.setAttribute("data-rendered", "true");
 })();
