@@ -21,7 +21,7 @@ import pytest
 from moduletrace.analysis.diagnosis import Diagnoser, DiagnosisReport
 from moduletrace.analysis.races import RaceDetector
 from moduletrace.analysis.report import RaceReport
-from moduletrace.cli.html import write_html
+from moduletrace.cli.html import render_html, write_html
 from moduletrace.cli.main import main
 from moduletrace.cli.render import as_json
 from moduletrace.conventions import CACHE_HIT, DATA_FOUND, ERROR_TYPE, HTTP_RESPONSE_STATUS_CODE
@@ -400,3 +400,14 @@ def test_the_network_check_sees_a_page_that_fetches(browser: Browser, tmp_path: 
     browser.proxy.seen.clear()
     with pytest.raises(AssertionError):
         assert_no_network(seen, browser, allowed_links=set())
+
+
+def test_the_embedded_json_cannot_close_its_script_element() -> None:
+    report = RaceReport(loads=1, modules=1, clean=1)
+    text = render_html(report, DiagnosisReport(loads=1), partial=["</script><b>partial</b>"])
+    body = text.split('id="report-data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in body and ">" not in body and "&" not in body
+    assert "<b>partial</b>" not in text and "&lt;/script&gt;&lt;b&gt;partial&lt;/b&gt;" in text
+    # every script and style is allowed by its hash, nothing else: no fetch, no inline handler
+    (policy,) = re.findall(r'http-equiv="Content-Security-Policy" content="([^"]+)"', text)
+    assert policy.startswith("default-src &#x27;none&#x27;;") and "unsafe" not in policy

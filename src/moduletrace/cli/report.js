@@ -204,7 +204,7 @@
         cause.appendChild(el("br"));
         cause.appendChild(el("small", {}, d.str + (d.sec.length ? "; also " + d.sec.join(", ") : "")));
         tr.appendChild(cause);
-        var ev = el("td"), ul = el("ul");
+        var ev = el("td", { "class": "evidence" }), ul = el("ul");
         d.ev.forEach(function (line) { ul.appendChild(el("li", {}, line)); });
         d.mis.forEach(function (line) { ul.appendChild(el("li", { "class": "missing" }, "missing: " + line)); });
         ev.appendChild(ul);
