@@ -154,6 +154,7 @@ class Page(HTMLParser):
         self.body: dict[str, str | None] = {}
         self.sections: dict[str, dict[str, str | None]] = {}
         self._text_into: tuple[str, Any] | None = None
+        self._section: str | None = None
         self._stack: list[str] = []
         self.feed(dom)
 
@@ -166,11 +167,13 @@ class Page(HTMLParser):
             self.body = a
         if tag == "section" and a.get("data-section"):
             self.sections[str(a["data-section"])] = a
+            self._section = a["data-section"]
         if tag == "article":
             self.cards.append(
                 {
                     "module": a.get("data-module"),
                     "span": a.get("data-load-span"),
+                    "section": self._section,
                     "margins": {},
                     "timelines": 0,
                     "bands": 0,
@@ -337,6 +340,9 @@ def test_a_large_incident_stays_small_and_every_page_of_races_shows_the_right_ti
     assert last.body["data-shown"] == "races" and "hidden" in last.sections["ambiguous"]
     assert_cards_match(last, [*document["races"][-20:], *document["stale_reads"][:20], *document["ambiguous"][:20]])
     assert Page(browser.dom(path, "#ambiguous/3")).body["data-shown"] == "ambiguous"
+    # a link to one module's card: the section filtered by module id
+    one = Page(browser.dom(path, "#races/1/mod-0421"))
+    assert [c["module"] for c in one.cards if c["section"] == "races"] == [f"mod-0421{i}" for i in range(10)]
     with capsys.disabled():
         browser.screenshot(path, tmp_path / "large-first-page.png")
         browser.screenshot(path, tmp_path / "large-ambiguous.png", fragment="#ambiguous/3", size="1280,1500")

@@ -148,11 +148,15 @@
 
   // -- cards and rows --------------------------------------------------------------------------------
   var LABELS = { race: "race", stale_read: "stale read", ambiguous: "ambiguous", clean: "clean by data" };
-  function card(v) {
+  function card(v, key) {
     var art = el("article", { "class": "load v-" + v.v, "data-module": v.m, "data-load-span": v.s });
     var h = el("h3");
     h.appendChild(el("span", { "class": "badge v-" + v.v }, LABELS[v.v] + (v.r ? " · " + v.r : "")));
-    h.appendChild(el("code", { "class": "module" }, v.m));
+    // the module id links to this card alone (the section filtered by it): a link to paste in a ticket
+    var self = el("a", { "class": "permalink", href: "#" + key + "/1/" + encodeURIComponent(v.m),
+      title: "link to this load" });
+    self.appendChild(el("code", { "class": "module" }, v.m));
+    h.appendChild(self);
     h.appendChild(el("span", { "class": "status " + (v.f ? "failed" : "ok") },
       v.f ? "load failed" + (v.cause ? ": " + v.cause : "") : "load succeeded"));
     art.appendChild(h);
@@ -263,13 +267,9 @@
     Array.prototype.forEach.call(pagers, function (pager) {
       pagerInto(pager, key, st, pages, from, slice.length, shown.length, needle);
     });
-    var input = el("input", { type: "search", placeholder: "filter by module id", "aria-label": "filter by module id" });
-    input.value = st.filter;
-    input.addEventListener("change", function () { st.filter = input.value; st.page = 1; render(section); });
-    pagers[0].appendChild(input);
     box.textContent = "";
     if (kind === "timelines") {
-      slice.forEach(function (v) { box.appendChild(card(v)); });
+      slice.forEach(function (v) { box.appendChild(card(v, key)); });
     } else {
       var table = el("table", { "class": "list" }), tr = el("tr");
       TABLES[key].head.forEach(function (h) { tr.appendChild(el("th", {}, h)); });
@@ -293,13 +293,21 @@
     });
     document.body.setAttribute("data-shown", key);
   }
-  function go(key, page) { location.hash = key + "/" + page; }
+  function go(key, page) {
+    var filter = state[key].filter;
+    location.hash = key + "/" + page + (filter ? "/" + encodeURIComponent(filter) : "");
+  }
   function fromHash(scroll) {
-    var m = /^#([a-z_]+)\/(\d+)$/.exec(location.hash);
+    // #section/page, or #section/page/filter: a link to one module's card
+    var m = /^#([a-z_]+)\/(\d+)(?:\/(.*))?$/.exec(location.hash);
     if (!m || !document.getElementById(m[1])) return false;
     var section = document.getElementById(m[1]);
     if (state[m[1]]) {
       state[m[1]].page = parseInt(m[2], 10);
+      if (m[3] !== undefined) {
+        try { state[m[1]].filter = decodeURIComponent(m[3]); } catch (e) { state[m[1]].filter = m[3]; }
+        section.querySelector("input.filter").value = state[m[1]].filter;
+      }
       render(section);
     }
     show(m[1]);
@@ -309,7 +317,12 @@
   }
   Array.prototype.forEach.call(sections, function (section) {
     if (!section.querySelector(".items")) return;
-    state[section.getAttribute("data-section")] = { page: 1, filter: "" };
+    var st = state[section.getAttribute("data-section")] = { page: 1, filter: "" };
+    // made once, outside the pagers that are redrawn, so typing keeps the focus
+    var input = el("input", { type: "search", "class": "filter", placeholder: "filter by module id",
+      "aria-label": "filter by module id" });
+    input.addEventListener("input", function () { st.filter = input.value; st.page = 1; render(section); });
+    section.insertBefore(input, section.querySelector(".pager"));
     render(section);
   });
   window.addEventListener("hashchange", function () { fromHash(true); });
