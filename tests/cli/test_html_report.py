@@ -6,8 +6,10 @@ Screenshots are kept under pytest's tmp dir (printed with -s); look at them when
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -28,10 +30,6 @@ from moduletrace.conventions import CACHE_HIT, DATA_FOUND, ERROR_TYPE, HTTP_RESP
 from moduletrace.spans import Span
 from tests.support.builders import PROCESS_A, PROCESS_B, span
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium not installed (apt-get install chromium)"
-)
 RACED_LOADS = 5_000
 #: Hosts headless Chromium calls by itself whatever the page (component updater, sign-in, network time).
 CHROMIUM_OWN_HOSTS = {
@@ -86,16 +84,21 @@ class RefusingProxy:
 
 
 class Browser:
-    """Headless Chromium whose every network request goes to a proxy that refuses (and records) it."""
+    """Headless Chromium whose every network request goes to a proxy that refuses (and records) it.
+
+    One run per view: the page's script runs (virtual time), then the DOM is printed and, when
+    asked, a screenshot kept. The conventions of the Jaeger UI tests (tests/viewing/browser.py): MODULETRACE_CHROMIUM
+    names the binary, MODULETRACE_REQUIRE_PEERS=1 turns a missing one into a failure, a hung
+    browser is killed with its children.
+    """
 
     def __init__(self, proxy: RefusingProxy, profile: Path) -> None:
-        assert CHROMIUM is not None
         self.proxy = proxy
         self.base = [
-            CHROMIUM,
+            chromium(),
             "--headless",
             "--disable-gpu",
-            "--no-sandbox",
+            "--disable-dev-shm-usage",
             "--hide-scrollbars",
             f"--user-data-dir={profile}",
             f"--proxy-server=http://127.0.0.1:{proxy.port}",
@@ -107,28 +110,42 @@ class Browser:
             "--no-default-browser-check",
             "--virtual-time-budget=5000",
         ]
+        if os.geteuid() == 0:
+            self.base.insert(2, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
 
-    def dom(self, page: Path, fragment: str = "") -> str:
-        run = subprocess.run(
-            [*self.base, "--dump-dom", page.resolve().as_uri() + fragment],
-            capture_output=True,
+    def open(self, page: Path, fragment: str = "", screenshot: Path | None = None, size: str = "1280,2600") -> str:
+        """The rendered DOM of ``page`` (a file) at ``fragment``; a screenshot kept at ``screenshot``."""
+        args = [*self.base, f"--window-size={size}", "--dump-dom"]
+        if screenshot is not None:
+            args.append(f"--screenshot={screenshot}")
+        process = subprocess.Popen(
+            [*args, page.resolve().as_uri() + fragment],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=120,
+            start_new_session=True,
         )
-        assert run.returncode == 0, run.stderr[-2000:]
-        return run.stdout
+        try:
+            dom, err = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+        assert process.returncode == 0, err[-2000:]
+        if screenshot is not None:
+            assert screenshot.stat().st_size > 40_000, f"{screenshot} looks blank"  # an empty page is ~10 kB
+            print(f"screenshot: {screenshot}")
+        return dom
 
-    def screenshot(self, page: Path, out: Path, fragment: str = "", size: str = "1280,2600") -> Path:
-        run = subprocess.run(
-            [*self.base, f"--screenshot={out}", f"--window-size={size}", page.resolve().as_uri() + fragment],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert run.returncode == 0, run.stderr[-2000:]
-        assert out.stat().st_size > 40_000, f"{out} looks blank"  # an empty page compresses to ~10 kB
-        print(f"screenshot: {out}")
-        return out
+
+def chromium() -> str:
+    path = os.environ.get("MODULETRACE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        message = "no chromium on PATH (scripts/test installs Debian's package when run as root)"
+        if os.environ.get("MODULETRACE_REQUIRE_PEERS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +298,6 @@ def assert_cards_match(page: Page, verdicts: list[dict[str, Any]]) -> None:
         assert card["margins"] == verdict["margin_ms"]
 
 
-@needs_chromium
 def test_the_demo_writes_its_report_and_the_page_shows_every_race_with_the_json_margins(
     browser: Browser, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -291,7 +307,8 @@ def test_the_demo_writes_its_report_and_the_page_shows_every_race_with_the_json_
     report = Path(document["demo"]["report"])
     assert report.parent == tmp_path / "demo" and report.is_file()
 
-    page = Page(browser.dom(report))
+    with capsys.disabled():
+        page = Page(browser.open(report, screenshot=tmp_path / "demo.png"))
     assert page.body.get("data-rendered") == "true"  # the script ran to its end
     judged = document["races"] + document["stale_reads"] + document["ambiguous"] + document["clocks_contradicted"]
     assert document["races"], "the demo injects races"
@@ -301,11 +318,8 @@ def test_the_demo_writes_its_report_and_the_page_shows_every_race_with_the_json_
         assert page.counts[key] == summary[key], key
     assert page.counts["failed_loads"] == document["diagnosis"]["summary"]["failed_loads"] > 0
     assert_no_network(page, browser, allowed_links=set())
-    with capsys.disabled():
-        browser.screenshot(report, tmp_path / "demo.png")
 
 
-@needs_chromium
 def test_a_large_incident_stays_small_and_every_page_of_races_shows_the_right_timelines(
     browser: Browser, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -322,7 +336,8 @@ def test_a_large_incident_stays_small_and_every_page_of_races_shows_the_right_ti
         print(f"\nlarge incident: {RACED_LOADS} raced loads, {report.loads} loads -> {size / 1e6:.2f} MB ({path})")
     assert size < 1_000 * report.loads  # well under a kilobyte a load: data only, drawn a page at a time
 
-    first = Page(browser.dom(path))
+    with capsys.disabled():
+        first = Page(browser.open(path, screenshot=tmp_path / "large-first-page.png"))
     assert first.sections["races"]["data-pages"] == str(RACED_LOADS // 20)
     assert_cards_match(first, [*document["races"][:20], *document["stale_reads"][:20], *document["ambiguous"][:20]])
     assert_no_network(first, browser, allowed_links=links)
@@ -335,21 +350,19 @@ def test_a_large_incident_stays_small_and_every_page_of_races_shows_the_right_ti
         assert (by_load(first)[verdict["load_span_id"]]["bands"] > 0) == crossed
 
     assert first.body["data-shown"] == "races"  # the first section with something in it
-    last = Page(browser.dom(path, f"#races/{RACED_LOADS // 20}"))
+    last = Page(browser.open(path, f"#races/{RACED_LOADS // 20}"))
     assert last.sections["races"]["data-page"] == str(RACED_LOADS // 20)
     assert last.body["data-shown"] == "races" and "hidden" in last.sections["ambiguous"]
     assert_cards_match(last, [*document["races"][-20:], *document["stale_reads"][:20], *document["ambiguous"][:20]])
-    assert Page(browser.dom(path, "#ambiguous/3")).body["data-shown"] == "ambiguous"
-    # a link to one module's card: the section filtered by module id
-    one = Page(browser.dom(path, "#races/1/mod-0421"))
-    assert [c["module"] for c in one.cards if c["section"] == "races"] == [f"mod-0421{i}" for i in range(10)]
     with capsys.disabled():
-        browser.screenshot(path, tmp_path / "large-first-page.png")
-        browser.screenshot(path, tmp_path / "large-ambiguous.png", fragment="#ambiguous/3", size="1280,1500")
-        browser.screenshot(path, tmp_path / "large-failed-loads.png", fragment="#failed_loads/2", size="1280,1500")
+        ambiguous = browser.open(path, "#ambiguous/3", tmp_path / "large-ambiguous.png", size="1280,1500")
+        browser.open(path, "#failed_loads/2", tmp_path / "large-failed-loads.png", size="1280,1500")
+    assert Page(ambiguous).body["data-shown"] == "ambiguous"
+    # a link to one module's card: the section filtered by module id
+    one = Page(browser.open(path, "#races/1/mod-0421"))
+    assert [c["module"] for c in one.cards if c["section"] == "races"] == [f"mod-0421{i}" for i in range(10)]
 
 
-@needs_chromium
 def test_module_ids_and_links_are_data_never_markup(browser: Browser, tmp_path: Path) -> None:
     hostile = [
         "<script>document.body.setAttribute('data-pwned','1')</script>",
@@ -372,7 +385,7 @@ def test_module_ids_and_links_are_data_never_markup(browser: Browser, tmp_path: 
     text = path.read_text(encoding="utf-8")
     assert "<script>document" not in text and "</script><img" not in text and "javascript:" not in text
 
-    page = Page(browser.dom(path))
+    page = Page(browser.open(path))
     assert page.body.get("data-rendered") == "true" and "data-pwned" not in page.body
     assert sorted(card["module"] for card in page.cards) == sorted(hostile)  # shown as text, whole
     assert [url for url in page.urls if url[1] == "src"] == []
@@ -396,12 +409,11 @@ def test_races_with_output_writes_the_page_and_prints_its_path(
     assert "--output" in capsys.readouterr().err
 
 
-@needs_chromium
 def test_the_network_check_sees_a_page_that_fetches(browser: Browser, tmp_path: Path) -> None:
     # The control for assert_no_network: a page with one external image is caught, by the DOM and by the proxy.
     page = tmp_path / "fetching.html"
     page.write_text('<!DOCTYPE html><body><img src="http://cdn.example.invalid/logo.png"></body>', encoding="utf-8")
-    seen = Page(browser.dom(page))
+    seen = Page(browser.open(page))
     assert browser.proxy.page_requests() == ["GET http://cdn.example.invalid/logo.png"]
     browser.proxy.seen.clear()
     with pytest.raises(AssertionError):

@@ -345,6 +345,8 @@ def _html(args: argparse.Namespace, races: bool) -> int:
 
     if args.format not in (None, "html"):
         raise InputError(f"--output writes the html page: it goes with --format html, not {args.format}")
+    if not args.output and sys.stdout.isatty():
+        raise InputError("--format html writes a page, not text for a terminal: give --output PATH")
     found: Any = _run_scan(args, scan.incident)  # (DiagnosisReport, RaceReport, Scan)
     diagnosis, report, read = found
     shown = report.failed_only() if args.failed_only else report
