@@ -46,6 +46,7 @@ def render_html(
     link: TraceLink | None = None,
     partial: list[str] | None = None,
     title: str = "moduletrace: incident report",
+    source: str = "",
 ) -> str:
     """The whole page, as text."""
     data, origin_ns = _data(report, diagnosis, link)
@@ -74,6 +75,7 @@ def render_html(
             "<header>",
             f"<h1>{e(title)}</h1>",
             f'<p class="window">{e(_window_text(report, diagnosis))}</p>',
+            f'<p class="window">Read from {e(_shorten(source, 300))}</p>' if source else "",
             "</header>",
             "<main>",
             _partial_html(partial),
@@ -102,10 +104,11 @@ def write_html(
     link: TraceLink | None = None,
     partial: list[str] | None = None,
     title: str = "moduletrace: incident report",
+    source: str = "",
 ) -> Path:
     """Write the page to ``path`` (UTF-8) and return the path."""
     out = Path(path)
-    text = render_html(report, diagnosis, link, partial, title)
+    text = render_html(report, diagnosis, link, partial, title, source)
     out.write_text(text, encoding="utf-8", errors="backslashreplace")
     return out
 
@@ -286,6 +289,10 @@ def _window_text(report: RaceReport, diagnosis: DiagnosisReport) -> str:
         f"{report.loads} loads of {report.modules} modules; the loads listed here read between "
         f"{rfc3339(min(times))} and {rfc3339(max(times))} (UTC)."
     )
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _partial_html(partial: list[str] | None) -> str:

@@ -353,13 +353,17 @@ def _html(args: argparse.Namespace, races: bool) -> int:
     link = read.trace_url if read.links else None
     if args.output:
         try:
-            path = write_html(args.output, shown, diagnosis, link, read.partial)
+            path = write_html(args.output, shown, diagnosis, link, read.partial, source=_described(read))
         except OSError as exc:
             raise InputError(f"--output {args.output}: {exc.strerror or exc}") from None
         print(path)
     else:
-        print(render_html(shown, diagnosis, link, read.partial))
+        print(render_html(shown, diagnosis, link, read.partial, source=_described(read)))
     return _exit(report.found_races if races else bool(diagnosis.diagnoses), read.partial)
+
+
+def _described(read: Scan) -> str:
+    return "; ".join(source.describe() for source in read.sources)
 
 
 def _exit(found: bool, partial: list[str]) -> int:
@@ -432,7 +436,11 @@ def _demo_page(result: Any) -> Path:
 
     try:
         return write_html(
-            result.directory / "report.html", result.report, result.diagnosis, title="moduletrace demo: incident report"
+            result.directory / "report.html",
+            result.report,
+            result.diagnosis,
+            title="moduletrace demo: incident report",
+            source=result.spans_glob,
         )
     except OSError as exc:
         raise InputError(f"demo could not write its report: {exc}") from None

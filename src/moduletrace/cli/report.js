@@ -43,7 +43,7 @@
 
   // -- one load's timeline, to scale -----------------------------------------------------------------
   function timeline(v) {
-    var W = 960, LEFT = 190, RIGHT = 24, ROW = 44, TOP = 8, AXIS = 30;
+    var W = 960, LEFT = 200, RIGHT = 24, ROW = 50, TOP = 8, AXIS = 30;
     var checks = v.c, rows = checks.length + 1;
     var H = TOP + rows * ROW + AXIS;
     var points = [v.rs, v.re];
@@ -91,16 +91,17 @@
     // the creation's stages, one lane each, with the margin drawn from the read's end to the stage's start
     checks.forEach(function (c, i) {
       var y = TOP + i * ROW;
-      svg.appendChild(sv("text", { "class": "lane-label", x: 8, y: y + 16 }, c.st));
-      svg.appendChild(sv("text", { "class": "lane-sub", x: 8, y: y + 30 },
-        "creation · " + c.v.replace("_", " ") + (c.r ? " (" + c.r + ")" : "") + " · by " + c.by));
+      svg.appendChild(sv("text", { "class": "lane-label", x: 8, y: y + 15 }, c.st));
+      svg.appendChild(sv("text", { "class": "lane-sub", x: 8, y: y + 28 }, "creation · " + (CLOCKS[c.b] || c.b)));
+      svg.appendChild(sv("text", { "class": "lane-sub", x: 8, y: y + 40 },
+        c.v.replace("_", " ") + (c.r ? " (" + c.r + ")" : "") + " · by " + c.by));
       svg.appendChild(sv("line", { "class": "guide", x1: x(c.ws), x2: x(c.ws), y1: y, y2: axisY }));
       var b = bar(c.ws, c.we, 2);
-      var r = sv("rect", { "class": "stage v-" + c.v, x: b.x, y: y + 5, width: b.w, height: 14, rx: 2 });
+      var r = sv("rect", { "class": "stage v-" + c.v, x: b.x, y: y + 8, width: b.w, height: 14, rx: 2 });
       r.appendChild(sv("title", {}, c.st + " span " + c.id + ": " + ms((c.ws - zero) / 1e6) + " to " +
         ms((c.we - zero) / 1e6) + " (" + ms((c.we - c.ws) / 1e6) + " long), " + c.b));
       svg.appendChild(r);
-      var a = x(v.re), z = x(c.ws), dy = y + 28;
+      var a = x(v.re), z = x(c.ws), dy = y + 34;
       var dim = sv("line", { "class": "dim" + (c.mg < 0 ? " negative" : ""), x1: a, x2: z, y1: dy, y2: dy });
       svg.appendChild(dim);
       svg.appendChild(sv("line", { "class": "dim", x1: a, x2: a, y1: dy - 4, y2: dy + 4 }));
@@ -113,17 +114,18 @@
     });
     // the load's read window, on its service's lane, with the clock bound as a band
     var ry = TOP + checks.length * ROW;
-    svg.appendChild(sv("text", { "class": "lane-label", x: 8, y: ry + 16 }, "read"));
-    svg.appendChild(sv("text", { "class": "lane-sub", x: 8, y: ry + 30 }, "load · " + v.svc));
+    svg.appendChild(sv("text", { "class": "lane-label", x: 8, y: ry + 15 }, "read"));
+    svg.appendChild(sv("text", { "class": "lane-sub", x: 8, y: ry + 28 }, "load · " + v.svc));
+    svg.appendChild(sv("text", { "class": "lane-sub", x: 8, y: ry + 40 }, v.src));
     bands.forEach(function (band) {
       var b = bar(band.lo, band.hi, 2);
-      var rect = sv("rect", { "class": "band", x: b.x, y: ry + 2, width: b.w, height: 24, rx: 3 });
+      var rect = sv("rect", { "class": "band", x: b.x, y: ry + 4, width: b.w, height: 24, rx: 3 });
       rect.appendChild(sv("title", {}, "where the read lies on " + band.c.st + "'s clock: offset in [" +
         band.c.bd[0] + ", " + band.c.bd[1] + "] ms (" + band.c.b + ")"));
       svg.appendChild(rect);
     });
     var rb = bar(v.rs, v.re, 2);
-    var read = sv("rect", { "class": "read", x: rb.x, y: ry + 7, width: rb.w, height: 14, rx: 2 });
+    var read = sv("rect", { "class": "read", x: rb.x, y: ry + 9, width: rb.w, height: 14, rx: 2 });
     read.appendChild(sv("title", {}, "read (" + v.src + "): " + ms((v.rs - zero) / 1e6) + " to " +
       ms((v.re - zero) / 1e6) + " on the load's clock"));
     svg.appendChild(read);
@@ -131,7 +133,7 @@
       // under the band, centred on it, kept inside the drawing
       var c0 = bands[0].c, mid = (x(bands[0].lo) + x(bands[0].hi)) / 2;
       mid = Math.min(Math.max(mid, LEFT + 120), W - RIGHT - 120);
-      svg.appendChild(sv("text", { "class": "band-label", x: mid, y: ry + 36, "text-anchor": "middle" },
+      svg.appendChild(sv("text", { "class": "band-label", x: mid, y: ry + 40, "text-anchor": "middle" },
         "read on the creation's clock: offset in [" + c0.bd[0] + ", " + c0.bd[1] + "] ms (" + c0.b + ")"));
     }
     return svg;
@@ -147,6 +149,12 @@
   }
 
   // -- cards and rows --------------------------------------------------------------------------------
+  var CLOCKS = {
+    "same process": "same process as the load",
+    "same host": "same host as the load",
+    "derived bound": "other host, offset bound from RPCs",
+    "tolerance": "other host, skew tolerance",
+  };
   var LABELS = { race: "race", stale_read: "stale read", ambiguous: "ambiguous", clean: "clean by data" };
   function card(v, key) {
     var art = el("article", { "class": "load v-" + v.v, "data-module": v.m, "data-load-span": v.s });
