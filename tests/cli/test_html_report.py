@@ -363,7 +363,9 @@ def test_a_large_incident_stays_small_and_every_page_of_races_shows_the_right_ti
     assert [c["module"] for c in one.cards if c["section"] == "races"] == [f"mod-0421{i}" for i in range(10)]
 
 
-def test_module_ids_and_links_are_data_never_markup(browser: Browser, tmp_path: Path) -> None:
+def test_module_ids_and_links_are_data_never_markup(
+    browser: Browser, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     hostile = [
         "<script>document.body.setAttribute('data-pwned','1')</script>",
         "</script><img src=x onerror=\"document.body.setAttribute('data-pwned','2')\">",
@@ -385,7 +387,8 @@ def test_module_ids_and_links_are_data_never_markup(browser: Browser, tmp_path: 
     text = path.read_text(encoding="utf-8")
     assert "<script>document" not in text and "</script><img" not in text and "javascript:" not in text
 
-    page = Page(browser.open(path))
+    with capsys.disabled():
+        page = Page(browser.open(path, screenshot=tmp_path / "hostile.png", size="1280,1400"))
     assert page.body.get("data-rendered") == "true" and "data-pwned" not in page.body
     assert sorted(card["module"] for card in page.cards) == sorted(hostile)  # shown as text, whole
     assert [url for url in page.urls if url[1] == "src"] == []
