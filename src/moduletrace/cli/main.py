@@ -15,6 +15,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from moduletrace._version import __version__
@@ -147,7 +148,13 @@ def _scan_arguments(parser: argparse.ArgumentParser) -> None:
         "--failed-only", action="store_true", help="races: list only loads that failed (the counts cover all loads)"
     )
     output.add_argument(
-        "--format", choices=("table", "json"), help="table (default on a terminal) or json (default otherwise)"
+        "--format",
+        choices=("table", "json", "html"),
+        help="table (default on a terminal), json (default otherwise), or html: one self-contained page with a "
+        "timeline per race (use --output)",
+    )
+    output.add_argument(
+        "--output", metavar="PATH", help="write the html page to PATH (implies --format html) and print its path"
     )
     output.add_argument("--verbose", action="store_true", help="log backend requests (never credentials) on stderr")
     backend = parser.add_argument_group("backend access (credentials may also come from the environment)")
@@ -304,6 +311,8 @@ def _run_scan(args: argparse.Namespace, command: Callable[..., Any]) -> tuple[An
 def _races(args: argparse.Namespace) -> int:
     from moduletrace import scan
 
+    if args.output or _format(args) == "html":
+        return _html(args, races=True)
     report, read = _run_scan(args, scan.races)
     shown = report.failed_only() if args.failed_only else report
     link = read.trace_url if read.links else None
@@ -318,6 +327,8 @@ def _diagnose(args: argparse.Namespace) -> int:
     from moduletrace import scan
     from moduletrace.cli.render import diagnosis_json, diagnosis_table
 
+    if args.output or _format(args) == "html":
+        return _html(args, races=False)
     report, read = _run_scan(args, scan.diagnose)
     link = read.trace_url if read.links else None
     if _format(args) == "json":
@@ -325,6 +336,34 @@ def _diagnose(args: argparse.Namespace) -> int:
     else:
         print(diagnosis_table(report, link, read.partial))
     return _exit(bool(report.diagnoses), read.partial)
+
+
+def _html(args: argparse.Namespace, races: bool) -> int:
+    """Both reports from one read, as one HTML page: to --output (its path printed), else to stdout."""
+    from moduletrace import scan
+    from moduletrace.cli.html import render_html, write_html
+
+    if args.format not in (None, "html"):
+        raise InputError(f"--output writes the html page: it goes with --format html, not {args.format}")
+    if not args.output and sys.stdout.isatty():
+        raise InputError("--format html writes a page, not text for a terminal: give --output PATH")
+    found: Any = _run_scan(args, scan.incident)  # (DiagnosisReport, RaceReport, Scan)
+    diagnosis, report, read = found
+    shown = report.failed_only() if args.failed_only else report
+    link = read.trace_url if read.links else None
+    if args.output:
+        try:
+            path = write_html(args.output, shown, diagnosis, link, read.partial, source=_described(read))
+        except OSError as exc:
+            raise InputError(f"--output {args.output}: {exc.strerror or exc}") from None
+        print(path)
+    else:
+        print(render_html(shown, diagnosis, link, read.partial, source=_described(read)))
+    return _exit(report.found_races if races else bool(diagnosis.diagnoses), read.partial)
+
+
+def _described(read: Scan) -> str:
+    return "; ".join(source.describe() for source in read.sources)
 
 
 def _exit(found: bool, partial: list[str]) -> int:
@@ -380,12 +419,31 @@ def _demo(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         print(f"moduletrace: warning: {warning}", file=sys.stderr)
     seconds = time.monotonic() - started
+    page = _demo_page(result)
     fmt = args.format or ("table" if sys.stdout.isatty() else "json")
     if fmt == "json":
-        print(json.dumps(demo_json(result), indent=2))
+        document = demo_json(result)
+        document["demo"]["report"] = str(page)
+        print(json.dumps(document, indent=2))
     else:
         print(demo_table(result, options, seconds))
+        print(f"Report (open it in a browser): {page}")
     return EXIT_OK if result.matches else EXIT_RACES
+
+
+def _demo_page(result: Any) -> Path:
+    from moduletrace.cli.html import write_html
+
+    try:
+        return write_html(
+            result.directory / "report.html",
+            result.report,
+            result.diagnosis,
+            title="moduletrace demo: incident report",
+            source=result.spans_glob,
+        )
+    except OSError as exc:
+        raise InputError(f"demo could not write its report: {exc}") from None
 
 
 if __name__ == "__main__":  # pragma: no cover
