@@ -18,7 +18,7 @@ import builtins
 import linecache
 from types import TracebackType
 
-from moduletrace.instrumentation._redact import redact
+from moduletrace.redaction import redact
 
 #: Longest exception message kept (status description and ``exception.message``).
 MAX_MESSAGE = 1024

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from moduletrace.errors import BackendError
-from moduletrace.instrumentation._redact import redact
+from moduletrace.redaction import redact
 from moduletrace.spans import ResourceCache
 
 _RETRYABLE_STATUS = {429, 502, 503, 504}
