@@ -15,8 +15,9 @@ the loads that ran before their module's commit or cache update::
         carrier = moduletrace.carrier()          # store it with the module
 
     with moduletrace.load_request(module_id, parent=carrier):
-        with moduletrace.load_db_query(module_id):
+        with moduletrace.load_db_query(module_id) as q:
             row = db.get(module_id)
+            q.found(row is not None)             # what the read saw decides, not the clocks
 """
 
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ __all__ = [
     "ModuleTraceError",
     "Parent",
     "Stage",
+    "StageHandle",
     "StageSpan",
     "__version__",
     "cache_update",

@@ -457,7 +457,11 @@ class RaceDetector:
             saw, detail = _saw(stage, read.seen, record.version)
             clock = self.clocks.compare(record.resource, read.resource)
             written = Window(record.start_ns, record.end_ns)
-            checks.append(judge_stage(stage, record.span_id, written, read.window, clock, saw, detail))
+            checks.append(
+                judge_stage(
+                    stage, record.span_id, written, read.window, clock, saw, detail, record.resource.service_name
+                )
+            )
         if not checks:
             return Unmatched(
                 module_id,
@@ -487,6 +491,7 @@ class RaceDetector:
             load_span_id=load.span_id,
             load_service=load.resource.service_name,
             read_start_ns=read.window.start_ns,
+            read_end_ns=read.window.end_ns,
             read_source=read.source,
             load_failed=load.failed,
             verdict=verdict,  # type: ignore[arg-type]

@@ -15,7 +15,8 @@ class RaceVerdict:
     trace_id: str
     load_span_id: str
     load_service: str
-    read_start_ns: int  # the start of the read window
+    read_start_ns: int  # the read window, on the load's clock
+    read_end_ns: int
     read_source: str  # which span the read window is: a database client span, the query, the request
     load_failed: bool
     verdict: Verdict

@@ -45,6 +45,7 @@ class StageCheck:
     margin_ms: float  # w_s - r_e: positive = the read ended that long before the stage began
     stage_span_id: str
     stage_window: Window
+    stage_service: str  # the service that ran the stage
     basis: str  # "same process", "same host", "derived bound", "tolerance"
     bound_ms: tuple[float, float] | None  # the clock-offset interval used across clocks, else None
     clocks_contradicted: bool  # the data said it saw the write; the clocks said the read came first
@@ -59,6 +60,7 @@ def judge_stage(
     clock: ClockBasis,
     saw: bool | None = None,
     seen_detail: str = "",
+    stage_service: str = "",
 ) -> StageCheck:
     """The verdict of the rule for one stage. ``saw``: what the load recorded (None: nothing)."""
     margin = written.start_ns - read.end_ns  # > 0: the read ended before the stage began
@@ -90,6 +92,7 @@ def judge_stage(
         margin_ms=round(margin / 1e6, 3),
         stage_span_id=stage_span_id,
         stage_window=written,
+        stage_service=stage_service,
         basis=clock.basis,
         bound_ms=bound_ms,
         clocks_contradicted=contradicted,

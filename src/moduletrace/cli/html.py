@@ -148,8 +148,7 @@ def _data(report: RaceReport, diagnosis: DiagnosisReport, link: TraceLink | None
         return found
 
     def verdict(v: RaceVerdict) -> dict[str, Any]:
-        first = v.checks[0]
-        read_end = first.stage_window.start_ns - round(first.margin_ms * 1e6)
+        read_end = v.read_end_ns
         out: dict[str, Any] = {
             "m": v.module_id,
             "t": v.trace_id,
@@ -168,6 +167,7 @@ def _data(report: RaceReport, diagnosis: DiagnosisReport, link: TraceLink | None
                     "by": c.decided_by,
                     "mg": c.margin_ms,
                     "id": c.stage_span_id,
+                    "svc": c.stage_service,
                     "ws": c.stage_window.start_ns - origin,
                     "we": c.stage_window.end_ns - origin,
                     "b": c.basis,

@@ -40,6 +40,7 @@ def _verdict(v: RaceVerdict, link: TraceLink | None) -> dict[str, Any]:
         "creation_trace_id": v.creation_trace_id,
         "load_service": v.load_service,
         "read_start": rfc3339(v.read_start_ns),
+        "read_end": rfc3339(v.read_end_ns),
         "read_source": v.read_source,
         "evidence": [
             {
@@ -49,6 +50,7 @@ def _verdict(v: RaceVerdict, link: TraceLink | None) -> dict[str, Any]:
                 "decided_by": c.decided_by,
                 "margin_ms": c.margin_ms,
                 "stage_span_id": c.stage_span_id,
+                "stage_service": c.stage_service,
                 "stage_start": rfc3339(c.stage_window.start_ns),
                 "stage_end": rfc3339(c.stage_window.end_ns),
                 "clock": c.basis,

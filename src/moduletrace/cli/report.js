@@ -92,7 +92,7 @@
     checks.forEach(function (c, i) {
       var y = TOP + i * ROW;
       svg.appendChild(sv("text", { "class": "lane-label", x: 8, y: y + 15 }, c.st));
-      svg.appendChild(sv("text", { "class": "lane-sub", x: 8, y: y + 28 }, "creation · " + (CLOCKS[c.b] || c.b)));
+      svg.appendChild(sv("text", { "class": "lane-sub", x: 8, y: y + 28 }, (c.svc || "creation") + " · " + (CLOCKS[c.b] || c.b)));
       svg.appendChild(sv("text", { "class": "lane-sub", x: 8, y: y + 40 },
         c.v.replace("_", " ") + (c.r ? " (" + c.r + ")" : "") + " · by " + c.by));
       svg.appendChild(sv("line", { "class": "guide", x1: x(c.ws), x2: x(c.ws), y1: y, y2: axisY }));

@@ -14,6 +14,7 @@ from moduletrace.instrumentation.propagation import Parent, carrier
 from moduletrace.instrumentation.sampling import LifecycleSampler
 from moduletrace.instrumentation.stages import (
     Stage,
+    StageHandle,
     StageSpan,
     cache_update,
     create_start,
@@ -29,6 +30,7 @@ __all__ = [
     "ModuleLoader",
     "Parent",
     "Stage",
+    "StageHandle",
     "StageSpan",
     "cache_update",
     "carrier",

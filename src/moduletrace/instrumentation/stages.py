@@ -31,16 +31,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from opentelemetry.trace import INVALID_SPAN, Span, SpanKind
+from opentelemetry.trace import Span, SpanKind
 
 from moduletrace.conventions import SPAN_NAMES
 from moduletrace.instrumentation._decorator import Call, decorate, span_kind
+from moduletrace.instrumentation._handle import OFF, StageHandle
 from moduletrace.instrumentation._span import MISSING, Attributes, end, fail, module_id_string, start
 from moduletrace.instrumentation._tracing import current_tracer
 from moduletrace.instrumentation.propagation import Parent
 
 __all__ = [
     "Stage",
+    "StageHandle",
     "StageSpan",
     "cache_update",
     "create_start",
@@ -57,8 +59,9 @@ _MISSING: Any = MISSING
 class StageSpan:
     """One lifecycle span as a context manager (``with`` and ``async with``).
 
-    ``__enter__`` returns the OpenTelemetry span, so more attributes can be set on it; it is a
-    non-recording span when tracing is off.
+    ``__enter__`` returns a :class:`StageHandle`: the OpenTelemetry span (more attributes can be
+    set on it; non-recording when tracing is off) with one-liners for what the stage saw or wrote:
+    ``q.found(row is not None)``, ``q.cache_hit(hit)``, ``c.wrote(version)``.
     """
 
     __slots__ = ("_stage", "_module_id", "_attributes", "_parent", "_as_link", "_kind", "_open")
@@ -80,10 +83,10 @@ class StageSpan:
         self._kind = kind
         self._open: tuple[Span, object] | None = None
 
-    def __enter__(self) -> Span:
+    def __enter__(self) -> StageHandle:
         tracer = current_tracer()
         if tracer is None:
-            return INVALID_SPAN
+            return OFF
         stage = self._stage
         self._open = start(
             tracer,
@@ -95,7 +98,7 @@ class StageSpan:
             self._parent,
             self._as_link,
         )
-        return INVALID_SPAN if self._open is None else self._open[0]
+        return OFF if self._open is None else StageHandle(self._open[0], stage.stage)
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         opened, self._open = self._open, None
@@ -111,7 +114,7 @@ class StageSpan:
         except RecursionError:
             pass
 
-    async def __aenter__(self) -> Span:
+    async def __aenter__(self) -> StageHandle:
         return self.__enter__()
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
@@ -253,8 +256,8 @@ class _TracingOff(StageSpan):
 
     __slots__ = ()
 
-    def __enter__(self) -> Span:
-        return INVALID_SPAN
+    def __enter__(self) -> StageHandle:
+        return OFF
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         return None
