@@ -112,3 +112,63 @@ def test_a_read_that_missed_the_write_after_the_stage_ended_is_a_stale_read() ->
     # Across clocks, "after" must clear the bound too; inside it the miss is a race.
     assert judge(Window(206, 250), TOLERANCE, saw=False) == ("stale_read", "")
     assert judge(Window(205, 250), TOLERANCE, saw=False) == ("race", "")
+
+
+# --- what a check says, exactly (responders read these lines) -----------------------------------
+
+
+def test_a_check_names_its_stage_span_window_and_how_it_was_decided() -> None:
+    check = judge_stage("cache_update", "beef", STAGE, Window(50, 99), SAME, stage_service="indexer")
+    assert (check.stage, check.stage_span_id, check.stage_window, check.stage_service) == (
+        "cache_update",
+        "beef",
+        STAGE,
+        "indexer",
+    )
+    assert (check.decided_by, check.clocks_contradicted, check.bound_ms, check.reason) == ("clocks", False, None, "")
+
+
+def test_margins_and_bounds_are_milliseconds_rounded_to_the_microsecond() -> None:
+    bound = ClockBasis("derived bound", OffsetBound(-1_234_567, 2_345_678, 4))
+    check = judge_stage("db_commit", "c", Window(10_000_000, 20_000_000), Window(0, 4_765_433), bound)
+    assert check.margin_ms == 5.235 and check.bound_ms == (-1.235, 2.346)
+
+
+def test_the_undecided_reason_turns_on_the_last_nanosecond_of_the_bound() -> None:
+    # With theta in [-5, +5] ns: a read ending 4 ns into the stage may still have ended before it.
+    assert judge(Window(50, 104), TOLERANCE) == ("ambiguous", "clock")
+    assert judge(Window(50, 105), TOLERANCE) == ("ambiguous", "overlap")
+    assert judge(Window(196, 250), TOLERANCE) == ("ambiguous", "clock")
+    assert judge(Window(195, 250), TOLERANCE) == ("ambiguous", "overlap")
+
+
+def test_explanations_say_what_decided_each_verdict() -> None:
+    def says(read: Window, clock: ClockBasis = SAME, saw: bool | None = None, detail: str = "") -> str:
+        return judge_stage("db_commit", "c0ffee", STAGE, read, clock, saw, detail).explanation
+
+    assert says(Window(50, 99)) == (
+        "the read ended 0.000 ms before db_commit span c0ffee began (same process: timestamps compare exactly)"
+    )
+    assert says(Window(120, 180)) == (
+        "the read overlapped db_commit span c0ffee (same process: timestamps compare exactly): "
+        "undecided, while the stage was in flight"
+    )
+    assert says(Window(203, 250), TOLERANCE) == (
+        "the read began 0.000 ms after db_commit span c0ffee ended (different hosts, skew tolerance 0.0 ms): "
+        "undecided, inside the clock bound"
+    )
+    assert says(Window(50, 99), saw=True) == (
+        "the load recorded that it saw the write; the clocks contradict it: the read ended 0.000 ms before "
+        "db_commit span c0ffee began (same process: timestamps compare exactly); the data wins"
+    )
+    assert says(Window(201, 250), saw=False, detail="module.data.found=false") == (
+        "the load recorded that it missed the write (module.data.found=false), although the read began 0.000 ms "
+        "after db_commit span c0ffee ended (same process: timestamps compare exactly): a stale read "
+        "(a lagging replica or cache)"
+    )
+    derived = ClockBasis("derived bound", OffsetBound(-2_000_000, 3_000_000, 7))
+    assert says(Window(150, 160), derived).endswith(
+        "(clock offset in [-2.0, 3.0] ms from 7 client/server pairs): undecided, inside the clock bound"
+    )
+    anonymous = ClockBasis("tolerance", OffsetBound(-5, 5, 0), "service svc records no host")
+    assert "(skew tolerance 0.0 ms: service svc records no host)" in says(Window(120, 180), anonymous)
