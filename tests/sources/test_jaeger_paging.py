@@ -8,14 +8,13 @@ the peers tests; the fake is here to make a page limit of 5 against 60 traces ch
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from moduletrace.demo.services import JsonHandler
 from moduletrace.scan import ScanOptions, races
 from tests.support.local_server import LocalServer
 
@@ -96,7 +95,7 @@ def _ns(text: str) -> int:
     return int(seconds) * 10**9 + int((fraction or "0").ljust(9, "0")[:9])
 
 
-class FakeJaeger(BaseHTTPRequestHandler):
+class FakeJaeger(JsonHandler):
     requests: list[dict[str, str]] = []
     traces = _traces()
 
@@ -104,31 +103,22 @@ class FakeJaeger(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path == "/api/v3/services":
-            return self._reply(200, {"services": ["svc"]})
-        if url.path == "/api/v3/operations":
+            self.reply(200, {"services": ["svc"]})
+        elif url.path == "/api/v3/operations":
             names = ["module_create_start", "module_create_db_commit", "module_load_request", "module_load_db_query"]
-            return self._reply(200, {"operations": [{"name": n} for n in names]})
-        if url.path == "/api/v3/traces":
+            self.reply(200, {"operations": [{"name": n} for n in names]})
+        elif url.path == "/api/v3/traces":
             FakeJaeger.requests.append(query)
             low, high = _ns(query["query.start_time_min"]), _ns(query["query.start_time_max"])
             found = [t for start, t in self.traces if low <= start <= high]
             found = sorted(found, key=lambda t: t["scopeSpans"][0]["spans"][0]["startTimeUnixNano"], reverse=True)
             found = found[: int(query["query.num_traces"])]
-            if not found:
-                return self._reply(404, {"error": {"httpCode": 404, "message": "No traces found"}})
-            return self._reply(200, {"result": {"resourceSpans": found}})
-        self._reply(404, {})
-
-    def _reply(self, status: int, body: object) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:
-        pass
+            if found:
+                self.reply(200, {"result": {"resourceSpans": found}})
+            else:
+                self.reply(404, {"error": {"httpCode": 404, "message": "No traces found"}})
+        else:
+            self.reply(404, {})
 
 
 @pytest.fixture

@@ -435,16 +435,13 @@ class RaceDetector:
     def _judge(self, module_id: str, state: _Module, read: Read) -> Outcome:
         """The verdict for one load; None when it is clean (most loads: kept cheap)."""
         load = read.load
+
+        def unmatched(reason: str) -> Unmatched:
+            service = load.resource.service_name
+            return Unmatched(module_id, load.trace_id, load.span_id, service, read.window.start_ns, load.failed, reason)
+
         if not state.creations:
-            return Unmatched(
-                module_id,
-                load.trace_id,
-                load.span_id,
-                load.resource.service_name,
-                read.window.start_ns,
-                load.failed,
-                "no creation spans for this module in the data",
-            )
+            return unmatched("no creation spans for this module in the data")
         creation, matched_by = _creation_for(state, load, read.window.start_ns)
         checks: list[StageCheck] = []
         missing = []
@@ -463,15 +460,7 @@ class RaceDetector:
                 )
             )
         if not checks:
-            return Unmatched(
-                module_id,
-                load.trace_id,
-                load.span_id,
-                load.resource.service_name,
-                read.window.start_ns,
-                load.failed,
-                f"creation in trace {creation.trace_id} is partial: " + ", ".join(missing),
-            )
+            return unmatched(f"creation in trace {creation.trace_id} is partial: " + ", ".join(missing))
         verdicts = {c.verdict for c in checks}
         reason = ""
         if "race" in verdicts:
