@@ -102,13 +102,13 @@ def test_file_default_writes_otlp_json_lines_that_decode_as_export_requests(tmp_
 
 def test_file_default_sends_nothing_over_otlp_unless_an_endpoint_is_configured(tmp_path: Path) -> None:
     moduletrace.configure(file=tmp_path / "spans.jsonl", instrument_httpx=False)
-    exporters = [p.span_exporter for p in configure_module._state["processors"]]
+    exporters = [p.span_exporter for p in configure_module._state.processors]
     assert [type(e).__name__ for e in exporters] == ["OTLPJsonFileExporter"]
 
 
 def test_file_and_endpoint_export_to_both(tmp_path: Path) -> None:
     moduletrace.configure(file=tmp_path / "spans.jsonl", endpoint="http://127.0.0.1:1", instrument_httpx=False)
-    exporters = [p.span_exporter for p in configure_module._state["processors"]]
+    exporters = [p.span_exporter for p in configure_module._state.processors]
     assert [type(e).__name__ for e in exporters] == ["OTLPJsonFileExporter", "OTLPSpanExporter"]
     assert exporters[1]._endpoint == "http://127.0.0.1:1/v1/traces"  # type: ignore[attr-defined]
 
@@ -123,7 +123,7 @@ def test_environment_names_the_service_and_resource_over_the_code(monkeypatch: p
     assert attributes["service.name"] == "from-env"
     assert attributes["deployment.environment.name"] == "prod"
     assert attributes["service.instance.id"] == "pod-7"
-    assert configure_module._state["processors"] == []
+    assert configure_module._state.processors == []
 
 
 def test_sdk_disabled_leaves_tracing_off(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -219,7 +219,7 @@ def test_shutdown_flushes_a_provider_configure_did_not_install() -> None:
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=600_000))
     trace.set_tracer_provider(provider)
     assert moduletrace.configure(instrument_httpx=False) is provider
-    assert configure_module._state["processors"] == []  # it exports already: nothing added
+    assert configure_module._state.processors == []  # it exports already: nothing added
     with moduletrace.load_request("m-1"):
         pass
     assert exporter.get_finished_spans() == ()

@@ -22,11 +22,12 @@ import sys
 import threading
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.util.types import AttributeValue
 
@@ -36,13 +37,24 @@ from moduletrace.instrumentation.file_exporter import OTLPJsonFileExporter
 
 # Re-entrant: the SIGTERM handler may run shutdown() in the main thread while it is inside configure().
 _lock = threading.RLock()
-_state: dict[str, Any] = {
-    "provider": None,  # the SDK TracerProvider in use (ours or the service's / the agent's)
-    "owned": False,  # configure() installed it
-    "processors": [],  # what configure() added to it
-    "exit_timeout": 5.0,
-    "stops_provider": False,  # we took over the provider's own exit hook, so we stop it at exit
-}
+
+
+@dataclass
+class _Configured:
+    """What configure() set up, for shutdown(), flush() and the exit hooks."""
+
+    provider: TracerProvider | None = None  # the SDK TracerProvider in use (ours or the service's / the agent's)
+    owned: bool = False  # configure() installed it
+    processors: list[SpanProcessor] = field(default_factory=list)  # what configure() added to it
+    exit_timeout: float = 5.0
+    stops_provider: bool = False  # we took over the provider's own exit hook, so we stop it at exit
+
+    def update(self, **changes: Any) -> None:
+        for name, value in changes.items():
+            setattr(self, name, value)
+
+
+_state = _Configured()
 _TRUE = ("true", "1", "yes", "on")
 
 
@@ -95,16 +107,16 @@ def _configure(
     instrument_httpx: bool,
     exit_timeout: float,
 ) -> TracerProvider | None:
-    if _state["provider"] is not None:
+    if _state.provider is not None:
         logger.info("moduletrace: configure() was already called; keeping the first configuration")
-        return _state["provider"]  # type: ignore[no-any-return]
+        return _state.provider
     if instrument_httpx:
         _instrument_httpx()
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         logger.info("moduletrace: OTEL_SDK_DISABLED=true, tracing stays off")
         return None
     file = file or os.environ.get("MODULETRACE_FILE") or None
-    _state["exit_timeout"] = exit_timeout
+    _state.exit_timeout = exit_timeout
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
         # The service (or the opentelemetry-instrument agent) owns its provider: add only what it
@@ -160,11 +172,11 @@ def shutdown(timeout: float = 5.0) -> bool:
     not waited for, when the time is up: the process can always exit.
     """
     with _lock:
-        provider = _state["provider"]
+        provider = _state.provider
         if provider is None:
             return True
-        processors = list(_state["processors"])
-        stops_provider = _state["stops_provider"]
+        processors = list(_state.processors)
+        stops_provider = _state.stops_provider
         _state.update(provider=None, processors=[], stops_provider=False)
 
     def run() -> None:
@@ -191,11 +203,10 @@ def flush(timeout: float = 5.0) -> bool:
 
 
 def _flush(timeout: float, then: str) -> bool:
-    provider = _state["provider"]
-    if provider is None:
-        provider = trace.get_tracer_provider()
-        if not isinstance(provider, TracerProvider):
-            return True
+    in_use = _state.provider or trace.get_tracer_provider()
+    if not isinstance(in_use, TracerProvider):
+        return True
+    provider = in_use
 
     def run() -> None:
         try:
@@ -208,7 +219,7 @@ def _flush(timeout: float, then: str) -> bool:
 
 def exit_timeout() -> float:
     """The ``exit_timeout`` given to configure() (5 s by default): the bound of every exit flush."""
-    return float(_state["exit_timeout"])
+    return float(_state.exit_timeout)
 
 
 def _bounded(work: Any, timeout: float, then: str = "exiting anyway") -> bool:
@@ -222,11 +233,11 @@ def _bounded(work: Any, timeout: float, then: str = "exiting anyway") -> bool:
 
 
 def _flush_at_exit() -> None:
-    shutdown(_state["exit_timeout"])
+    shutdown(_state.exit_timeout)
 
 
 def _flush_on_signal() -> None:
-    _flush(_state["exit_timeout"], "the signal takes its course")
+    _flush(_state.exit_timeout, "the signal takes its course")
 
 
 def _take_over_exit_hook(provider: TracerProvider) -> bool:
@@ -540,7 +551,7 @@ async def _async_hook(span: Any, request: Any, response: Any) -> None:
 
 def _reset_for_tests() -> None:
     """Forget the configuration (tests only; the OpenTelemetry global is reset separately)."""
-    for processor in _state["processors"]:
+    for processor in _state.processors:
         processor.shutdown()
     _state.update(provider=None, owned=False, processors=[], stops_provider=False)
     exit_hooks.uninstall()
