@@ -44,11 +44,13 @@ from moduletrace.conventions import (
     EXCEPTION_TYPE,
     HTTP_RESPONSE_STATUS_CODE,
     LIFECYCLE_SPAN_NAMES,
+    LOAD_DB_QUERY,
     POOL_IN_USE,
     POOL_SIZE,
     POOL_TIMED_OUT,
     POOL_TIMEOUT_S,
     POOL_WAIT_MS,
+    SPAN_NAMES,
 )
 from moduletrace.spans import STATUS_ERROR, Span
 
@@ -269,7 +271,7 @@ class Diagnoser:
                 "(or set error.type) so the cause has a name"
             )
         if not judgement.load.query_span_id:
-            hints.append("no module_load_db_query span: wrap the read in moduletrace.load_db_query")
+            hints.append(f"no {SPAN_NAMES[LOAD_DB_QUERY]} span: wrap the read in moduletrace.load_db_query")
         if not any(k.startswith(DATA_PREFIX) for a in seen for k in a):
             hints.append(
                 "no data versions: moduletrace.record_data_version(found=..., observed_version=...) on the read "

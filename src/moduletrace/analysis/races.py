@@ -66,7 +66,7 @@ class StageSpan(NamedTuple):
     ok: bool
     resource: Resource
     error: str
-    version: Any = None  # module.data.version on a commit, module.cache.version on a cache update
+    version: Any = None  # DATA_VERSION on a commit, CACHE_VERSION on a cache update
 
 
 @dataclass(slots=True)
@@ -99,7 +99,7 @@ class Load(NamedTuple):
     failed: bool
     resource: Resource
     linked_traces: tuple[str, ...]
-    seen: Mapping[str, Any] | None = None  # module.data.found / observed_version / cache.hit
+    seen: Mapping[str, Any] | None = None  # DATA_FOUND / DATA_OBSERVED_VERSION / CACHE_HIT
     query_span_id: str = ""  # the first query's span, when the load has one
 
 

@@ -1,7 +1,7 @@
 """The race rule, version 2 (docs/design.md), for one load against one creation stage: a pure function.
 
 The stage window ``W = [w_s, w_e]`` is the stage's span; the read window ``R = [r_s, r_e]`` is what
-the load read in (its database client span, else its ``module_load_db_query``, else its request).
+the load read in (its database client span, else its database-query stage span, else its request).
 First match wins:
 
 1. data: the load recorded what it saw. Saw the write: ``clean`` (if the clocks said the read ended

@@ -107,9 +107,9 @@ def record_token(
     """Record a token's times at this moment: expires in, age, lifetime, expired, not yet valid.
 
     Give the token (a JWT's claims are decoded, nothing is verified), or its ``claims``, or the
-    times (Unix seconds) your service already knows. Sets ``module.auth.token_expires_in_s``,
-    ``module.auth.token_age_s``, ``module.auth.token_ttl_s``, ``module.auth.token_expired``,
-    ``module.auth.token_not_yet_valid`` and ``module.auth.token_id`` (a keyed hash, see
+    times (Unix seconds) your service already knows. Sets the ``AUTH_TOKEN_*`` attributes of
+    :mod:`moduletrace.conventions` (expires in, age, lifetime, expired, not yet valid, and an id
+    that is a keyed hash, see
     :func:`token_id`). Never the token.
     """
     try:
@@ -215,9 +215,10 @@ def pool_wait(
 ) -> Iterator[None]:
     """Time the wait for a pooled connection, for any pool: wrap the acquire in it.
 
-    Records ``module.pool.name``, ``module.pool.wait_ms`` and, when the acquire raises one of
-    ``timeout_errors`` (or an exception whose type name says timeout), ``module.pool.timed_out``
-    with a snapshot of ``module.pool.size``, ``module.pool.in_use`` and ``module.pool.timeout_s``.
+    Records the pool's name and the wait (``POOL_NAME``, ``POOL_WAIT_MS`` in
+    :mod:`moduletrace.conventions`) and, when the acquire raises one of ``timeout_errors`` (or an
+    exception whose type name says timeout), ``POOL_TIMED_OUT`` with a snapshot of the pool's size,
+    use and timeout.
     The exception itself passes through unchanged.
     """
     target = _target(span)
@@ -266,8 +267,8 @@ def instrument_sqlalchemy_pool(engine_or_pool: Any, name: str | None = None) -> 
     """Record the connection wait of a SQLAlchemy engine's pool on the current span.
 
     Wraps the pool's ``connect`` (with wrapt, so ``uninstrument_sqlalchemy_pool`` restores it): the
-    span current at checkout (your ``load_db_query``) gets ``module.pool.wait_ms`` and, on
-    SQLAlchemy's pool timeout, ``module.pool.timed_out`` with the pool's size, overflow and checked-
+    span current at checkout (your ``load_db_query``) gets the wait (``POOL_WAIT_MS``) and, on
+    SQLAlchemy's pool timeout, ``POOL_TIMED_OUT`` with the pool's size, overflow and checked-
     out count at that moment.
     """
     import wrapt

@@ -9,7 +9,7 @@
         show(f"Failed to load module (ref {error.trace_id})")   # searchable in Jaeger/Tempo
         log.warning("%s", error)                               # "... not_found after 4 attempts ..."
 
-Each attempt is its own ``module_load_request`` span with ``module.load.attempt`` (1-based), so
+Each attempt is its own load-request span carrying its attempt number (``LOAD_ATTEMPT``, 1-based), so
 ``races`` and ``diagnose`` judge every attempt. Retries use tenacity's exponential backoff with
 full jitter; by default a not-found (the module may not be visible yet), a pool timeout or a
 transient error is retried, an auth failure is not (a token needs refreshing, not waiting for).
