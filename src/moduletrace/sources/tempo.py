@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from moduletrace.conventions import MODULE_ID, MODULE_STAGE, SPAN_NAMES
+from moduletrace.conventions import CREATE_START, CREATION_STAGES, MODULE_ID, MODULE_STAGE
 from moduletrace.errors import BackendError, InputError
 from moduletrace.sources.http import BackendSource
 from moduletrace.sources.otlp_json import FormatError, decode
@@ -33,7 +33,7 @@ _MAX_SPLITS = 12
 #: Tempo's default ``query_frontend.search.max_duration``: a longer search window is a 400.
 _DEFAULT_MAX_WINDOW_S = 168 * 3600
 #: The creation stages, whose spans a load without its creation in the window is missing.
-_CREATION_STAGES = tuple(stage for stage, name in SPAN_NAMES.items() if name.startswith("module_create"))
+_CREATION_STAGES = (CREATE_START, *CREATION_STAGES)
 
 # The 400 bodies of Tempo's query frontend (plain text), modules/frontend/search_sharder.go and
 # search_handlers.go: "range specified by start and end exceeds 168h0m0s. received start=.. end=..",
