@@ -10,5 +10,7 @@ shutdown and in Celery's worker shutdown signals. These modules add what a frame
   task headers) and the worker-process hooks;
 - :mod:`.flask`: ``instrument_app(app)``: the same decorator check for Flask views;
 - :mod:`.gunicorn`: ``post_worker_init`` / ``worker_exit`` server hooks for ``gunicorn.conf.py``
-  (needed with ``--preload`` only).
+  (needed with ``--preload`` only);
+- :mod:`.sqlalchemy`: ``TraceCarrierMixin`` / ``CarrierType``: the creation's carrier kept in the
+  module's row, continued by every later load.
 """
