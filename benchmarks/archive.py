@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
-import os
 import random
 import sys
 from dataclasses import dataclass, field
@@ -250,10 +249,32 @@ class _Module:
         error = None if status < 500 else "HTTPStatusError"
         client_id = self.gen.span_id()
         url = f"http://module-service{path}"
-        self.span(client_id, "host-a", "httpx", trace, parent, method, 3, start, client_end,
-                  [_s("url.full", url), _i("http.response.status_code", status)], error=error)
-        self.span(server_id, "host-b", "asgi", trace, client_id, f"{method} {route}", 2, server_start, server_end,
-                  [_s("http.route", route), _i("http.response.status_code", status)], error=error)
+        self.span(
+            client_id,
+            "host-a",
+            "httpx",
+            trace,
+            parent,
+            method,
+            3,
+            start,
+            client_end,
+            [_s("url.full", url), _i("http.response.status_code", status)],
+            error=error,
+        )
+        self.span(
+            server_id,
+            "host-b",
+            "asgi",
+            trace,
+            client_id,
+            f"{method} {route}",
+            2,
+            server_start,
+            server_end,
+            [_s("http.route", route), _i("http.response.status_code", status)],
+            error=error,
+        )
         return client_end
 
     # -- the module's life -----------------------------------------------------------------
@@ -299,7 +320,9 @@ class _Module:
             c_start = server_start + offset
             commit_id = gen.span_id()
             db_at = self.db("host-b", trace, commit_id, c_start + 30 * US, "BEGIN")
-            db_at = self.db("host-b", trace, commit_id, db_at + 20 * US, "INSERT INTO modules (id, body) VALUES ($1, $2)")
+            db_at = self.db(
+                "host-b", trace, commit_id, db_at + 20 * US, "INSERT INTO modules (id, body) VALUES ($1, $2)"
+            )
             commit_at = db_at + 20 * US
             visible = commit_at + 100 * US  # the row is visible inside the COMMIT statement
             self.db("host-b", trace, commit_id, commit_at, "COMMIT")
@@ -307,23 +330,73 @@ class _Module:
             loop_lag = rng.choice((0, 0, rng.randint(1, 15) * MS)) if ok else 0
             c_end = max(c_start + duration, visible + 300 * US) + loop_lag
             extra = [_i("module.data.version", version) if ok else _s("error.type", "SerializationFailure")]
-            self.span(commit_id, "host-b", "moduletrace", trace, create_id, NAMES["db_commit"], 1, c_start, c_end,
-                      self.stage("db_commit", extra), error=None if ok else "SerializationFailure")
+            self.span(
+                commit_id,
+                "host-b",
+                "moduletrace",
+                trace,
+                create_id,
+                NAMES["db_commit"],
+                1,
+                c_start,
+                c_end,
+                self.stage("db_commit", extra),
+                error=None if ok else "SerializationFailure",
+            )
             commits.append((c_start, c_end, visible, ok))
         if not never:
             cache_id = gen.span_id()
             redis_at = server_start + cache_start + 40 * US
-            self.span(gen.span_id(), "host-b", "redis", trace, cache_id, "SET", 3, redis_at,
-                      redis_at + rng.randint(80, 300) * US,
-                      [_s("db.system.name", "redis"), _s("db.operation.name", "SET")])
-            self.span(cache_id, "host-b", "moduletrace", trace, create_id, NAMES["cache_update"], 1,
-                      server_start + cache_start, server_start + cache_end,
-                      self.stage("cache_update", [_i("module.cache.version", version)]))
+            self.span(
+                gen.span_id(),
+                "host-b",
+                "redis",
+                trace,
+                cache_id,
+                "SET",
+                3,
+                redis_at,
+                redis_at + rng.randint(80, 300) * US,
+                [_s("db.system.name", "redis"), _s("db.operation.name", "SET")],
+            )
+            self.span(
+                cache_id,
+                "host-b",
+                "moduletrace",
+                trace,
+                create_id,
+                NAMES["cache_update"],
+                1,
+                server_start + cache_start,
+                server_start + cache_end,
+                self.stage("cache_update", [_i("module.cache.version", version)]),
+            )
         create_end = server_start + max(work, (last_end if never else cache_end)) + 50 * US
-        self.span(create_id, "host-b", "moduletrace", trace, server_id, NAMES["create_start"], 1, server_start + cs,
-                  create_end, self.stage("create_start"), error="CommitFailed" if never else None)
-        self.span(root_id, "host-a", "app", trace, "", "create module", 1, t - 200 * US, client_end + 150 * US,
-                  [_s("canvas.action", "create")])
+        self.span(
+            create_id,
+            "host-b",
+            "moduletrace",
+            trace,
+            server_id,
+            NAMES["create_start"],
+            1,
+            server_start + cs,
+            create_end,
+            self.stage("create_start"),
+            error="CommitFailed" if never else None,
+        )
+        self.span(
+            root_id,
+            "host-a",
+            "app",
+            trace,
+            "",
+            "create module",
+            1,
+            t - 200 * US,
+            client_end + 150 * US,
+            [_s("canvas.action", "create")],
+        )
         ok_commits = [c for c in commits if c[3]]
         return {
             "trace": trace,
@@ -372,8 +445,19 @@ class _Module:
             if record_found:
                 attrs.append(_b("module.data.found", found))
             parent = request_id if direct else server_id
-            self.span(query_id, host, "moduletrace", trace, parent, NAMES["load_db_query"], 1, query_start, query_end,
-                      attrs, error="ModuleNotFound" if error == "ModuleNotFound" else None)
+            self.span(
+                query_id,
+                host,
+                "moduletrace",
+                trace,
+                parent,
+                NAMES["load_db_query"],
+                1,
+                query_start,
+                query_end,
+                attrs,
+                error="ModuleNotFound" if error == "ModuleNotFound" else None,
+            )
         request_attrs = self.stage("load_request")
         if record_cache:
             cache_visible = creation["cache_visible"] if creation is not None else None
@@ -384,13 +468,34 @@ class _Module:
         else:
             status = 404 if error == "ModuleNotFound" else (504 if error else 200)
             work = query_end - (client_start + out_latency) + 300 * US
-            client_end = self.http_pair(trace, request_id, "GET", "/modules/{id}", f"/modules/{self.id}",
-                                        client_start, out_latency, work, status, server_id)
+            client_end = self.http_pair(
+                trace,
+                request_id,
+                "GET",
+                "/modules/{id}",
+                f"/modules/{self.id}",
+                client_start,
+                out_latency,
+                work,
+                status,
+                server_id,
+            )
             request_end = client_end + rng.randint(100, 800) * US
         if error is not None:
             request_attrs.append(_s("error.type", error))
-        self.span(request_id, "host-a", "moduletrace", trace, "", NAMES["load_request"], 1, start, request_end,
-                  request_attrs, error=error)
+        self.span(
+            request_id,
+            "host-a",
+            "moduletrace",
+            trace,
+            "",
+            NAMES["load_request"],
+            1,
+            start,
+            request_end,
+            request_attrs,
+            error=error,
+        )
 
 
 class _Generator:
@@ -415,25 +520,65 @@ def _noise(gen: _Generator, at: int) -> None:
     skew = CLOCK_OFFSET_NS if host == "host-b" else 0
     trace = gen.trace_id()
     if kind < 0.4:
-        spans = [(host, "asgi", {"traceId": trace, "spanId": gen.span_id(), "flags": 256, "name": "GET /healthz",
-                                 "kind": 2, "startTimeUnixNano": str(at + skew),
-                                 "endTimeUnixNano": str(at + skew + 180 * US),
-                                 "attributes": [_s("http.route", "/healthz"), _i("http.response.status_code", 200)],
-                                 "status": {}}, at + 180 * US)]
+        spans = [
+            (
+                host,
+                "asgi",
+                {
+                    "traceId": trace,
+                    "spanId": gen.span_id(),
+                    "flags": 256,
+                    "name": "GET /healthz",
+                    "kind": 2,
+                    "startTimeUnixNano": str(at + skew),
+                    "endTimeUnixNano": str(at + skew + 180 * US),
+                    "attributes": [_s("http.route", "/healthz"), _i("http.response.status_code", 200)],
+                    "status": {},
+                },
+                at + 180 * US,
+            )
+        ]
     else:
         root = gen.span_id()
         end = at + rng.randint(1, 20) * MS
-        spans = [("host-a", "app", {"traceId": trace, "spanId": root, "flags": 256, "name": "render canvas", "kind": 1,
-                                    "startTimeUnixNano": str(at), "endTimeUnixNano": str(end),
-                                    "attributes": [_i("canvas.modules", rng.randint(1, 60))], "status": {}}, end)]
+        spans = [
+            (
+                "host-a",
+                "app",
+                {
+                    "traceId": trace,
+                    "spanId": root,
+                    "flags": 256,
+                    "name": "render canvas",
+                    "kind": 1,
+                    "startTimeUnixNano": str(at),
+                    "endTimeUnixNano": str(end),
+                    "attributes": [_i("canvas.modules", rng.randint(1, 60))],
+                    "status": {},
+                },
+                end,
+            )
+        ]
         if kind > 0.7:
-            spans.append(("host-a", "redis", {"traceId": trace, "spanId": gen.span_id(), "parentSpanId": root,
-                                              "flags": 768, "name": "GET", "kind": 3,
-                                              "startTimeUnixNano": str(at + 100 * US),
-                                              "endTimeUnixNano": str(at + 400 * US),
-                                              "attributes": [_s("db.system.name", "redis"),
-                                                             _s("db.operation.name", "GET")], "status": {}},
-                          at + 400 * US))
+            spans.append(
+                (
+                    "host-a",
+                    "redis",
+                    {
+                        "traceId": trace,
+                        "spanId": gen.span_id(),
+                        "parentSpanId": root,
+                        "flags": 768,
+                        "name": "GET",
+                        "kind": 3,
+                        "startTimeUnixNano": str(at + 100 * US),
+                        "endTimeUnixNano": str(at + 400 * US),
+                        "attributes": [_s("db.system.name", "redis"), _s("db.operation.name", "GET")],
+                        "status": {},
+                    },
+                    at + 400 * US,
+                )
+            )
     for host, scope, span, end in spans:
         gen.writer.add(end, host, scope, span)
 

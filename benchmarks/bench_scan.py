@@ -38,18 +38,26 @@ import archive  # noqa: E402
 JSON_LOOP = "import json,sys\nwith open(sys.argv[1],'rb') as f:\n    for line in f: json.loads(line)\n"
 ORJSON_LOOP = "import orjson,sys\nwith open(sys.argv[1],'rb') as f:\n    for line in f: orjson.loads(line)\n"
 BASELINE = "json.loads loop"
+RACES = "races --format json"
 
 
 def commands(path: str, duckdb_threads: int | None) -> dict[str, list[str]]:
     py = sys.executable
     out = {
-        "races --format json": [py, "-m", "moduletrace", "races", "--file", path, "--format", "json"],
+        RACES: [py, "-m", "moduletrace", "races", "--file", path, "--format", "json"],
         BASELINE: [py, "-c", JSON_LOOP, path],
         "duckdb peer": [py, str(HERE / "duckdb_races.py"), path],
         "diagnose": [py, "-m", "moduletrace", "diagnose", "--file", path],
         "orjson.loads loop": [py, "-c", ORJSON_LOOP, path],
         "races, msgspec decoder (prototype)": [
-            py, str(HERE / "msgspec_decode.py"), "races", "--file", path, "--format", "json"],
+            py,
+            str(HERE / "msgspec_decode.py"),
+            "races",
+            "--file",
+            path,
+            "--format",
+            "json",
+        ],
     }
     if duckdb_threads is not None:
         out["duckdb peer"] += ["--threads", str(duckdb_threads)]
@@ -68,6 +76,7 @@ class Timings:
     samples: list[Sample] = field(default_factory=list)
     cpu_ratio: list[float] = field(default_factory=list)
     wall_ratio: list[float] = field(default_factory=list)
+    cpu_vs_races: list[float] = field(default_factory=list)
 
 
 #: Peak RSS is read by GNU time, not from our own wait4: Linux carries the exec'ing process's memory
@@ -102,7 +111,9 @@ def check_answers(path: str) -> list[str]:
     env = dict(os.environ)
     ours = subprocess.run(
         [sys.executable, "-m", "moduletrace", "races", "--file", path, "--format", "json"],
-        capture_output=True, env=env, check=False,
+        capture_output=True,
+        env=env,
+        check=False,
     ).stdout
     report = json.loads(ours)
     peer = duckdb_races.races(path)
@@ -110,12 +121,17 @@ def check_answers(path: str) -> list[str]:
     if diff:
         problems.append(
             "duckdb peer and races differ: "
-            + ", ".join(f"{name}: {len(v.get('only_moduletrace', []))} only races, "
-                        f"{len(v.get('only_duckdb', []))} only duckdb" for name, v in diff.items() if name != "loads")
+            + ", ".join(
+                f"{name}: {len(v.get('only_moduletrace', []))} only races, {len(v.get('only_duckdb', []))} only duckdb"
+                for name, v in diff.items()
+                if name != "loads"
+            )
         )
     prototype = subprocess.run(
         [sys.executable, str(HERE / "msgspec_decode.py"), "races", "--file", path, "--format", "json"],
-        capture_output=True, env=env, check=False,
+        capture_output=True,
+        env=env,
+        check=False,
     ).stdout
     if prototype != ours:
         problems.append("the msgspec prototype's report differs from the command's")
@@ -135,13 +151,16 @@ def bench(path: str, runs: int, names: list[str], duckdb_threads: int | None) ->
     results = {name: Timings() for name in argvs}
     order = list(argvs)
     for round_ in range(runs):
-        rotated = order[round_ % len(order):] + order[: round_ % len(order)]
+        rotated = order[round_ % len(order) :] + order[: round_ % len(order)]
         this = {name: run_once(argvs[name]) for name in rotated}
         base = this[BASELINE]
+        races = this.get(RACES)
         for name, sample in this.items():
             results[name].samples.append(sample)
             results[name].cpu_ratio.append(sample.cpu / base.cpu)
             results[name].wall_ratio.append(sample.wall / base.wall)
+            if races is not None:
+                results[name].cpu_vs_races.append(sample.cpu / races.cpu)
         print(f"  round {round_ + 1}/{runs} done", file=sys.stderr)
     return results
 
@@ -150,7 +169,7 @@ def table(results: dict[str, Timings]) -> list[dict[str, Any]]:
     rows = []
     print(
         f"  {'command':36s} {'CPU s':>7s} {'CPU/json':>8s} {'(min-max)':>13s} {'wall s':>7s} {'wall/json':>9s}"
-        f" {'(min-max)':>13s} {'RSS MiB':>8s}"
+        f" {'(min-max)':>13s} {'RSS MiB':>8s} {'CPU/races':>9s}"
     )
     for name, t in results.items():
         cpu = statistics.median(s.cpu for s in t.samples)
@@ -165,11 +184,14 @@ def table(results: dict[str, Timings]) -> list[dict[str, Any]]:
             "wall_ratio": statistics.median(t.wall_ratio),
             "wall_ratio_range": [min(t.wall_ratio), max(t.wall_ratio)],
             "rss_mib": rss,
+            "cpu_vs_races": statistics.median(t.cpu_vs_races) if t.cpu_vs_races else None,
+            "samples": [vars(sample) for sample in t.samples],
         }
         rows.append(row)
         print(
             f"  {name:36s} {cpu:7.2f} {row['cpu_ratio']:7.2f}x {_range(row['cpu_ratio_range']):>13s} {wall:7.2f}"
             f" {row['wall_ratio']:8.2f}x {_range(row['wall_ratio_range']):>13s} {rss:8.0f}"
+            + (f" {row['cpu_vs_races']:8.2f}x" if row["cpu_vs_races"] is not None else "")
         )
     return rows
 
@@ -184,19 +206,25 @@ def targets(rows: list[dict[str, Any]], spans: int) -> None:
     if races is None:
         return
     limit = 1.0 if spans >= 1_000_000 else 2.0
-    print(f"  races CPU {races['cpu_ratio']:.2f}x json.loads (target <= {limit:.1f}x): "
-          f"{'met' if races['cpu_ratio'] <= limit else 'NOT met'}")
+    print(
+        f"  races CPU {races['cpu_ratio']:.2f}x json.loads (target <= {limit:.1f}x): "
+        f"{'met' if races['cpu_ratio'] <= limit else 'NOT met'}"
+    )
     if "duckdb peer" in by:
         peer = by["duckdb peer"]
-        print(f"  races CPU / duckdb CPU = {races['cpu_s'] / peer['cpu_s']:.2f} (target <= 1): "
-              f"{'met' if races['cpu_s'] <= peer['cpu_s'] else 'NOT met'}; "
-              f"wall {races['wall_s'] / peer['wall_s']:.2f}")
+        print(
+            f"  races CPU / duckdb CPU = {races['cpu_s'] / peer['cpu_s']:.2f} (target <= 1): "
+            f"{'met' if races['cpu_s'] <= peer['cpu_s'] else 'NOT met'}; "
+            f"wall {races['wall_s'] / peer['wall_s']:.2f}"
+        )
     if "diagnose" in by:
         ratio = by["diagnose"]["cpu_s"] / races["cpu_s"]
         print(f"  diagnose CPU / races CPU = {ratio:.2f} (target <= 1.2): {'met' if ratio <= 1.2 else 'NOT met'}")
     if spans >= 1_000_000:
-        print(f"  races peak RSS {races['rss_mib']:.0f} MiB (target <= 400): "
-              f"{'met' if races['rss_mib'] <= 400 else 'NOT met'}")
+        print(
+            f"  races peak RSS {races['rss_mib']:.0f} MiB (target <= 400): "
+            f"{'met' if races['rss_mib'] <= 400 else 'NOT met'}"
+        )
 
 
 def archive_for(data: Path, spans: int) -> str:

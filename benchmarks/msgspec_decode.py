@@ -147,22 +147,50 @@ def _decode(record: bytes, resources: ResourceCache, wanted: Wanted | None) -> l
                 if len(trace_id) != 32 or len(span_id) != 16 or (parent and len(parent) != 16):
                     raise _Fallback  # base64 or stripped ids: the generic decoder's job
                 if want is BARE:
-                    append(Span(trace_id.lower(), span_id.lower(), parent.lower(), name, kind,
-                                raw.startTimeUnixNano, raw.endTimeUnixNano, 0, "", _NO_ATTRIBUTES, resource))
+                    append(
+                        Span(
+                            trace_id.lower(),
+                            span_id.lower(),
+                            parent.lower(),
+                            name,
+                            kind,
+                            raw.startTimeUnixNano,
+                            raw.endTimeUnixNano,
+                            0,
+                            "",
+                            _NO_ATTRIBUTES,
+                            resource,
+                        )
+                    )
                     continue
                 status = raw.status
                 attributes = raw.attributes
                 links = raw.links
-                append(Span(
-                    trace_id.lower(), span_id.lower(), parent.lower(), name, kind,
-                    raw.startTimeUnixNano, raw.endTimeUnixNano,
-                    status.code if status is not None else 0,
-                    status.message if status is not None else "",
-                    _attributes(_attributes_decoder.decode(attributes)) if attributes else {},
-                    resource,
-                    tuple(Link(otlp_json.decode_id(link.traceId, 32), otlp_json.decode_id(link.spanId, 16),
-                               _attributes(link.attributes)) for link in links) if links else (),
-                ))
+                append(
+                    Span(
+                        trace_id.lower(),
+                        span_id.lower(),
+                        parent.lower(),
+                        name,
+                        kind,
+                        raw.startTimeUnixNano,
+                        raw.endTimeUnixNano,
+                        status.code if status is not None else 0,
+                        status.message if status is not None else "",
+                        _attributes(_attributes_decoder.decode(attributes)) if attributes else {},
+                        resource,
+                        tuple(
+                            Link(
+                                otlp_json.decode_id(link.traceId, 32),
+                                otlp_json.decode_id(link.spanId, 16),
+                                _attributes(link.attributes),
+                            )
+                            for link in links
+                        )
+                        if links
+                        else (),
+                    )
+                )
     return out
 
 

@@ -30,8 +30,9 @@ from collections.abc import Callable
 from moduletrace import scan
 from moduletrace.analysis.diagnosis import Diagnoser
 from moduletrace.analysis.diagnosis import wanted as diagnosis_wanted
-from moduletrace.analysis.races import RaceDetector, wanted as race_wanted
-from moduletrace.cli.render import as_json, diagnosis_json
+from moduletrace.analysis.races import RaceDetector
+from moduletrace.analysis.races import wanted as race_wanted
+from moduletrace.cli.render import as_json
 from moduletrace.sources import file as file_source
 from moduletrace.sources.otlp_json import decode
 from moduletrace.spans import ResourceCache
@@ -148,10 +149,11 @@ def main() -> None:
     diag_rows = [
         ("interpreter start + imports", start_s + import_s),
         ("read + parse", t["+ parse (loads)"]),
-        ("decode to Span (all spans whole)",
-         t["+ decode to Span (every span whole: diagnose)"] - t["+ parse (loads)"]),
-        ("diagnoser add",
-         t["diagnose: whole scan (+ diagnoser add)"] - t["+ decode to Span (every span whole: diagnose)"]),
+        ("decode to Span (all spans whole)", t["+ decode to Span (every span whole: diagnose)"] - t["+ parse (loads)"]),
+        (
+            "diagnoser add",
+            t["diagnose: whole scan (+ diagnoser add)"] - t["+ decode to Span (every span whole: diagnose)"],
+        ),
         ("reports", t["diagnose: reports"]),
         ("render table", t["diagnose: render table"]),
     ]
