@@ -21,10 +21,14 @@ SQL = Path(__file__).with_name("duckdb_races.sql")
 LISTS = ("races", "ambiguous", "stale_reads", "clocks_contradicted", "unmatched")
 
 
-def races(path: str, skew_tolerance_ms: float = 5.0, threads: int | None = None) -> dict[str, Any]:
+def races(
+    path: str, skew_tolerance_ms: float = 5.0, threads: int | None = None, memory_limit: str | None = None
+) -> dict[str, Any]:
     connection = duckdb.connect(":memory:")
     if threads is not None:
         connection.execute(f"SET threads = {int(threads)}")
+    if memory_limit is not None:
+        connection.execute("SET memory_limit = ?", [memory_limit])
     rows = connection.execute(
         SQL.read_text(), {"file": path, "tolerance_ns": int(skew_tolerance_ms * 1_000_000)}
     ).fetchall()
@@ -58,8 +62,9 @@ def main() -> int:
     parser.add_argument("file")
     parser.add_argument("--skew-tolerance", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--memory-limit", default=None, help="DuckDB's memory_limit, e.g. 350MB")
     args = parser.parse_args()
-    report = races(args.file, args.skew_tolerance, args.threads)
+    report = races(args.file, args.skew_tolerance, args.threads, args.memory_limit)
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 1 if report["races"] or report["stale_reads"] else 0
