@@ -339,3 +339,43 @@ def test_an_agent_resource_with_host_and_pid_identifies_the_process() -> None:
     assert agent.instance_id == "h1/pid 4242" and agent.shares_clock_with(other) == "same host"
     spans = creation("m-p", "tp", 23, resource=agent) + load("m-p", "tp", 30, resource=agent)
     assert detect(spans).clean == 1
+
+
+def test_a_read_keeps_its_statement_however_many_other_statements_come_before_it_is_judged() -> None:
+    # The query and its SELECT arrive first; then 60,000 statements under other parents (commits,
+    # cache writes) before the load is judged: the read window must still be the SELECT.
+    request = stage_span("load_request", "m-s", "ts", 9, 41)
+    query = stage_span("load_db_query", "m-s", "ts", 10, 40, parent=request.span_id)
+    select = Span(
+        query.trace_id,
+        "5" * 16,
+        query.span_id,
+        "SELECT",
+        KIND_CLIENT,
+        ns(32),
+        ns(34),
+        0,
+        "",
+        {"db.system.name": "postgresql"},
+        PROCESS_A,
+    )
+    others = [
+        Span(
+            "f" * 32,
+            f"{n:016x}",
+            f"{n + 10**6:016x}",
+            "INSERT",
+            KIND_CLIENT,
+            ns(1),
+            ns(2),
+            0,
+            "",
+            {"db.system.name": "postgresql"},
+            PROCESS_A,
+        )
+        for n in range(60_000)
+    ]
+    detector = RaceDetector()
+    detector.add_all([request, query, select, *others, *creation("m-s", "ts", commit_end_ms=30)])
+    report = detector.report()
+    assert report.clean == 1, "the SELECT ran [32, 34], after the commit ended at 30"

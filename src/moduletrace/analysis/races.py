@@ -47,6 +47,7 @@ from moduletrace.conventions import (
 from moduletrace.spans import BARE, KIND_CLIENT, KIND_SERVER, STATUS_ERROR, Resource, Span
 
 DEFAULT_SKEW_TOLERANCE_MS = 5.0
+_MAX_PENDING_STATEMENTS = 50_000
 _SEEN_KEYS = (DATA_FOUND, DATA_OBSERVED_VERSION, CACHE_HIT)
 #: Statements that are not the read: a transaction's control, a session setting, a pool's connect.
 _NOT_A_READ = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "SET", "START", "CONNECT", "SHOW")
@@ -174,7 +175,11 @@ class RaceDetector:
         self.clocks = Clocks(self.offsets, int(skew_tolerance_ms * 1_000_000), derive_bounds)
         self.scope = scope or LoadScope()
         self._modules: dict[str, _Module] = {}
-        self._db_reads: OrderedDict[str, tuple[int, int]] = OrderedDict()  # parent span id -> first db read
+        # The database statement that narrows a query's read window: kept per query in flight
+        # (dropped when its module settles), or pending, briefly, until its query span is read.
+        self._queries: set[str] = set()  # span ids of the query spans in flight
+        self._statements: dict[str, tuple[int, int]] = {}  # query span id -> its first statement
+        self._pending: OrderedDict[str, tuple[int, int]] = OrderedDict()  # parent span id -> first statement
         self._lifecycle = 0
         self._without_id = 0
         self._duplicates = 0
@@ -238,7 +243,11 @@ class RaceDetector:
             if DATA_FOUND in attributes or DATA_OBSERVED_VERSION in attributes or CACHE_HIT in attributes:
                 seen = {k: attributes[k] for k in _SEEN_KEYS if k in attributes}
             record = Load(trace_id, span_id, parent_span_id, start_ns, end_ns, failed, resource, linked, seen)
-            (module.requests if stage == LOAD_REQUEST else module.queries).append(record)
+            if stage == LOAD_REQUEST:
+                module.requests.append(record)
+            else:
+                module.queries.append(record)
+                self._add_query(span_id)
             return
         creation = module.creations.get(trace_id)
         if creation is None:
@@ -260,11 +269,23 @@ class RaceDetector:
         """Remember the first statement under each parent that is a read, not a transaction's control."""
         if _statement_head(span) in _NOT_A_READ:
             return
-        known = self._db_reads.get(span.parent_span_id)
+        parent = span.parent_span_id
+        table = self._statements if parent in self._queries else self._pending
+        known = table.get(parent)
         if known is None or span.start_ns < known[0]:
-            self._db_reads[span.parent_span_id] = (span.start_ns, span.end_ns)
-            if len(self._db_reads) > 50_000:  # in an archive a statement is lines away from its parent
-                self._db_reads.popitem(last=False)
+            table[parent] = (span.start_ns, span.end_ns)
+            # Pending statements wait only for their own query span, which an archive holds within a
+            # few lines (most never match: statements under commits, cache writes, other requests).
+            if table is self._pending and len(self._pending) > _MAX_PENDING_STATEMENTS:
+                self._pending.popitem(last=False)
+
+    def _add_query(self, span_id: str) -> None:
+        self._queries.add(span_id)
+        pending = self._pending.pop(span_id, None)
+        if pending is not None:
+            known = self._statements.get(span_id)
+            if known is None or pending[0] < known[0]:
+                self._statements[span_id] = pending
 
     # -- settling: judging early what can no longer change ---------------------------------
 
@@ -299,6 +320,9 @@ class RaceDetector:
             settled.tally(judgement.outcome, judgement.load.failed)
         # Keep of each creation only what a later load is judged against.
         self._summaries[module_id] = tuple(_compact(c) for c in state.creations.values())
+        for query in state.queries:
+            self._queries.discard(query.span_id)
+            self._statements.pop(query.span_id, None)
         del self._modules[module_id]
 
     def modules_without_creation(self) -> list[str]:
@@ -427,7 +451,7 @@ class RaceDetector:
         if query is not load:
             seen.update(query.seen or {})
             load = load._replace(failed=load.failed or query.failed, query_span_id=query.span_id)
-        statement = self._db_reads.get(query.span_id)
+        statement = self._statements.get(query.span_id)
         if statement is not None:
             return Read(load, Window(*statement), query.resource, _READ_SOURCES["db"], seen)
         return Read(load, Window(query.start_ns, query.end_ns), query.resource, _READ_SOURCES[LOAD_DB_QUERY], seen)
