@@ -184,7 +184,7 @@ def read(
         window = "" if not options.from_backend else " in the window"
         also = f" for service {options.service}" if options.service and not options.from_backend else ""
         raise EmptyScanError(
-            f"no lifecycle span found in {searched}{window}{also} ({scan.spans_read} spans read): "
+            f"no lifecycle span found in {searched}{window}{also} ({scan.spans_read} spans read{_partial(scan)}): "
             "nothing was judged, so this is no evidence of 'no race'"
         )
     return scan
@@ -276,5 +276,12 @@ def _require_loads(loads: int, scan: Scan, options: ScanOptions) -> None:
     searched = "; ".join(s.describe() for s in scan.sources)
     raise EmptyScanError(
         f"no load{' of ' + which if which else ''} found in {searched} ({scan.lifecycle_spans} lifecycle spans "
-        "read): nothing was judged, so this is no evidence of 'no race'"
+        f"read{_partial(scan)}): nothing was judged, so this is no evidence of 'no race'"
     )
+
+
+def _partial(scan: Scan) -> str:
+    if not scan.partial:
+        return ""
+    more = f" and {len(scan.partial) - 1} more" if len(scan.partial) > 1 else ""
+    return f"; the scan was partial: {scan.partial[0]}{more}"
