@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from moduletrace.analysis.races import DEFAULT_SKEW_TOLERANCE_MS, LoadScope, RaceDetector
 from moduletrace.analysis.races import wanted as race_wanted
 from moduletrace.analysis.report import RaceReport
-from moduletrace.errors import EmptyScanError, InputError
+from moduletrace.errors import BudgetExhausted, EmptyScanError, InputError
 from moduletrace.spans import Span, Wanted
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ class ScanOptions:
     auth: Auth | None = None
     limit: int = 1000
     timeout_s: float = 30.0
+    max_requests: int = 10_000  # over all backends (sources.http.DEFAULT_MAX_REQUESTS)
     log: Callable[[str], None] | None = None  # backend requests, for --verbose
 
     @property
@@ -113,27 +114,34 @@ def open_sources(options: ScanOptions, warn: Callable[[str], None]) -> list[Sour
         raise InputError("--skew-tolerance must be >= 0")
     if options.limit < 1:
         raise InputError("--limit must be >= 1")
+    if options.max_requests < 1:
+        raise InputError("--max-requests must be >= 1")
     sources: list[Source] = []
     if options.files:
         from moduletrace.sources.file import FileSource
 
         sources.append(FileSource(options.files, warn))
     if options.from_backend:
-        from moduletrace.sources.http import Auth, Backend
+        from moduletrace.sources.http import Auth, Backend, RequestBudget
 
         auth = options.auth or Auth()
+        budget = RequestBudget(options.max_requests)
         start, end = options.window()
         assert start is not None and end is not None
         try:
             if options.jaeger:
                 from moduletrace.sources.jaeger import JaegerSource
 
-                backend = Backend(options.jaeger, auth, "Jaeger", timeout=options.timeout_s, log=options.log)
+                backend = Backend(
+                    options.jaeger, auth, "Jaeger", timeout=options.timeout_s, log=options.log, budget=budget
+                )
                 sources.append(JaegerSource(backend, start, end, options.service, options.limit, warn))
             if options.tempo:
                 from moduletrace.sources.tempo import TempoSource
 
-                backend = Backend(options.tempo, auth, "Tempo", timeout=options.timeout_s, log=options.log)
+                backend = Backend(
+                    options.tempo, auth, "Tempo", timeout=options.timeout_s, log=options.log, budget=budget
+                )
                 sources.append(TempoSource(backend, start, end, options.service, options.limit, warn))
         except ValueError as exc:
             raise InputError(str(exc)) from None
@@ -156,20 +164,23 @@ def read(
     # and the cyclic collector's passes over a growing heap would cost a third of the scan.
     gc.disable()
     try:
-        add = sink.add
-        for source in sources:
-            for span in _counted(source.spans(wanted), scan, tick):
-                add(span)
-        missing = sink.modules_without_creation()
-        if missing and start is not None:
-            since = start - int(options.lookback_s * 1e9)
+        try:
+            add = sink.add
             for source in sources:
-                for span in _counted(source.spans_for_modules(missing[:MAX_MODULE_LOOKUPS], since, wanted), scan):
+                for span in _counted(source.spans(wanted), scan, tick):
                     add(span)
-            if len(missing) > MAX_MODULE_LOOKUPS and options.from_backend:
-                scan.partial.append(
-                    f"creation searched by module id for {MAX_MODULE_LOOKUPS} of {len(missing)} modules only"
-                )
+            missing = sink.modules_without_creation()
+            if missing and start is not None:
+                since = start - int(options.lookback_s * 1e9)
+                for source in sources:
+                    for span in _counted(source.spans_for_modules(missing[:MAX_MODULE_LOOKUPS], since, wanted), scan):
+                        add(span)
+                if len(missing) > MAX_MODULE_LOOKUPS and options.from_backend:
+                    scan.partial.append(
+                        f"creation searched by module id for {MAX_MODULE_LOOKUPS} of {len(missing)} modules only"
+                    )
+        except BudgetExhausted as exc:  # what was read is judged, as a partial scan
+            scan.partial.append(str(exc))
         for source in sources:
             scan.partial.extend(source.partial)
     finally:

@@ -184,7 +184,21 @@ def _scan_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="traces per backend search before the window is split (default 1000)",
     )
-    backend.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default 30)")
+    backend.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="deadline of each request, connection to last byte (default 30)",
+    )
+    backend.add_argument(
+        "--max-requests",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="requests one scan may make, all backends together; past it the scan stops and is reported partial "
+        "(default 10000)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -297,6 +311,7 @@ def _options(args: argparse.Namespace) -> ScanOptions:
         auth=_auth(args) if backend else None,
         limit=args.limit,
         timeout_s=args.timeout,
+        max_requests=args.max_requests,
         log=(lambda line: print(f"moduletrace: {line}", file=sys.stderr)) if args.verbose else None,
     )
 
