@@ -227,18 +227,25 @@ class Backend:
         deadline = time.monotonic() + self.timeout
         client = self._client
         outcome: list[Any] = []
+        abandoned = threading.Event()
 
         def work() -> None:
             try:
                 outcome.append(self._read(client, url, params, deadline))
             except BaseException as exc:  # handed to the caller
                 outcome.append(exc)
+            finally:
+                if abandoned.is_set():
+                    client.close()
 
         worker = threading.Thread(target=work, name="moduletrace-request", daemon=True)
         worker.start()
         worker.join(max(0.0, deadline - time.monotonic()))
         if worker.is_alive() or not outcome:
+            abandoned.set()
             self._client = self._new_client()
+            if not worker.is_alive():
+                client.close()
             raise _DeadlinePassed()
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
