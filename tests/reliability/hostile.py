@@ -1,9 +1,12 @@
 """Hostile inputs for ``moduletrace races|diagnose --file``, shared by the tests and by measurement.
 
 Each maker writes one file and returns its path. Run as a script to measure time and peak memory
-of the command on each (one child process per input, ``ru_maxrss`` of the child)::
+of the command on each (one child process per input, ``ru_maxrss`` of the child), with orjson and
+with the standard library's json; ``--backends`` runs the hostile backends (fakes served from this
+process) instead::
 
     .venv/bin/python -m tests.reliability.hostile /tmp/hostile [NAME ...]
+    .venv/bin/python -m tests.reliability.hostile --backends [NAME ...]
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 
@@ -187,19 +193,124 @@ RUNNER = (
 )
 
 
-def measure(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, float, float, str]:
-    """(exit status, seconds, peak RSS in MB, last stderr line) of one child process."""
+def measure(argv: list[str], env: dict[str, str] | None = None, limit_s: float = 600) -> tuple[int, float, float, str]:
+    """(exit status, seconds, peak RSS in MB, last stderr line) of one child process, killed after
+    ``limit_s`` (then its status is -9)."""
     with tempfile.TemporaryFile() as err:
         started = time.monotonic()
         child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        killer = threading.Timer(limit_s, child.kill)
+        killer.start()
         _, status, usage = os.wait4(child.pid, 0)
+        killer.cancel()
         seconds = time.monotonic() - started
         err.seek(0)
         lines = err.read().decode(errors="replace").strip().splitlines()
     return os.waitstatus_to_exitcode(status), seconds, usage.ru_maxrss / 1024, lines[-1][:140] if lines else ""
 
 
+# --- hostile backends ----------------------------------------------------------------------------
+
+
+def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes, **headers: str) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Length", str(len(body)))
+    for name, value in headers.items():
+        handler.send_header(name.replace("_", "-"), value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _jaeger(search: Callable[[BaseHTTPRequestHandler, dict[str, list[str]]], None]) -> Callable[..., None]:
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        url = urlsplit(handler.path)
+        if url.path == "/api/v3/services":
+            _send(handler, 200, b'{"services": ["svc"]}')
+        elif url.path == "/api/v3/operations":
+            _send(handler, 200, b'{"operations": [{"name": "module_load_request"}]}')
+        else:
+            search(handler, parse_qs(url.query))
+
+    return answer
+
+
+def _endless(handler: BaseHTTPRequestHandler, query: Any = None) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(2**31))
+    handler.end_headers()
+    chunk = b" " * 2**20
+    for _ in range(2048):  # 2 GiB
+        handler.wfile.write(chunk)
+
+
+def _trickle(handler: BaseHTTPRequestHandler, query: Any = None) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Length", "100000")
+    handler.end_headers()
+    for _ in range(100_000):  # a byte a second
+        handler.wfile.write(b" ")
+        handler.wfile.flush()
+        time.sleep(1)
+
+
+def _full_page(handler: BaseHTTPRequestHandler, query: dict[str, list[str]]) -> None:
+    limit = int(query["query.num_traces"][0])
+    spans = [
+        {"traceId": f"{n + 1:032x}", "spanId": f"{n + 1:016x}", "name": "GET", "kind": 2, "startTimeUnixNano": "1"}
+        for n in range(limit)
+    ]
+    _send(handler, 200, json.dumps({"result": {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}}).encode())
+
+
+BACKENDS: dict[str, tuple[Callable[..., None], list[str]]] = {
+    "redirect-loop": (lambda h: _send(h, 302, b"", Location=h.path), []),
+    "bad-content-encoding": (lambda h: _send(h, 200, b"{not gzip}", Content_Encoding="gzip"), []),
+    "1e999-answer": (
+        _jaeger(lambda h, q: _send(h, 200, b'{"result": ' + racing_line().replace('"5000"', "1e999").encode() + b"}")),
+        [],
+    ),
+    "deep-nesting-answer": (_jaeger(lambda h, q: _send(h, 200, b"[" * 100_000 + b"]" * 100_000)), []),
+    "2GiB-body": (_jaeger(_endless), []),
+    "byte-a-second": (_jaeger(_trickle), ["--timeout", "5"]),
+    "always-full-page": (_jaeger(_full_page), []),
+}
+
+
+def serve(answer: Callable[..., None]) -> str:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802
+            try:
+                answer(self)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def main_backends(names: list[str]) -> None:
+    for name in names or list(BACKENDS):
+        answer, extra = BACKENDS[name]
+        url = serve(answer)
+        for no_orjson in ("0", "1"):
+            env = {**os.environ, "MODULETRACE_NO_ORJSON": no_orjson}
+            argv = [sys.executable, "-c", RUNNER, "races", "--jaeger", url, "--format", "table", *extra]
+            code, seconds, rss, last = measure(argv, env, limit_s=float(os.environ.get("HOSTILE_LIMIT_S", "300")))
+            which = "json" if no_orjson == "1" else "orjson"
+            print(f"{name:20s} {which:6s} exit {code:3d} {seconds:6.2f} s {rss:7.0f} MB  {last}", flush=True)
+
+
 def main() -> None:
+    if sys.argv[1] == "--backends":
+        main_backends(sys.argv[2:])
+        return
     directory = Path(sys.argv[1])
     directory.mkdir(parents=True, exist_ok=True)
     names = sys.argv[2:] or list(MAKERS)

@@ -260,6 +260,7 @@ class Backend:
             for piece in streamed.iter_bytes():
                 size += len(piece)
                 if size > self.max_body_bytes:
+                    pieces.clear()  # the exception's traceback keeps this frame alive, not the body
                     raise ResponseTooLarge(
                         f"{self.name} at {safe_url(url)} answered more than {self.max_body_bytes // 2**20} MiB"
                     )

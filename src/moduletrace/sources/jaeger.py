@@ -106,13 +106,11 @@ class JaegerSource(BackendSource):
         }
         try:
             response = self.backend.get("/api/v3/traces", params, ok_statuses=(404,))
-        except ResponseTooLarge as exc:  # as many traces as the body can hold: a full page, in bytes
-            if depth < _MAX_SPLITS and end - start > _MIN_WINDOW_NS:
-                middle = start + (end - start) // 2
-                yield from self._search(service, operation, start, middle, wanted, depth + 1)
-                yield from self._search(service, operation, middle, end, wanted, depth + 1)
-                return
-            self.partial.append(f"{service}/{operation} between {_rfc3339(start)} and {_rfc3339(end)}: {exc}")
+        except ResponseTooLarge as exc:  # not split: a backend answering that much to each half would be asked again
+            self.partial.append(
+                f"{service}/{operation} between {_rfc3339(start)} and {_rfc3339(end)}: {exc} "
+                f"for {self.limit} traces (a smaller --limit asks for fewer at a time)"
+            )
             return
         if response.status_code == 404:
             return
