@@ -5,6 +5,8 @@
     ModuleTraceError
      ├── InputError          exit 2: bad usage, unreadable or malformed input
      ├── BackendError        exit 3: Jaeger/Tempo unreachable or answering with an error
+     │    └── BudgetExhausted     the scan made all the requests it may (--max-requests): the scan
+     │                            judges what it read and reports itself partial
      └── EmptyScanError      exit 3: the sources held no lifecycle span: nothing was judged
 
 The instrumentation never raises these (nor anything else) into a host service.
@@ -29,6 +31,10 @@ class BackendError(ModuleTraceError):
     """A backend was unreachable or answered with an error (exit status 3)."""
 
     exit_code = 3
+
+
+class BudgetExhausted(BackendError):
+    """The scan made as many backend requests as it may: what was read so far is a partial scan."""
 
 
 class EmptyScanError(ModuleTraceError):

@@ -12,6 +12,7 @@ The CLI only parses flags into :class:`ScanOptions`, calls one of these and rend
 from __future__ import annotations
 
 import gc
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from moduletrace.analysis.races import DEFAULT_SKEW_TOLERANCE_MS, LoadScope, RaceDetector
 from moduletrace.analysis.races import wanted as race_wanted
 from moduletrace.analysis.report import RaceReport
-from moduletrace.errors import EmptyScanError, InputError
+from moduletrace.errors import BudgetExhausted, EmptyScanError, InputError
 from moduletrace.spans import Span, Wanted
 
 if TYPE_CHECKING:
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 #: At most this many modules are looked up by id in a backend (creations outside the window).
 MAX_MODULE_LOOKUPS = 500
 _HOUR_NS = 3600 * 10**9
+#: OTLP times are unsigned 64-bit nanoseconds: nothing later exists on the wire (2554-07-21).
+_MAX_NS = 2**64 - 1
+_TRACE_ID = re.compile(r"[0-9a-f]{32}").fullmatch
+_SPAN_ID = re.compile(r"[0-9a-f]{16}").fullmatch
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class ScanOptions:
     auth: Auth | None = None
     limit: int = 1000
     timeout_s: float = 30.0
+    max_requests: int = 10_000  # over all backends (sources.http.DEFAULT_MAX_REQUESTS)
     log: Callable[[str], None] | None = None  # backend requests, for --verbose
 
     @property
@@ -74,6 +80,8 @@ class Scan:
     spans_read: int = 0
     lifecycle_spans: int = 0
     partial: list[str] = field(default_factory=list)
+    #: Spans skipped as impossible, by reason: (count, the first one's trace and span ids).
+    rejected: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def trace_url(self, trace_id: str) -> str | None:
         for source in self.sources:
@@ -106,27 +114,34 @@ def open_sources(options: ScanOptions, warn: Callable[[str], None]) -> list[Sour
         raise InputError("--skew-tolerance must be >= 0")
     if options.limit < 1:
         raise InputError("--limit must be >= 1")
+    if options.max_requests < 1:
+        raise InputError("--max-requests must be >= 1")
     sources: list[Source] = []
     if options.files:
         from moduletrace.sources.file import FileSource
 
         sources.append(FileSource(options.files, warn))
     if options.from_backend:
-        from moduletrace.sources.http import Auth, Backend
+        from moduletrace.sources.http import Auth, Backend, RequestBudget
 
         auth = options.auth or Auth()
+        budget = RequestBudget(options.max_requests)
         start, end = options.window()
         assert start is not None and end is not None
         try:
             if options.jaeger:
                 from moduletrace.sources.jaeger import JaegerSource
 
-                backend = Backend(options.jaeger, auth, "Jaeger", timeout=options.timeout_s, log=options.log)
+                backend = Backend(
+                    options.jaeger, auth, "Jaeger", timeout=options.timeout_s, log=options.log, budget=budget
+                )
                 sources.append(JaegerSource(backend, start, end, options.service, options.limit, warn))
             if options.tempo:
                 from moduletrace.sources.tempo import TempoSource
 
-                backend = Backend(options.tempo, auth, "Tempo", timeout=options.timeout_s, log=options.log)
+                backend = Backend(
+                    options.tempo, auth, "Tempo", timeout=options.timeout_s, log=options.log, budget=budget
+                )
                 sources.append(TempoSource(backend, start, end, options.service, options.limit, warn))
         except ValueError as exc:
             raise InputError(str(exc)) from None
@@ -139,6 +154,7 @@ def read(
     wanted: Wanted,
     options: ScanOptions,
     tick: Callable[[Scan], None] | None = None,
+    warn: Callable[[str], None] = lambda _: None,
 ) -> Scan:
     """Feed every span of the sources to ``sink``, then the creations of loads whose creation lies
     outside the window (looked up by module id). Raises EmptyScanError when no lifecycle span came."""
@@ -148,26 +164,31 @@ def read(
     # and the cyclic collector's passes over a growing heap would cost a third of the scan.
     gc.disable()
     try:
-        add = sink.add
-        for source in sources:
-            for span in _counted(source.spans(wanted), scan, tick):
-                add(span)
-        missing = sink.modules_without_creation()
-        if missing and start is not None:
-            since = start - int(options.lookback_s * 1e9)
+        try:
+            add = sink.add
             for source in sources:
-                for span in source.spans_for_modules(missing[:MAX_MODULE_LOOKUPS], since, wanted):
+                for span in _counted(source.spans(wanted), scan, tick):
                     add(span)
-            if len(missing) > MAX_MODULE_LOOKUPS and options.from_backend:
-                scan.partial.append(
-                    f"creation searched by module id for {MAX_MODULE_LOOKUPS} of {len(missing)} modules only"
-                )
+            missing = sink.modules_without_creation()
+            if missing and start is not None:
+                since = start - int(options.lookback_s * 1e9)
+                for source in sources:
+                    for span in _counted(source.spans_for_modules(missing[:MAX_MODULE_LOOKUPS], since, wanted), scan):
+                        add(span)
+                if len(missing) > MAX_MODULE_LOOKUPS and options.from_backend:
+                    scan.partial.append(
+                        f"creation searched by module id for {MAX_MODULE_LOOKUPS} of {len(missing)} modules only"
+                    )
+        except BudgetExhausted as exc:  # what was read is judged, as a partial scan
+            scan.partial.append(str(exc))
         for source in sources:
             scan.partial.extend(source.partial)
     finally:
         gc.enable()
         for source in sources:
             source.close()
+    for reason, (count, first) in scan.rejected.items():
+        warn(f"{count} span{'s' if count > 1 else ''} skipped: {reason} (first: {first})")
     scan.lifecycle_spans = sink.lifecycle_spans
     if not scan.lifecycle_spans:
         searched = "; ".join(s.describe() for s in sources) or "no source"
@@ -180,15 +201,35 @@ def read(
     return scan
 
 
-def _counted(spans: Iterator[Span], scan: Scan, tick: Callable[[Scan], None] | None) -> Iterator[Span]:
+def _counted(spans: Iterator[Span], scan: Scan, tick: Callable[[Scan], None] | None = None) -> Iterator[Span]:
+    """The spans, counted, without those no clock or id could have produced (counted apart)."""
     count = scan.spans_read
     for span in spans:
         count += 1
         if tick is not None and not count & 0xFFF:
             scan.spans_read = count
             tick(scan)
-        yield span
+        start_ns, end_ns = span.start_ns, span.end_ns
+        if 0 <= start_ns <= end_ns <= _MAX_NS and _TRACE_ID(span.trace_id) and _SPAN_ID(span.span_id):
+            parent = span.parent_span_id
+            if not parent or _SPAN_ID(parent):
+                yield span
+                continue
+        _reject(scan, span)
     scan.spans_read = count
+
+
+def _reject(scan: Scan, span: Span) -> None:
+    if not 0 <= span.start_ns <= _MAX_NS or not 0 <= span.end_ns <= _MAX_NS:
+        reason = "a time before 1970 or past what OTLP can hold"
+    elif span.end_ns < span.start_ns:
+        reason = "it ends before it starts"
+    else:
+        reason = "a trace, span or parent id that is not lower-case hex of 32/16 characters"
+    count, first = scan.rejected.get(reason, (0, ""))
+    if not first:
+        first = f"trace {span.trace_id[:40]!r}, span {span.span_id[:20]!r}, {span.name[:60]!r}"
+    scan.rejected[reason] = (count + 1, first)
 
 
 def races(
@@ -202,7 +243,7 @@ def races(
         settle_after_s=options.settle_after_s,
         scope=LoadScope(options.module, options.service, start, end),
     )
-    scan = read(open_sources(options, warn), detector, race_wanted, options, tick)
+    scan = read(open_sources(options, warn), detector, race_wanted, options, tick, warn)
     report = detector.report()
     _require_loads(report.loads, scan, options)
     return report, scan
@@ -225,7 +266,7 @@ def incident(
 
     start, end = options.window()
     diagnoser = Diagnoser(RaceDetector(options.skew_tolerance_ms, derive_bounds=options.derive_bounds))
-    scan = read(open_sources(options, warn), diagnoser, diagnosis_wanted, options, tick)
+    scan = read(open_sources(options, warn), diagnoser, diagnosis_wanted, options, tick, warn)
     diagnosis = diagnoser.report(module=options.module, service=options.service, start_ns=start, end_ns=end)
     races = diagnoser.detector.report(module=options.module, service=options.service, start_ns=start, end_ns=end)
     _require_loads(races.loads, scan, options)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import re
 import sys
@@ -20,7 +21,7 @@ from typing import Any, NoReturn
 
 from moduletrace._version import __version__
 from moduletrace.analysis.races import DEFAULT_SKEW_TOLERANCE_MS
-from moduletrace.cli.render import as_json, as_table
+from moduletrace.cli.render import as_json, as_table, printable
 from moduletrace.errors import InputError, ModuleTraceError
 from moduletrace.scan import Scan, ScanOptions
 
@@ -41,7 +42,13 @@ def parse_duration(text: str, flag: str = "--since") -> float:
     match = _DURATION.match(text)
     if not match:
         raise InputError(f"{flag} {text!r}: expected a duration like 90s, 15m, 2h or 1d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not seconds <= _MAX_DURATION_S:
+        raise InputError(f"{flag} {text!r}: at most 1000 years")
+    return seconds
+
+
+_MAX_DURATION_S = 1000 * 366 * 86400.0
 
 
 def parse_time(text: str, flag: str) -> int:
@@ -52,7 +59,10 @@ def parse_time(text: str, flag: str) -> int:
         raise InputError(f"{flag} {text!r}: expected an RFC 3339 time like 2026-11-29T10:00:00Z") from None
     if value.tzinfo is None:
         raise InputError(f"{flag} {text!r}: give a time zone (Z or +hh:mm)")
-    return int(value.timestamp() * 1e9)
+    try:
+        return int(value.timestamp() * 1e9)
+    except (OverflowError, ValueError, OSError):
+        raise InputError(f"{flag} {text!r}: out of range") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,7 +191,21 @@ def _scan_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="traces per backend search before the window is split (default 1000)",
     )
-    backend.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default 30)")
+    backend.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="deadline of each request, connection to last byte (default 30)",
+    )
+    backend.add_argument(
+        "--max-requests",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="requests one scan may make, all backends together; past it the scan stops and is reported partial "
+        "(default 10000)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,13 +221,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _diagnose(args)
         return _races(args)
     except ModuleTraceError as exc:
-        print(f"moduletrace: error: {exc}", file=sys.stderr)
+        print(f"moduletrace: error: {printable(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("moduletrace: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except MemoryError:
+        print("moduletrace: error: out of memory (narrow the scan: --since, --service, --module)", file=sys.stderr)
+        return EXIT_BACKEND
+    except Exception as exc:  # a bug: one line and "nothing judged", never a traceback nor exit 1
+        print(
+            f"moduletrace: error: internal error, please report it: {type(exc).__name__}: {printable(exc)[:200]}",
+            file=sys.stderr,
+        )
+        return EXIT_BACKEND
 
 
 class _Warnings:
@@ -216,7 +249,7 @@ class _Warnings:
     def __call__(self, message: str) -> None:
         self.count += 1
         if self.count <= self.limit:
-            print(f"moduletrace: warning: {message}", file=sys.stderr)
+            print(f"moduletrace: warning: {printable(message)}", file=sys.stderr)
 
     def close(self) -> None:
         if self.count > self.limit:
@@ -262,6 +295,13 @@ def _options(args: argparse.Namespace) -> ScanOptions:
         end = time.time_ns()
     if start is not None and end is not None and start >= end:
         raise InputError("the window is empty: --start/--since must come before --end")
+    if (start is not None and start < 0) or (end is not None and end < 0):
+        raise InputError("the window begins before 1970-01-01: give a later --start or a shorter --since")
+    for flag, value in (("--skew-tolerance", args.skew_tolerance), ("--timeout", args.timeout)):
+        if not math.isfinite(value):
+            raise InputError(f"{flag} must be a finite number")
+    if not args.timeout > 0:
+        raise InputError("--timeout must be > 0")
     settle = None if args.settle_after == "never" else parse_duration(args.settle_after, "--settle-after")
     return ScanOptions(
         files=args.file,
@@ -278,6 +318,7 @@ def _options(args: argparse.Namespace) -> ScanOptions:
         auth=_auth(args) if backend else None,
         limit=args.limit,
         timeout_s=args.timeout,
+        max_requests=args.max_requests,
         log=(lambda line: print(f"moduletrace: {line}", file=sys.stderr)) if args.verbose else None,
     )
 
@@ -372,7 +413,8 @@ def _exit(found: bool, partial: list[str]) -> int:
         return EXIT_RACES
     if partial:
         print(
-            f"moduletrace: error: the scan is partial, so finding nothing proves nothing: {partial[0]}", file=sys.stderr
+            f"moduletrace: error: the scan is partial, so finding nothing proves nothing: {printable(partial[0])}",
+            file=sys.stderr,
         )
         return EXIT_BACKEND
     return EXIT_OK

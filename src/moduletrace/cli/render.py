@@ -18,11 +18,31 @@ TraceLink = Callable[[str], "str | None"]
 
 
 def rfc3339(ns: int) -> str:
-    return (
-        dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc)
-        .isoformat(timespec="microseconds")
-        .replace("+00:00", "Z")
-    )
+    """Unix nanoseconds as RFC 3339 (UTC, microseconds); a time no calendar date holds stays a number."""
+    try:
+        moment = _EPOCH + dt.timedelta(microseconds=ns // 1000)
+    except OverflowError:  # before year 1 or after 9999
+        return f"{ns}ns since 1970-01-01T00:00:00Z"
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def printable(text: object) -> str:
+    """``text`` safe for a terminal: control characters (ANSI escapes), lone surrogates and other
+    unprintable characters written as Python escapes (``\\x1b``, ``\\ud800``)."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _verdict(v: RaceVerdict, link: TraceLink | None) -> dict[str, Any]:
@@ -140,6 +160,7 @@ def as_table(report: RaceReport, link: TraceLink | None = None, partial: list[st
 
     def table(title: str, rows: list[list[str]], header: list[str]) -> None:
         lines.append(title)
+        rows = [[printable(cell) for cell in row] for row in rows]
         widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
         for row in [header, *rows]:
             lines.append("  " + "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -205,7 +226,7 @@ def as_table(report: RaceReport, link: TraceLink | None = None, partial: list[st
         lines.append(f"Clock pairs whose RPC timings contradict each other (no bound used): {pairs}")
     if partial:
         lines.append("PARTIAL SCAN: " + "; ".join(partial))
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def _diagnosis(d: Diagnosis, link: TraceLink | None) -> dict[str, Any]:
@@ -272,7 +293,7 @@ def diagnosis_table(report: DiagnosisReport, link: TraceLink | None = None, part
         lines.extend(rows)
     if partial:
         lines.append("PARTIAL SCAN: " + "; ".join(partial))
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def demo_json(result: DemoResult) -> dict[str, Any]:

@@ -9,7 +9,13 @@ Accepted, detected from the bytes, not the name:
 
 Files are streamed: a line is decoded, its wanted spans handed on, and it is dropped. A last
 line cut short (a collector killed mid-write) is skipped with a warning; so is a corrupt line in
-the middle, with its number. A file in which no line decodes is an input error.
+the middle, with its number. A compressed file cut short (gzip or zstd, no end-of-stream marker)
+is the same case: what was written before the cut is read, and the cut is one warning. Data that
+cannot be decompressed (a corrupt gzip or zstd stream) is an input error, as is a file in which
+no line decodes (given up after the first :data:`MAX_FAILURES_BEFORE_FIRST` records).
+
+Every read is bounded: a line or record longer than :data:`MAX_RECORD_BYTES` (decompressed) is
+skipped with a warning, read past without being kept.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ import gzip
 import io
 import json
 import os
+import stat
 import struct
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any, cast
 
@@ -36,6 +44,16 @@ except ImportError:  # pragma: no cover - depends on the environment
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
 
+#: The longest line or record read (after decompression). The collector writes one export batch
+#: per line: 8192 spans (the batch processor's default) of a few KB each stay far below it.
+MAX_RECORD_BYTES = 64 * 2**20
+#: A file whose first this many records all fail to decode is not span data: give up early.
+MAX_FAILURES_BEFORE_FIRST = 1000
+#: Warnings kept while waiting for a first good record (the others are counted).
+_PENDING_KEPT = 10
+#: Compressed input is fed to zstd in pieces this small, which bounds what one call can inflate to.
+_ZSTD_INPUT_CHUNK = 2048
+
 
 def expand(patterns: Sequence[str]) -> list[str]:
     """Paths for ``--file`` arguments (globs allowed); an argument that matches nothing is an error."""
@@ -45,10 +63,32 @@ def expand(patterns: Sequence[str]) -> list[str]:
         if not matches:
             raise InputError(f"--file {pattern}: no file matches")
         for path in matches:
-            if not os.path.isfile(path):
-                raise InputError(f"--file {path}: no such file")
+            _check_regular(path)
             paths.append(path)
     return paths
+
+
+def _check_regular(path: str) -> None:
+    """A regular file, or an InputError saying what the path is instead."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(f"--file {path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"--file {path}: {exc.strerror or exc}") from None
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        what = "is a directory (give the files in it, e.g. a glob like DIR/*.jsonl)"
+    elif stat.S_ISFIFO(mode):
+        what = "is a named pipe (FIFO), not a file: write its data to a file first"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        what = "is a device, not a file"
+    elif stat.S_ISSOCK(mode):
+        what = "is a socket, not a file"
+    else:
+        what = "is not a regular file"
+    raise InputError(f"--file {path} {what}")
 
 
 class FileSource:
@@ -57,7 +97,7 @@ class FileSource:
     def __init__(self, patterns: Sequence[str], warn: Callable[[str], None]) -> None:
         self.paths = expand(patterns)
         self.warn = warn
-        self.bytes_total = sum(os.path.getsize(p) for p in self.paths)
+        self.bytes_total = sum(_size(p) for p in self.paths)
         self.bytes_done = 0
         self.resources = ResourceCache()
         self.partial: list[str] = []
@@ -88,47 +128,85 @@ class FileSource:
         try:
             raw = open(path, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:
-            raise InputError(f"--file {path}: {exc.strerror}") from None
+            raise InputError(f"--file {path}: {exc.strerror or exc}") from None
         done_before = self.bytes_done
         try:
             head = raw.read(4)
             raw.seek(0)
             if head[:2] == _GZIP:
-                records = _lines(cast(IO[bytes], gzip.open(raw)))
+                records = _lines(cast(IO[bytes], gzip.GzipFile(fileobj=raw)))
             elif head == _ZSTD:
-                records = _lines(_zstd_stream(raw, path))
+                records = _lines(io.BufferedReader(_ZstdReader(raw)))
             elif head.lstrip()[:1] in (b"{", b"") or head[:1] in (b" ", b"\n", b"\r", b"\t"):
                 records = _lines(raw)
             else:
                 records = _frames(raw)
-            decoded = 0
+            decoded = failed = 0
             pending: list[str] = []  # warnings wait for a first good record: a wrong file is one error
             for number, record, last in records:
                 self.bytes_done = done_before + raw.tell()
                 try:
+                    if record is None:
+                        raise FormatError(f"longer than {MAX_RECORD_BYTES // 2**20} MiB (the limit), not read")
                     payload = _payload(record)
                     spans = decode(payload, self.resources, wanted)
-                except (ValueError, FormatError, UnicodeDecodeError, EOFError, OSError) as exc:
+                except _RECORD_ERRORS as exc:
                     where = "last record" if last else f"record {number}"
-                    reason = "cut short (collector killed mid-write?)" if last else str(exc)[:200]
+                    reason = "cut short (collector killed mid-write?)" if last else _reason(exc)
                     message = f"{path}: {where} skipped: {reason}"
                     if decoded:
                         self.warn(message)
-                    else:
+                        continue
+                    failed += 1
+                    if len(pending) < _PENDING_KEPT:
                         pending.append(message)
+                    if failed >= MAX_FAILURES_BEFORE_FIRST:
+                        raise InputError(
+                            f"--file {path}: not OTLP JSON lines or OTLP records "
+                            f"(none of the first {failed} records could be decoded)"
+                        ) from None
                     continue
                 decoded += 1
-                for message in pending:
-                    self.warn(message)
-                pending.clear()
+                if pending:
+                    for message in pending:
+                        self.warn(message)
+                    if failed > len(pending):
+                        self.warn(f"{path}: {failed - len(pending)} more records skipped before the first readable one")
+                    pending.clear()
                 yield from spans
             if decoded == 0 and pending:
                 raise InputError(f"--file {path}: not OTLP JSON lines or OTLP records (nothing could be decoded)")
-        except (OSError, EOFError) as exc:
+        except _CorruptStream as exc:
             raise InputError(f"--file {path}: {exc}") from None
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(f"--file {path}: {_reason(exc)}") from None
         finally:
+            try:
+                size = os.fstat(raw.fileno()).st_size  # the file may be gone from its folder by now
+            except (OSError, ValueError):
+                size = raw.tell() if not raw.closed else 0
             raw.close()
-            self.bytes_done = done_before + os.path.getsize(path)
+            self.bytes_done = done_before + size
+
+
+class _CorruptStream(Exception):
+    """Compressed data that cannot be decompressed."""
+
+
+#: What decoding one record may raise on hostile input (RecursionError: deep nesting without orjson).
+_RECORD_ERRORS = (ValueError, FormatError, UnicodeDecodeError, EOFError, OSError, RecursionError, OverflowError)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:200]
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _payload(record: bytes) -> Any:
@@ -139,21 +217,52 @@ def _payload(record: bytes) -> Any:
     return _proto_to_dict(record)
 
 
-def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
-    """(line number, line, is-last) for each non-empty line; the last flag marks a possible cut."""
-    previous: tuple[int, bytes] | None = None
-    for number, line in enumerate(stream, 1):
-        if not line.strip():
+def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None, bool]]:
+    """(line number, line, is-last) for each non-empty line; the last flag marks a possible cut.
+
+    A line longer than MAX_RECORD_BYTES comes as None, read past without being kept. A compressed
+    stream that ends before its end-of-stream marker ends with an empty last record (a cut).
+    """
+    previous: tuple[int, bytes | None] | None = None
+    readline = stream.readline
+    number = 0
+    cut = False
+    while True:
+        try:
+            line: bytes | None = readline(MAX_RECORD_BYTES + 1)
+        except EOFError:  # gzip or zstd without its end: the writer was killed mid-write
+            cut = True
+            break
+        if not line:
+            break
+        number += 1
+        if len(line) > MAX_RECORD_BYTES and not line.endswith(b"\n"):
+            try:
+                while True:  # read past the rest of it, a piece at a time
+                    rest = readline(2**20)
+                    if not rest or rest.endswith(b"\n"):
+                        break
+            except EOFError:
+                cut = True
+            line = None
+        elif not line.strip():
             continue
         if previous is not None:
             yield previous[0], previous[1], False
         previous = (number, line)
-    if previous is not None:
+        if cut:
+            break
+    if cut:
+        if previous is not None:
+            yield previous[0], previous[1], False
+        yield number + 1, b"", True
+    elif previous is not None:
         # Only a last line without its newline can be a partial write.
-        yield previous[0], previous[1], not previous[1].endswith(b"\n")
+        last = previous[1]
+        yield previous[0], last, last is not None and not last.endswith(b"\n")
 
 
-def _frames(stream: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
+def _frames(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None, bool]]:
     number = 0
     while True:
         header = stream.read(4)
@@ -164,6 +273,12 @@ def _frames(stream: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
             yield number, b"", True
             return
         (size,) = struct.unpack(">I", header)
+        if size > MAX_RECORD_BYTES:  # skipped, not read: seek past it
+            whole = stream.seek(size, io.SEEK_CUR) <= os.fstat(stream.fileno()).st_size
+            yield number, None if whole else b"", not whole
+            if not whole:
+                return
+            continue
         body = stream.read(size)
         yield number, body, len(body) < size
         if len(body) < size:
@@ -180,13 +295,64 @@ def _zstd_module() -> Any:
     return zstandard
 
 
-def _zstd_stream(raw: IO[bytes], path: str) -> IO[bytes]:
-    return io.BufferedReader(_zstd_module().ZstdDecompressor().stream_reader(raw, read_across_frames=True))
+class _ZstdReader(io.RawIOBase):
+    """A zstd stream (one or more frames) read a bounded piece at a time.
+
+    Raises EOFError at the end of the input when the last frame is incomplete (a cut, as gzip
+    does), and _CorruptStream when the data cannot be decompressed.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._zstd = _zstd_module()
+        self._decompressor = self._zstd.ZstdDecompressor()
+        self._frame: Any = None
+        self._buffer = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer and not self._done:
+            self._fill()
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+    def _fill(self) -> None:
+        if self._frame is not None and self._frame.eof:
+            leftover = self._frame.unused_data
+            self._frame = None
+        else:
+            leftover = b""
+        data = leftover or self._raw.read(_ZSTD_INPUT_CHUNK)
+        if not data:
+            self._done = True
+            if self._frame is not None:  # a frame begun and never finished
+                raise EOFError("zstd stream ended before the end of its frame")
+            return
+        if self._frame is None:
+            self._frame = self._decompressor.decompressobj()
+        try:
+            self._buffer = self._frame.decompress(data)
+        except self._zstd.ZstdError as exc:
+            raise _CorruptStream(f"corrupt zstd data ({exc})") from None
 
 
 def _zstd_decompress(record: bytes) -> bytes:
-    reader = _zstd_module().ZstdDecompressor().stream_reader(io.BytesIO(record), read_across_frames=True)
-    return reader.read()  # type: ignore[no-any-return]
+    """One zstd-compressed record, at most MAX_RECORD_BYTES of it (FormatError otherwise)."""
+    reader = io.BufferedReader(_ZstdReader(io.BytesIO(record)))
+    try:
+        data = reader.read(MAX_RECORD_BYTES + 1)
+    except _CorruptStream as exc:
+        raise FormatError(str(exc)) from None
+    except EOFError:
+        raise FormatError("zstd record ends before the end of its frame") from None
+    if len(data) > MAX_RECORD_BYTES:
+        raise FormatError(f"decompresses to more than {MAX_RECORD_BYTES // 2**20} MiB (the limit)")
+    return data
 
 
 def _proto_to_dict(record: bytes) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 
 from moduletrace.conventions import CREATION_SPAN_NAMES, MODULE_ID, SPAN_NAMES
 from moduletrace.errors import BackendError
-from moduletrace.sources.http import BackendSource
+from moduletrace.sources.http import BackendSource, ResponseTooLarge
 from moduletrace.sources.otlp_json import FormatError, decode
 from moduletrace.spans import (
     KIND_CLIENT,
@@ -104,7 +104,14 @@ class JaegerSource(BackendSource):
             "query.start_time_max": _rfc3339(end),
             "query.num_traces": str(self.limit),
         }
-        response = self.backend.get("/api/v3/traces", params, ok_statuses=(404,))
+        try:
+            response = self.backend.get("/api/v3/traces", params, ok_statuses=(404,))
+        except ResponseTooLarge as exc:  # not split: a backend answering that much to each half would be asked again
+            self.partial.append(
+                f"{service}/{operation} between {_rfc3339(start)} and {_rfc3339(end)}: {exc} "
+                f"for {self.limit} traces (a smaller --limit asks for fewer at a time)"
+            )
+            return
         if response.status_code == 404:
             return
         body = self.backend.json(response)
@@ -163,7 +170,7 @@ def legacy_trace_spans(trace: dict[str, Any], resources: ResourceCache, wanted: 
     """Spans of one trace in Jaeger's legacy (UI) JSON: microsecond times, kind and status as tags."""
     try:
         return iter(list(_legacy_spans(trace, resources, wanted)))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
         raise BackendError(f"Jaeger answered a malformed trace ({type(exc).__name__}: {str(exc)[:100]})") from None
 
 

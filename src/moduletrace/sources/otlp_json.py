@@ -168,7 +168,7 @@ def decode(payload: Mapping[str, Any], resources: ResourceCache, wanted: Wanted 
                             _links(links) if links else (),
                         )
                     )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
         raise FormatError(f"malformed OTLP JSON: {type(exc).__name__}: {exc}") from exc
     return out
 
