@@ -128,10 +128,12 @@ def test_a_check_names_its_stage_span_window_and_how_it_was_decided() -> None:
     assert (check.decided_by, check.clocks_contradicted, check.bound_ms, check.reason) == ("clocks", False, None, "")
 
 
-def test_margins_and_bounds_are_milliseconds_rounded_to_the_microsecond() -> None:
+def test_margins_and_bounds_are_milliseconds_to_the_nanosecond() -> None:
     bound = ClockBasis("derived bound", OffsetBound(-1_234_567, 2_345_678, 4))
     check = judge_stage("db_commit", "c", Window(10_000_000, 20_000_000), Window(0, 4_765_433), bound)
-    assert check.margin_ms == 5.235 and check.bound_ms == (-1.235, 2.346)
+    assert check.margin_ms == 5.234567 and check.bound_ms == (-1.234567, 2.345678)
+    # A race by one nanosecond has a positive margin, never a rounded 0.0.
+    assert judge_stage("db_commit", "c", Window(100, 200), Window(0, 99), SAME).margin_ms == 0.000001
 
 
 def test_the_undecided_reason_turns_on_the_last_nanosecond_of_the_bound() -> None:
@@ -154,7 +156,7 @@ def test_explanations_say_what_decided_each_verdict() -> None:
         "undecided, while the stage was in flight"
     )
     assert says(Window(203, 250), TOLERANCE) == (
-        "the read began 0.000 ms after db_commit span c0ffee ended (different hosts, skew tolerance 0.0 ms): "
+        "the read began 0.000 ms after db_commit span c0ffee ended (different hosts, skew tolerance 0.000005 ms): "
         "undecided, inside the clock bound"
     )
     assert says(Window(50, 99), saw=True) == (
@@ -168,7 +170,7 @@ def test_explanations_say_what_decided_each_verdict() -> None:
     )
     derived = ClockBasis("derived bound", OffsetBound(-2_000_000, 3_000_000, 7))
     assert says(Window(150, 160), derived).endswith(
-        "(clock offset in [-2.0, 3.0] ms from 7 client/server pairs): undecided, inside the clock bound"
+        "(clock offset in [-2, 3] ms from 7 client/server pairs): undecided, inside the clock bound"
     )
     anonymous = ClockBasis("tolerance", OffsetBound(-5, 5, 0), "service svc records no host")
-    assert "(skew tolerance 0.0 ms: service svc records no host)" in says(Window(120, 180), anonymous)
+    assert "(skew tolerance 0.000005 ms: service svc records no host)" in says(Window(120, 180), anonymous)

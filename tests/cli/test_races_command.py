@@ -60,7 +60,7 @@ def test_races_found_exit_1_with_the_json_contract(tmp_path: Path, capsys: pytes
     (race,) = report["races"]
     assert {"module_id", "trace_id", "load_span_id", "preceded", "margin_ms", "verdict", "same_trace"} <= set(race)
     assert race["module_id"] == "m-1" and race["verdict"] == "race" and race["same_trace"] is True
-    assert race["preceded"] == ["db_commit"] and race["margin_ms"] == {"db_commit": 0.001}
+    assert race["preceded"] == ["db_commit"] and race["margin_ms"] == {"db_commit": 0.0009}
     assert len(race["trace_id"]) == 32 and set(race["trace_id"]) <= HEX32
     assert len(race["load_span_id"]) == 16 and set(race["load_span_id"]) <= HEX32
     assert report["summary"]["loads"] == 2 and report["summary"]["races"] == 1

@@ -42,7 +42,7 @@ class StageCheck:
     verdict: Verdict
     reason: Reason  # for ambiguous: "overlap" or "clock"
     decided_by: Literal["data", "clocks"]
-    margin_ms: float  # w_s - r_e: positive = the read ended that long before the stage began
+    margin_ms: float  # w_s - r_e, to the nanosecond: positive = the read ended that long before the stage began
     stage_span_id: str
     stage_window: Window
     stage_service: str  # the service that ran the stage
@@ -83,13 +83,13 @@ def judge_stage(
     else:
         verdict = "ambiguous"
         reason = "clock" if (margin + high > 0 or after - low > 0) else "overlap"
-    bound_ms = (round(low / 1e6, 3), round(high / 1e6, 3)) if bound is not None else None
+    bound_ms = (round(low / 1e6, 6), round(high / 1e6, 6)) if bound is not None else None
     return StageCheck(
         stage=stage,
         verdict=verdict,
         reason=reason,
         decided_by="data" if saw is not None else "clocks",
-        margin_ms=round(margin / 1e6, 3),
+        margin_ms=round(margin / 1e6, 6),
         stage_span_id=stage_span_id,
         stage_window=written,
         stage_service=stage_service,
@@ -121,11 +121,13 @@ def _explain(
     if bound_ms is None:
         clocks = f"{clock.basis}: timestamps compare exactly"
     elif clock.basis == "derived bound" and clock.bound is not None:
-        clocks = f"clock offset in [{bound_ms[0]}, {bound_ms[1]}] ms from {clock.bound.pairs} client/server pairs"
+        clocks = (
+            f"clock offset in [{_ms(bound_ms[0])}, {_ms(bound_ms[1])}] ms from {clock.bound.pairs} client/server pairs"
+        )
     elif clock.note:
-        clocks = f"skew tolerance {bound_ms[1]} ms: {clock.note}"
+        clocks = f"skew tolerance {_ms(bound_ms[1])} ms: {clock.note}"
     else:
-        clocks = f"different hosts, skew tolerance {bound_ms[1]} ms"
+        clocks = f"different hosts, skew tolerance {_ms(bound_ms[1])} ms"
     if saw is not None:
         data = f"the load recorded that it {'saw' if saw else 'missed'} the write" + (
             f" ({seen_detail})" if seen_detail else ""
@@ -139,3 +141,8 @@ def _explain(
         why = "inside the clock bound" if reason == "clock" else "while the stage was in flight"
         return f"{timing} ({clocks}): undecided, {why}"
     return f"{timing} ({clocks})"
+
+
+def _ms(value: float) -> str:
+    """Milliseconds as people write them: 5, 0.25, 0.000001."""
+    return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
