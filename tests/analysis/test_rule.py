@@ -174,3 +174,18 @@ def test_explanations_say_what_decided_each_verdict() -> None:
     )
     anonymous = ClockBasis("tolerance", OffsetBound(-5, 5, 0), "service svc records no host")
     assert "(skew tolerance 0.000005 ms: service svc records no host)" in says(Window(120, 180), anonymous)
+
+
+def test_a_read_ending_exactly_at_the_stage_start_is_said_to_overlap_it() -> None:
+    touching = judge_stage("db_commit", "c", STAGE, Window(50, 100), SAME)
+    assert touching.explanation.startswith("the read overlapped db_commit span c")
+    assert judge_stage("db_commit", "c", STAGE, Window(200, 250), SAME).explanation.startswith("the read overlapped")
+    assert judge_stage("db_commit", "c", STAGE, Window(50, 100), SAME).stage_service == ""
+
+
+def test_only_a_seen_write_that_the_clocks_put_after_the_read_is_a_contradiction() -> None:
+    missed_early = judge_stage("db_commit", "c", STAGE, Window(50, 99), SAME, saw=False)
+    assert not missed_early.clocks_contradicted and "contradict" not in missed_early.explanation
+    assert missed_early.explanation.startswith("the load recorded that it missed the write; the read ended")
+    seen_at_start = judge_stage("db_commit", "c", STAGE, Window(50, 100), SAME, saw=True)
+    assert not seen_at_start.clocks_contradicted and "contradict" not in seen_at_start.explanation
