@@ -82,3 +82,17 @@ def test_a_service_without_host_or_process_is_named_in_the_comparison() -> None:
     assert "service svc records no host or process" in clocks.compare(anonymous, A).note
     assert "service svc records no host or process" in clocks.compare(A, anonymous).note
     assert clocks.compare(A, Z).note == ""
+
+
+def test_two_server_spans_read_before_their_client_both_count() -> None:
+    client, first = rpc(A, Z, (0, 10), (102, 500), 1)
+    second = first._replace(span_id="2" * 16, start_ns=105)  # a retry served under the same client span
+    found = offsets([first, second, client])
+    assert found.bound(A.clock, Z.clock) == OffsetBound(95, 102, 2)
+    assert found.inconsistent_pairs() == []
+
+
+def test_an_exact_bound_is_not_an_inconsistency_and_a_host_alone_is_an_identity() -> None:
+    exact = offsets(rpc(A, Z, (0, 10), (10, 12), 1), rpc(A, Z, (100, 110), (100, 130), 2))
+    assert exact.inconsistent_pairs() == []
+    assert Clocks(ClockOffsets(), 5).compare(Resource("svc", "", "h1"), Resource("svc", "", "h2")).note == ""

@@ -189,3 +189,11 @@ def test_only_a_seen_write_that_the_clocks_put_after_the_read_is_a_contradiction
     assert missed_early.explanation.startswith("the load recorded that it missed the write; the read ended")
     seen_at_start = judge_stage("db_commit", "c", STAGE, Window(50, 100), SAME, saw=True)
     assert not seen_at_start.clocks_contradicted and "contradict" not in seen_at_start.explanation
+
+
+def test_explanations_give_long_gaps_in_milliseconds() -> None:
+    second = 1_000_000_000
+    late = judge_stage("db_commit", "c", Window(0, second), Window(3 * second, 4 * second), SAME)
+    assert late.explanation.startswith("the read began 2000.000 ms after db_commit span c ended")
+    early = judge_stage("db_commit", "c", Window(3 * second, 4 * second), Window(0, second), SAME)
+    assert early.explanation.startswith("the read ended 2000.000 ms before db_commit span c began")
