@@ -155,9 +155,11 @@ def read(
     options: ScanOptions,
     tick: Callable[[Scan], None] | None = None,
     warn: Callable[[str], None] = lambda _: None,
+    claim: str = "no race",
 ) -> Scan:
     """Feed every span of the sources to ``sink``, then the creations of loads whose creation lies
-    outside the window (looked up by module id). Raises EmptyScanError when no lifecycle span came."""
+    outside the window (looked up by module id). Raises EmptyScanError when no lifecycle span came:
+    an empty answer is no evidence of ``claim``."""
     scan = Scan(sources)
     start, _ = options.window()
     # The scan builds only acyclic data (tuples, dicts of strings): reference counting frees it,
@@ -196,7 +198,7 @@ def read(
         also = f" for service {options.service}" if options.service and not options.from_backend else ""
         raise EmptyScanError(
             f"no lifecycle span found in {searched}{window}{also} ({scan.spans_read} spans read{_partial(scan)}): "
-            "nothing was judged, so this is no evidence of 'no race'"
+            f"nothing was judged, so this is no evidence of '{claim}'"
         )
     return scan
 
@@ -253,12 +255,15 @@ def diagnose(
     options: ScanOptions, warn: Callable[[str], None] = lambda _: None, tick: Callable[[Scan], None] | None = None
 ) -> tuple[DiagnosisReport, Scan]:
     """The cause of every failed load the options select."""
-    diagnosis, _, scan = incident(options, warn, tick)
+    diagnosis, _, scan = incident(options, warn, tick, claim="no failed load")
     return diagnosis, scan
 
 
 def incident(
-    options: ScanOptions, warn: Callable[[str], None] = lambda _: None, tick: Callable[[Scan], None] | None = None
+    options: ScanOptions,
+    warn: Callable[[str], None] = lambda _: None,
+    tick: Callable[[Scan], None] | None = None,
+    claim: str = "no race",
 ) -> tuple[DiagnosisReport, RaceReport, Scan]:
     """Both answers from one read: the cause of every failed load, and the race rule over every load."""
     from moduletrace.analysis.diagnosis import Diagnoser
@@ -266,14 +271,14 @@ def incident(
 
     start, end = options.window()
     diagnoser = Diagnoser(RaceDetector(options.skew_tolerance_ms, derive_bounds=options.derive_bounds))
-    scan = read(open_sources(options, warn), diagnoser, diagnosis_wanted, options, tick, warn)
+    scan = read(open_sources(options, warn), diagnoser, diagnosis_wanted, options, tick, warn, claim)
     diagnosis = diagnoser.report(module=options.module, service=options.service, start_ns=start, end_ns=end)
     races = diagnoser.detector.report(module=options.module, service=options.service, start_ns=start, end_ns=end)
-    _require_loads(races.loads, scan, options)
+    _require_loads(races.loads, scan, options, claim)
     return diagnosis, races, scan
 
 
-def _require_loads(loads: int, scan: Scan, options: ScanOptions) -> None:
+def _require_loads(loads: int, scan: Scan, options: ScanOptions, claim: str = "no race") -> None:
     """Zero loads judged is no answer: say what was searched and exit 3, never "no race"."""
     if loads:
         return
@@ -287,7 +292,7 @@ def _require_loads(loads: int, scan: Scan, options: ScanOptions) -> None:
     searched = "; ".join(s.describe() for s in scan.sources)
     raise EmptyScanError(
         f"no load{' of ' + which if which else ''} found in {searched} ({scan.lifecycle_spans} lifecycle spans "
-        f"read{_partial(scan)}): nothing was judged, so this is no evidence of 'no race'"
+        f"read{_partial(scan)}): nothing was judged, so this is no evidence of '{claim}'"
     )
 
 

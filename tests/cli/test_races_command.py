@@ -76,7 +76,7 @@ def test_table_lists_each_raced_load_and_a_summary(tmp_path: Path, capsys: pytes
     assert code == 1
     assert "m-1" in out and "1" * 32 in out and "db_commit by 0.0 ms" in out
     assert out.strip().splitlines()[-1] == (
-        "2 loads of 2 modules (0 failed): 1 raced (0 failed, 1 succeeded), 0 stale reads (0 failed), "
+        "2 loads of 2 modules (0 failed): 1 raced (0 failed, 1 succeeded), 0 stale reads (0 failed, 0 succeeded), "
         "0 ambiguous, 0 unmatched, 1 clean."
     )
 

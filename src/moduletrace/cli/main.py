@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         "races",
         help="list the loads that ran before their module's commit or cache update",
         description="List the loads that ran before their module's commit or cache update. "
-        "Exit 0: no race; 1: races found; 2: bad usage or input; 3: backend error.",
+        "Exit 0: no race or stale read; 1: races or stale reads found; 2: bad usage or input; 3: a backend error, "
+        "a scan that judged no load, or a partial scan that found nothing.",
     )
     _scan_arguments(races)
     diagnose = commands.add_parser(
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="name the cause of each failed load: auth, pool, race, not_found or unknown",
         description="Classify every failed load as auth, pool, race, not_found or unknown, with the evidence that "
         "decided it and how strong it is. Exit 0: no failed load; 1: failed loads found; 2: bad usage or input; "
-        "3: backend error.",
+        "3: a backend error, a scan that judged no load, or a partial scan that found nothing.",
     )
     _scan_arguments(diagnose)
     demo = commands.add_parser(

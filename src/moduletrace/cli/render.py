@@ -114,6 +114,10 @@ def _failed(f: FailedCommit) -> dict[str, Any]:
     }
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _split(verdicts: list[RaceVerdict] | list[Unmatched]) -> dict[str, int]:
     failed = sum(1 for v in verdicts if v.load_failed)
     return {"failed": failed, "succeeded": len(verdicts) - failed}
@@ -215,12 +219,21 @@ def as_table(report: RaceReport, link: TraceLink | None = None, partial: list[st
             ["MODULE", "TRACE", "COMMIT SPAN", "ERROR"],
         )
     races, stale = _split(report.races), _split(report.stale_reads)
+    listed_failed = sum(
+        v.load_failed for v in (*report.races, *report.stale_reads, *report.ambiguous, *report.unmatched)
+    )
+    cleared = report.failed_loads - listed_failed
     lines.append(
-        f"{report.loads} loads of {report.modules} modules ({report.failed_loads} failed): "
+        f"{_count(report.loads, 'load')} of {_count(report.modules, 'module')} ({report.failed_loads} failed): "
         f"{len(report.races)} raced ({races['failed']} failed, {races['succeeded']} succeeded), "
-        f"{len(report.stale_reads)} stale reads ({stale['failed']} failed), "
+        f"{_count(len(report.stale_reads), 'stale read')} ({stale['failed']} failed, {stale['succeeded']} succeeded), "
         f"{len(report.ambiguous)} ambiguous, {len(report.unmatched)} unmatched, {report.clean} clean."
     )
+    if cleared:
+        lines.append(
+            f"{_count(cleared, 'failed load')} the race rule clears (clean): "
+            "`moduletrace diagnose` names their cause (auth, pool, ...)."
+        )
     if report.inconsistent_clocks:
         pairs = "; ".join(f"{a} / {b}" for a, b in report.inconsistent_clocks)
         lines.append(f"Clock pairs whose RPC timings contradict each other (no bound used): {pairs}")
