@@ -246,6 +246,11 @@ class RaceDetector:
             record = Load(trace_id, span_id, parent_span_id, start_ns, end_ns, failed, resource, linked, seen)
             (module.requests if stage == LOAD_REQUEST else module.queries).append(record)
             return
+        if links and stage != CREATE_START:  # a stage that links its creation (e.g. a consumer's, as_link=True)
+            trace_id = next(
+                (intern(link.trace_id) for link in links if link.attributes.get(MODULE_LINK_TYPE) == LINK_CREATION),
+                trace_id,
+            )
         creation = module.creations.get(trace_id)
         if creation is None:
             creation = module.creations[trace_id] = Creation(trace_id)

@@ -34,6 +34,9 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
 from moduletrace.conventions import (
     MESSAGING_CONSUMER_GROUP_NAME,
     MESSAGING_DESTINATION_NAME,
@@ -53,6 +56,7 @@ __all__ = ["Received", "amqp_queue_depth", "published", "received", "stream_back
 M = TypeVar("M", bound=MutableMapping[Any, Any])
 
 _CARRIER_KEYS = ("traceparent", "tracestate")
+_W3C = TraceContextTextMapPropagator()
 
 
 def published(message: M) -> M:
@@ -74,7 +78,7 @@ def published(message: M) -> M:
 class Received:
     """What a consumer took from one message: the creation's carrier and the lag attributes."""
 
-    carrier: dict[str, str]
+    carrier: dict[str, str] | None  # None: the message carried no trace context
     attributes: dict[str, Any] = field(default_factory=dict)
     lag_ms: float | None = None
 
@@ -101,7 +105,9 @@ def received(
     now = time.time_ns() if received_ns is None else received_ns
     try:
         fields = _strings(message or {})
-        found = {k: fields[k] for k in _CARRIER_KEYS if k in fields}
+        found: dict[str, str] | None = {k: fields[k] for k in _CARRIER_KEYS if k in fields}
+        if not _valid(found):
+            found = None
         attributes: dict[str, Any] = {
             MESSAGING_SYSTEM: system,
             MESSAGING_DESTINATION_NAME: destination,
@@ -124,7 +130,7 @@ def received(
         return Received(found, attributes, lag_ms)
     except Exception as exc:  # noqa: BLE001 - telemetry never raises into the host
         internal_error("messaging.received", exc)
-        return Received({})
+        return Received(None)
 
 
 def stream_entry_ns(entry_id: object) -> int | None:
@@ -162,6 +168,13 @@ def amqp_queue_depth(channel: Any, queue: str) -> int | None:
         return int(channel.queue_declare(queue=queue, passive=True).method.message_count)
     except Exception:  # noqa: BLE001 - a sample the broker could not give is just missing
         return None
+
+
+def _valid(found: Mapping[str, str] | None) -> bool:
+    """The carrier holds a valid W3C traceparent (not, say, a field that happens to share its name)."""
+    if not found or "traceparent" not in found:
+        return False
+    return trace.get_current_span(_W3C.extract(found)).get_span_context().is_valid
 
 
 def _text(value: object) -> str:
