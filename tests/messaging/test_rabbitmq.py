@@ -149,3 +149,40 @@ def test_a_passive_declare_of_a_missing_queue_is_no_depth_and_no_error(
     assert body == b"m"
     event = messaging.received(properties.headers, system="rabbitmq", destination="depth-probe")
     assert event.carrier == {"traceparent": headers["traceparent"]}
+
+
+async def test_an_asyncio_consumer_continues_the_trace_with_aio_pika(rabbitmq: RabbitMQ, traced: Traced) -> None:
+    """The same helpers with another client: aio-pika on both sides, the depth by an async passive declare."""
+    import aio_pika
+
+    url = f"amqp://guest:guest@{rabbitmq.host}:{rabbitmq.port}/"  # RabbitMQ's loopback-only default user
+    connection = await aio_pika.connect(url)
+    try:
+        channel, sampling = await connection.channel(), await connection.channel()
+        queue = await channel.declare_queue("modules-async")
+        with moduletrace.create_start("m-async"):
+            headers = messaging.published({})
+            for body in (b"m-async", b"behind-1", b"behind-2"):
+                await channel.default_exchange.publish(
+                    aio_pika.Message(body, headers=headers, message_id=body.decode()), routing_key="modules-async"
+                )
+        message = await queue.get(timeout=5)
+        assert message is not None
+        event = messaging.received(
+            message.headers,
+            system="rabbitmq",
+            destination="modules-async",
+            message_id=message.message_id,
+            queue_depth=await messaging.amqp_queue_depth_async(sampling, "modules-async"),
+        )
+        async with moduletrace.cache_update("m-async", parent=event.carrier, attributes=event.attributes):
+            await message.ack()
+        assert await messaging.amqp_queue_depth_async(sampling, "no-such-queue") is None
+    finally:
+        await connection.close()
+    (create,) = traced.named("module_create_start")
+    (update,) = traced.named("module_create_cache_update")
+    assert update.context.trace_id == create.context.trace_id
+    assert update.parent is not None
+    assert update.attributes[MESSAGING_QUEUE_DEPTH] == 2
+    assert 0 < update.attributes[MESSAGING_LAG_MS] < 5_000

@@ -212,3 +212,36 @@ def test_unreadable_messages_and_a_dead_broker_never_raise_into_the_consumer(len
     assert messaging.stream_backlog(dead, "modules", GROUP) is None
     assert messaging.amqp_queue_depth(object(), "modules") is None
     assert SPAN_NAMES[CACHE_UPDATE] == "module_create_cache_update"
+
+
+async def test_an_asyncio_consumer_continues_the_trace_with_redis_asyncio(
+    redis_server: RedisServer, traced: Traced
+) -> None:
+    import redis.asyncio
+
+    import moduletrace
+
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        await client.xgroup_create("modules-async", GROUP, id="0", mkstream=True)
+        with moduletrace.create_start("m-async"):
+            await client.xadd("modules-async", messaging.published({"module_id": "m-async"}))  # type: ignore[arg-type]
+        for i in range(4):
+            await client.xadd("modules-async", {"module_id": f"behind-{i}"})
+        ((_, [(entry_id, fields)]),) = await client.xreadgroup(GROUP, "c", {"modules-async": ">"}, count=1)
+        event = messaging.received(
+            fields,
+            system="redis",
+            destination="modules-async",
+            message_id=entry_id,
+            queue_depth=await messaging.stream_backlog_async(client, "modules-async", GROUP),
+        )
+        async with moduletrace.cache_update("m-async", parent=event.carrier, attributes=event.attributes):
+            await client.xack("modules-async", GROUP, entry_id)
+        assert await messaging.stream_backlog_async(client, "no-such-stream", GROUP) is None
+    finally:
+        await client.aclose()
+    (create,) = traced.named("module_create_start")
+    (update,) = traced.named("module_create_cache_update")
+    assert update.context.trace_id == create.context.trace_id
+    assert update.attributes[MESSAGING_QUEUE_DEPTH] == 4

@@ -21,6 +21,7 @@ Consumer, as soon as the read returns::
         ...
 
 ``parent=event.carrier, as_link=True`` links the creation instead of continuing its trace.
+Asynchronous clients (redis.asyncio, aio-pika) sample the depth with the ``*_async`` twins.
 The W3C keys are the ones ``carrier()`` writes (``traceparent``, ``tracestate``); the publish time
 travels as ``moduletrace-published-ns``. Client spans of the bus itself (XADD, XREADGROUP) come
 from the contrib instrumentations (opentelemetry-instrumentation-redis); these helpers add what
@@ -51,7 +52,16 @@ from moduletrace.conventions import (
 from moduletrace.instrumentation._guard import internal_error
 from moduletrace.instrumentation.propagation import carrier
 
-__all__ = ["Received", "amqp_queue_depth", "published", "received", "stream_backlog", "stream_entry_ns"]
+__all__ = [
+    "Received",
+    "amqp_queue_depth",
+    "amqp_queue_depth_async",
+    "published",
+    "received",
+    "stream_backlog",
+    "stream_backlog_async",
+    "stream_entry_ns",
+]
 
 M = TypeVar("M", bound=MutableMapping[Any, Any])
 
@@ -142,30 +152,47 @@ def stream_entry_ns(entry_id: object) -> int | None:
 def stream_backlog(client: Any, stream: str, group: str) -> int | None:
     """Entries of ``stream`` not yet delivered to consumer ``group`` (XINFO GROUPS ``lag``,
     Redis 7), else the stream's length (XLEN). For a synchronous redis-py client; None on any error.
-
-    For redis.asyncio, await ``client.xinfo_groups(stream)`` and read its ``lag`` the same way.
     """
     try:
-        for info in client.xinfo_groups(stream):
-            row = _strings(info)
-            if row.get("name") == group:
-                lag = _int(row.get("lag"))
-                if lag is not None:
-                    return lag
-        length = client.xlen(stream)
-        return int(length)
+        lag = _group_lag(client.xinfo_groups(stream), group)
+        return lag if lag is not None else int(client.xlen(stream))
     except Exception:  # noqa: BLE001 - a sample the broker could not give is just missing
         return None
+
+
+async def stream_backlog_async(client: Any, stream: str, group: str) -> int | None:
+    """:func:`stream_backlog` for redis.asyncio."""
+    try:
+        lag = _group_lag(await client.xinfo_groups(stream), group)
+        return lag if lag is not None else int(await client.xlen(stream))
+    except Exception:  # noqa: BLE001 - a sample the broker could not give is just missing
+        return None
+
+
+def _group_lag(groups: Any, group: str) -> int | None:
+    for info in groups:
+        row = _strings(info)
+        if row.get("name") == group:
+            return _int(row.get("lag"))  # None before Redis 7, or when Redis cannot tell
+    return None
 
 
 def amqp_queue_depth(channel: Any, queue: str) -> int | None:
     """A RabbitMQ queue's ready messages, by a passive declare on a pika ``BlockingChannel``.
 
     A passive declare of a missing queue closes the channel (AMQP 404): use a channel of its own.
-    For aio-pika: ``(await channel.declare_queue(queue, passive=True)).declaration_result.message_count``.
     """
     try:
         return int(channel.queue_declare(queue=queue, passive=True).method.message_count)
+    except Exception:  # noqa: BLE001 - a sample the broker could not give is just missing
+        return None
+
+
+async def amqp_queue_depth_async(channel: Any, queue: str) -> int | None:
+    """:func:`amqp_queue_depth` on an aio-pika channel (a channel of its own, as there)."""
+    try:
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count)
     except Exception:  # noqa: BLE001 - a sample the broker could not give is just missing
         return None
 
