@@ -11,6 +11,8 @@ import pytest
 import redis
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.trace import format_trace_id
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from moduletrace.conventions import (
     CACHE_UPDATE,
@@ -208,7 +210,7 @@ def test_unreadable_messages_and_a_dead_broker_never_raise_into_the_consumer(len
     assert event.carrier is None and event.attributes == {}
     odd = messaging.received({"traceparent": 7, PUBLISHED_NS_HEADER: "soon"}, system="redis", destination="x")
     assert odd.carrier is None and odd.lag_ms is None
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     assert messaging.stream_backlog(dead, "modules", GROUP) is None
     assert messaging.amqp_queue_depth(object(), "modules") is None
     assert SPAN_NAMES[CACHE_UPDATE] == "module_create_cache_update"
