@@ -116,3 +116,23 @@ SERVICE_INSTANCE_ID: Final = "service.instance.id"
 HOST_ID: Final = "host.id"
 HOST_NAME: Final = "host.name"
 PROCESS_PID: Final = "process.pid"
+
+# --- messaging: the event that carries a module to its indexer (Redis Streams, RabbitMQ) ------
+
+#: Standard keys (equal to opentelemetry.semconv messaging attributes), on the consumer's cache update.
+MESSAGING_SYSTEM: Final = "messaging.system"  # "redis", "rabbitmq"
+MESSAGING_DESTINATION_NAME: Final = "messaging.destination.name"  # the stream, or the queue
+MESSAGING_MESSAGE_ID: Final = "messaging.message.id"  # a stream entry id, an AMQP message-id
+MESSAGING_CONSUMER_GROUP_NAME: Final = "messaging.consumer.group.name"
+MESSAGING_OPERATION_TYPE: Final = "messaging.operation.type"  # "process"
+MESSAGING_PREFIX: Final = "module.messaging."
+#: On a consumer's cache update: from the event's publication to its receipt by the consumer, in ms.
+MESSAGING_LAG_MS: Final = "module.messaging.lag_ms"
+#: Whose clock stamped the publication: "publisher" (the publish time carried in the message) or
+#: "broker" (the broker's own timestamp, e.g. a stream entry id).
+MESSAGING_LAG_CLOCK: Final = "module.messaging.lag_clock"
+#: Messages still waiting behind it when it was received (undelivered stream entries of the group;
+#: a queue's ready messages), sampled from the broker.
+MESSAGING_QUEUE_DEPTH: Final = "module.messaging.queue_depth"
+#: The message header / stream field that carries the publish time (Unix ns, decimal string).
+PUBLISHED_NS_HEADER: Final = "moduletrace-published-ns"

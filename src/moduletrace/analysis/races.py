@@ -16,12 +16,12 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from sys import intern
 from typing import Any, NamedTuple
 
 from moduletrace.analysis.clocks import ClockOffsets, Clocks
-from moduletrace.analysis.report import FailedCommit, Outcome, RaceReport, RaceVerdict, Unmatched
+from moduletrace.analysis.report import ConsumerLag, FailedCommit, Outcome, RaceReport, RaceVerdict, Unmatched
 from moduletrace.analysis.rule import StageCheck, Window, judge_stage
 from moduletrace.conventions import (
     CACHE_HIT,
@@ -39,6 +39,11 @@ from moduletrace.conventions import (
     LINK_CREATION,
     LOAD_DB_QUERY,
     LOAD_REQUEST,
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_LAG_CLOCK,
+    MESSAGING_LAG_MS,
+    MESSAGING_QUEUE_DEPTH,
+    MESSAGING_SYSTEM,
     MODULE_CANCELLED,
     MODULE_ID,
     MODULE_LINK_TYPE,
@@ -69,6 +74,7 @@ class StageSpan(NamedTuple):
     resource: Resource
     error: str
     version: Any = None  # DATA_VERSION on a commit, CACHE_VERSION on a cache update
+    lag: ConsumerLag | None = None  # run by a message consumer that recorded its lag
 
 
 @dataclass(slots=True)
@@ -250,6 +256,11 @@ class RaceDetector:
                 module.queries.append(record)
                 self._add_query(span_id)
             return
+        if links and stage != CREATE_START:  # a stage that links its creation (e.g. a consumer's, as_link=True)
+            trace_id = next(
+                (intern(link.trace_id) for link in links if link.attributes.get(MODULE_LINK_TYPE) == LINK_CREATION),
+                trace_id,
+            )
         creation = module.creations.get(trace_id)
         if creation is None:
             creation = module.creations[trace_id] = Creation(trace_id)
@@ -258,8 +269,13 @@ class RaceDetector:
             return
         version = attributes.get(DATA_VERSION if stage == DB_COMMIT else CACHE_VERSION)
         error = _error(span) if failed else ""
+        lag = (
+            _consumer_lag(stage, attributes)
+            if MESSAGING_LAG_MS in attributes or MESSAGING_QUEUE_DEPTH in attributes
+            else None
+        )
         (creation.commits if stage == DB_COMMIT else creation.caches).append(
-            StageSpan(span_id, start_ns, end_ns, not failed, resource, error, version)
+            StageSpan(span_id, start_ns, end_ns, not failed, resource, error, version, lag)
         )
 
     def add_all(self, spans: Iterable[Span]) -> None:
@@ -490,6 +506,7 @@ class RaceDetector:
             return unmatched("no creation spans for this module in the data")
         creation, matched_by = _creation_for(state, load, read.window.start_ns)
         checks: list[StageCheck] = []
+        lags: list[ConsumerLag] = []
         missing = []
         for stage in (DB_COMMIT, CACHE_UPDATE):
             record = creation.first_ok(stage)
@@ -500,11 +517,13 @@ class RaceDetector:
             saw, detail = _saw(stage, read.seen, record.version)
             clock = self.clocks.compare(record.resource, read.resource)
             written = Window(record.start_ns, record.end_ns)
-            checks.append(
-                judge_stage(
-                    stage, record.span_id, written, read.window, clock, saw, detail, record.resource.service_name
-                )
+            check = judge_stage(
+                stage, record.span_id, written, read.window, clock, saw, detail, record.resource.service_name
             )
+            if record.lag is not None:  # the consumer's lag explains a read that came before the stage
+                lags.append(record.lag)
+                check = replace(check, explanation=f"{check.explanation}; {record.lag.describe()}")
+            checks.append(check)
         if not checks:
             return unmatched(f"creation in trace {creation.trace_id} is partial: " + ", ".join(missing))
         verdicts = {c.verdict for c in checks}
@@ -535,7 +554,20 @@ class RaceDetector:
             matched_by=matched_by,
             creation_trace_id=creation.trace_id,
             checks=tuple(checks),
+            consumer_lag=tuple(lags),
         )
+
+
+def _consumer_lag(stage: str, attributes: Mapping[str, Any]) -> ConsumerLag:
+    lag, depth = attributes.get(MESSAGING_LAG_MS), attributes.get(MESSAGING_QUEUE_DEPTH)
+    return ConsumerLag(
+        stage,
+        float(lag) if isinstance(lag, (int, float)) and not isinstance(lag, bool) else None,
+        str(attributes.get(MESSAGING_LAG_CLOCK) or ""),
+        depth if isinstance(depth, int) and not isinstance(depth, bool) else None,
+        str(attributes.get(MESSAGING_SYSTEM) or ""),
+        str(attributes.get(MESSAGING_DESTINATION_NAME) or ""),
+    )
 
 
 def _saw(stage: str, seen: Mapping[str, Any], written: Any) -> tuple[bool | None, str]:

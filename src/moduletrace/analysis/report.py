@@ -8,6 +8,32 @@ from moduletrace.analysis.rule import Reason, StageCheck, Verdict
 
 
 @dataclass(frozen=True, slots=True)
+class ConsumerLag:
+    """How late a stage run by a message consumer (an indexer) took its event, as it recorded."""
+
+    stage: str
+    lag_ms: float | None  # publish to receipt
+    lag_clock: str  # "publisher" or "broker": whose clock stamped the publication
+    queue_depth: int | None  # messages still queued when it was received
+    system: str  # messaging.system
+    destination: str  # messaging.destination.name
+
+    def describe(self) -> str:
+        """One evidence line: "the indexer took the event 840.2 ms after it was published; queue depth 1,200"."""
+        where = " ".join(filter(None, (self.system, repr(self.destination) if self.destination else "")))
+        who = f"the consumer of {where}" if where else "the consumer"
+        parts = []
+        if self.lag_ms is not None:
+            clock = f" ({self.lag_clock}'s clock)" if self.lag_clock else ""
+            parts.append(f"{who} took the event {self.lag_ms:,.1f} ms after it was published{clock}")
+        else:
+            parts.append(f"{who} recorded no publish time")
+        if self.queue_depth is not None:
+            parts.append(f"queue depth {self.queue_depth:,} at receipt")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
 class RaceVerdict:
     """A load judged against its module's creation, with the evidence of each stage."""
 
@@ -25,6 +51,7 @@ class RaceVerdict:
     matched_by: str  # "trace", "link", "module.id"
     creation_trace_id: str
     checks: tuple[StageCheck, ...]
+    consumer_lag: tuple[ConsumerLag, ...] = ()  # stages run by a message consumer, with its recorded lag
 
     @property
     def preceded(self) -> list[str]:

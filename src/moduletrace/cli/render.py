@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from moduletrace.analysis.diagnosis import Diagnosis, DiagnosisReport
-from moduletrace.analysis.report import FailedCommit, RaceReport, RaceVerdict, Unmatched
+from moduletrace.analysis.report import ConsumerLag, FailedCommit, RaceReport, RaceVerdict, Unmatched
 
 if TYPE_CHECKING:
     from moduletrace.demo.runner import DemoOptions, DemoResult
@@ -77,6 +77,7 @@ def _verdict(v: RaceVerdict, link: TraceLink | None) -> dict[str, Any]:
                 "offset_bound_ms": list(c.bound_ms) if c.bound_ms else None,
                 "clocks_contradicted": c.clocks_contradicted,
                 "explanation": c.explanation,
+                **_lag_json(v.consumer_lag, c.stage),
             }
             for c in v.checks
         ],
@@ -86,6 +87,20 @@ def _verdict(v: RaceVerdict, link: TraceLink | None) -> dict[str, Any]:
     if link is not None:
         out["trace_url"] = link(v.trace_id)
     return out
+
+
+def _lag_json(lags: tuple[ConsumerLag, ...], stage: str) -> dict[str, Any]:
+    """A consumer's recorded lag under its stage's check (absent when it recorded none)."""
+    for lag in lags:
+        if lag.stage == stage:
+            return {
+                "consumer_lag_ms": lag.lag_ms,
+                "consumer_lag_clock": lag.lag_clock or None,
+                "queue_depth": lag.queue_depth,
+                "messaging_system": lag.system or None,
+                "messaging_destination": lag.destination or None,
+            }
+    return {}
 
 
 def _unmatched(u: Unmatched, link: TraceLink | None) -> dict[str, Any]:
@@ -177,6 +192,13 @@ def as_table(report: RaceReport, link: TraceLink | None = None, partial: list[st
                 what = ", ".join(f"{s} by {v.margin_ms[s]:.1f} ms" for s in v.preceded)
             else:
                 what = ", ".join(v.preceded) + (f" ({v.reason})" if v.reason else "")
+            what += "".join(
+                f" [{lag.stage}: consumer lag {lag.lag_ms:,.1f} ms"
+                + (f", depth {lag.queue_depth:,}" if lag.queue_depth is not None else "")
+                + "]"
+                for lag in v.consumer_lag
+                if lag.lag_ms is not None and lag.stage in v.preceded
+            )
             row = [
                 v.module_id,
                 v.trace_id,
