@@ -241,9 +241,8 @@ def as_table(report: RaceReport, link: TraceLink | None = None, partial: list[st
             ["MODULE", "TRACE", "COMMIT SPAN", "ERROR"],
         )
     races, stale = _split(report.races), _split(report.stale_reads)
-    listed_failed = sum(
-        v.load_failed for v in (*report.races, *report.stale_reads, *report.ambiguous, *report.unmatched)
-    )
+    listed: list[RaceVerdict | Unmatched] = [*report.races, *report.stale_reads, *report.ambiguous, *report.unmatched]
+    listed_failed = sum(v.load_failed for v in listed)
     cleared = report.failed_loads - listed_failed
     lines.append(
         f"{_count(report.loads, 'load')} of {_count(report.modules, 'module')} ({report.failed_loads} failed): "
