@@ -10,16 +10,23 @@ each step into the body (``send``, ``throw``, ``close`` and their async twins) r
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.trace import Span
 
 from moduletrace.instrumentation._span import end, fail, finish
 from moduletrace.instrumentation._tracing import API, STATE, current_tracer
 
-if TYPE_CHECKING:
-    from moduletrace.instrumentation._decorator import Call
+
+class Call(Protocol):
+    """What a wrapper needs of its decoration (``_decorator.Call``): a way to start the span of a call."""
+
+    def start(
+        self, tracer: trace.Tracer, args: tuple[Any, ...], kwargs: dict[str, Any], attach: bool = True
+    ) -> tuple[Span, object] | None: ...
 
 
 class _Within:
