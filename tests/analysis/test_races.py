@@ -57,36 +57,29 @@ def test_the_read_window_is_the_query_not_the_request() -> None:
     assert detect(spans).clean == 1
 
 
+def statement(parent: Span, span_id: str, text: str, start_ms: float, end_ms: float, trace: str = "") -> Span:
+    """A PostgreSQL statement's CLIENT span under ``parent``."""
+    return Span(
+        trace or parent.trace_id,
+        span_id,
+        parent.span_id,
+        text,
+        KIND_CLIENT,
+        ns(start_ms),
+        ns(end_ms),
+        0,
+        "",
+        {"db.system.name": "postgresql", "db.query.text": text},
+        PROCESS_A,
+    )
+
+
 def test_the_read_window_narrows_to_the_database_client_span_inside_the_query() -> None:
     # The query span [10, 40] waited for a pooled connection; the statement itself ran [32, 34], after the commit.
     request = stage_span("load_request", "m-6", "t6", 9, 41)
     query = stage_span("load_db_query", "m-6", "t6", 10, 40, parent=request.span_id)
-    begin = Span(
-        query.trace_id,
-        "b" * 16,
-        query.span_id,
-        "BEGIN",
-        KIND_CLIENT,
-        ns(12),
-        ns(13),
-        0,
-        "",
-        {"db.system.name": "postgresql", "db.query.text": "BEGIN"},
-        PROCESS_A,
-    )
-    select = Span(
-        query.trace_id,
-        "5" * 16,
-        query.span_id,
-        "SELECT modules",
-        KIND_CLIENT,
-        ns(32),
-        ns(34),
-        0,
-        "",
-        {"db.system.name": "postgresql"},
-        PROCESS_A,
-    )
+    begin = statement(query, "b" * 16, "BEGIN", 12, 13)
+    select = statement(query, "5" * 16, "SELECT modules", 32, 34)
     spans = creation("m-6", "t6", commit_end_ms=30) + [request, query, begin, select]
     report = detect(spans)
     assert report.clean == 1, "the transaction's BEGIN is not the read; the SELECT after the commit is"
@@ -346,34 +339,10 @@ def test_a_read_keeps_its_statement_however_many_other_statements_come_before_it
     # cache writes) before the load is judged: the read window must still be the SELECT.
     request = stage_span("load_request", "m-s", "ts", 9, 41)
     query = stage_span("load_db_query", "m-s", "ts", 10, 40, parent=request.span_id)
-    select = Span(
-        query.trace_id,
-        "5" * 16,
-        query.span_id,
-        "SELECT",
-        KIND_CLIENT,
-        ns(32),
-        ns(34),
-        0,
-        "",
-        {"db.system.name": "postgresql"},
-        PROCESS_A,
-    )
+    select = statement(query, "5" * 16, "SELECT", 32, 34)
+    unrelated = stage_span("db_commit", "m-other", "f" * 32, 0, 5)
     others = [
-        Span(
-            "f" * 32,
-            f"{n:016x}",
-            f"{n + 10**6:016x}",
-            "INSERT",
-            KIND_CLIENT,
-            ns(1),
-            ns(2),
-            0,
-            "",
-            {"db.system.name": "postgresql"},
-            PROCESS_A,
-        )
-        for n in range(60_000)
+        statement(unrelated._replace(span_id=f"{n + 10**6:016x}"), f"{n:016x}", "INSERT", 1, 2) for n in range(60_000)
     ]
     detector = RaceDetector()
     detector.add_all([request, query, select, *others, *creation("m-s", "ts", commit_end_ms=30)])
