@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -29,6 +28,7 @@ from moduletrace.cli.render import as_json
 from moduletrace.conventions import CACHE_HIT, DATA_FOUND, ERROR_TYPE, HTTP_RESPONSE_STATUS_CODE
 from moduletrace.spans import Span
 from tests.support.builders import PROCESS_A, PROCESS_B, span
+from tests.viewing.browser import chromium
 
 RACED_LOADS = 5_000
 #: Hosts headless Chromium calls by itself whatever the page (component updater, sign-in, network time).
@@ -136,16 +136,6 @@ class Browser:
             assert screenshot.stat().st_size > 40_000, f"{screenshot} looks blank"  # an empty page is ~10 kB
             print(f"screenshot: {screenshot}")
         return dom
-
-
-def chromium() -> str:
-    path = os.environ.get("MODULETRACE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path:
-        message = "no chromium on PATH (scripts/test installs Debian's package when run as root)"
-        if os.environ.get("MODULETRACE_REQUIRE_PEERS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(scope="module")
