@@ -94,6 +94,20 @@ POOL_IN_USE: Final = "module.pool.in_use"
 #: Span event added when the wait for a connection timed out.
 POOL_TIMEOUT_EVENT: Final = "pool.timeout"
 
+# --- evidence: the replica a read went to ---------------------------------------------------------
+
+DB_PREFIX: Final = "module.db."
+#: On a read: whether the database it went to was a replica in recovery (a hot standby).
+DB_REPLICA: Final = "module.db.replica"
+#: On a read from a replica: how far its data was behind, in ms, measured right after the read
+#: (0 when it had applied all the WAL it had received).
+DB_REPLICA_LAG_MS: Final = "module.db.replica.lag_ms"
+#: On a read from a replica: the time its data was as of (Unix ns): the commit time, on the
+#: primary's clock, of the last transaction it had applied; the read's own time when caught up.
+DB_REPLICA_AS_OF_NS: Final = "module.db.replica.as_of_ns"
+#: On a read from a replica: WAL received but not yet applied, in bytes.
+DB_REPLICA_PENDING_BYTES: Final = "module.db.replica.pending_bytes"
+
 # --- the loader's attempts -----------------------------------------------------------------------
 
 LOAD_PREFIX: Final = "module.load."
@@ -101,7 +115,7 @@ LOAD_ATTEMPT: Final = "module.load.attempt"
 LOAD_ATTEMPTS_MAX: Final = "module.load.attempts_max"
 
 #: Every prefix of moduletrace's evidence attributes.
-EVIDENCE_PREFIXES: Final = (AUTH_PREFIX, POOL_PREFIX, DATA_PREFIX, CACHE_PREFIX, LOAD_PREFIX)
+EVIDENCE_PREFIXES: Final = (AUTH_PREFIX, POOL_PREFIX, DATA_PREFIX, CACHE_PREFIX, LOAD_PREFIX, DB_PREFIX)
 
 # --- standard OpenTelemetry keys read or written (equal to opentelemetry.semconv) --------------
 

@@ -45,10 +45,26 @@ class PostgresServer:
     password: str
     pid: int
     log: Path
+    socket_dir: Path  # the superuser's way in (trust over the Unix socket), for set-up only
 
     def url(self, driver: str = "postgresql") -> str:
         """A SQLAlchemy URL with the password: pass it through the environment, never into a span."""
         return f"{driver}://{self.user}:{self.password}@{self.host}:{self.port}/{self.database}"
+
+    def superuser(self, sql: str, timeout: float = 30) -> str:
+        """Run ``sql`` as the superuser through the socket; return psql's unaligned output."""
+        bin_dir = postgres_bin()
+        assert bin_dir is not None
+        done = subprocess.run(
+            [*_as_postgres(), str(bin_dir / "psql"), "-h", str(self.socket_dir), "-p", str(self.port)]
+            + ["-U", "postgres", "-d", self.database, "-v", "ON_ERROR_STOP=1", "-qAt"],
+            input=sql,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return done.stdout
 
 
 def missing_peer(message: str) -> None:
@@ -78,32 +94,50 @@ def _version(name: str) -> int:
     return int(name) if name.isdigit() else -1
 
 
-@contextlib.contextmanager
-def running_postgres(timeout: float = 60) -> Iterator[PostgresServer]:
-    """Start a server, yield it, and stop it (by PID as the last resort) whatever happened."""
+def _as_postgres() -> list[str]:
+    """The command prefix that runs a PostgreSQL tool as the ``postgres`` OS user when we are root."""
+    if os.geteuid() != 0:
+        return []
+    runuser = shutil.which("runuser")
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        runuser = None
+    if runuser is None:
+        missing_peer("running as root needs the postgres OS user and runuser to start PostgreSQL")
+        raise AssertionError("unreachable")
+    return [runuser, "-u", "postgres", "--"]
+
+
+def _binaries() -> Path:
     bin_dir = postgres_bin()
     if bin_dir is None:
         missing_peer("PostgreSQL binaries not found (apt-get install postgresql, or set MODULETRACE_PG_BIN)")
         raise AssertionError("unreachable")
-    as_user: list[str] = []
-    owner: pwd.struct_passwd | None = None
-    if os.geteuid() == 0:
-        runuser = shutil.which("runuser")
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            owner = None
-        if runuser is None or owner is None:
-            missing_peer("running as root needs the postgres OS user and runuser to start PostgreSQL")
-            raise AssertionError("unreachable")
-        as_user = [runuser, "-u", "postgres", "--"]
+    return bin_dir
+
+
+def _base_folder(prefix: str) -> Path:
     # Not under pytest's temp tree: as root that is mode 0700, which the postgres user cannot enter.
-    base = Path(tempfile.mkdtemp(prefix="moduletrace-pg-"))
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        os.chown(base, owner.pw_uid, owner.pw_gid)
+    return base
+
+
+@contextlib.contextmanager
+def running_postgres(timeout: float = 60, settings: dict[str, str] | None = None) -> Iterator[PostgresServer]:
+    """Start a server, yield it, and stop it (by PID as the last resort) whatever happened.
+
+    ``settings`` are extra server settings (``-c name=value``), e.g. ``{"max_connections": "5"}``.
+    """
+    bin_dir = _binaries()
+    as_user = _as_postgres()
+    base = _base_folder("moduletrace-pg-")
     data, log = base / "data", base / "postgres.log"
     pid: int | None = None
     try:
-        if owner is not None:
-            os.chown(base, owner.pw_uid, owner.pw_gid)
         subprocess.run(
             [
                 *as_user,
@@ -122,20 +156,7 @@ def running_postgres(timeout: float = 60) -> Iterator[PostgresServer]:
             timeout=timeout,
         )
         port = free_port()
-        options = (
-            f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={base}"
-            " -c fsync=off -c max_connections=60"  # a throw-away cluster: no fsync needed
-        )
-        started = subprocess.run(
-            [*as_user, str(bin_dir / "pg_ctl"), "start", "-w", "-t", str(int(timeout)), "-D", str(data)]
-            + ["-l", str(log), "-o", options],
-            capture_output=True,
-            text=True,
-            timeout=timeout + 10,
-        )
-        pid = _postmaster_pid(data)
-        if started.returncode != 0:
-            raise RuntimeError(f"pg_ctl start failed: {started.stderr}\n{_tail(log)}")
+        pid = _start(bin_dir, as_user, base, port, {"max_connections": "60", **(settings or {})}, timeout)
         password = secrets.token_hex(16)
         # The password goes in on stdin, not in a command line that `ps` shows.
         subprocess.run(
@@ -147,21 +168,77 @@ def running_postgres(timeout: float = 60) -> Iterator[PostgresServer]:
             text=True,
             timeout=timeout,
         )
-        assert pid is not None, "postmaster.pid not written"
-        yield PostgresServer("127.0.0.1", port, DATABASE, ROLE, password, pid, log)
+        yield PostgresServer("127.0.0.1", port, DATABASE, ROLE, password, pid, log, base)
     finally:
-        try:
-            if data.exists():
-                subprocess.run(
-                    [*as_user, str(bin_dir / "pg_ctl"), "stop", "-m", "fast", "-w", "-t", "30", "-D", str(data)],
-                    capture_output=True,
-                    timeout=40,
-                )
-        except subprocess.SubprocessError:
-            pass
+        _stop(bin_dir, as_user, base, pid)
+
+
+@contextlib.contextmanager
+def running_replica(
+    primary: PostgresServer, apply_delay_ms: int = 0, timeout: float = 60
+) -> Iterator[PostgresServer]:
+    """A streaming hot standby of ``primary`` (``pg_basebackup -R``) on a port of its own.
+
+    ``apply_delay_ms`` sets ``recovery_min_apply_delay``: every commit becomes visible on the
+    replica that long after the primary committed it, a lag the test decides instead of waiting
+    for one. The same role, password and database as the primary (they are replicated).
+    """
+    bin_dir = _binaries()
+    as_user = _as_postgres()
+    base = _base_folder("moduletrace-pg-replica-")
+    pid: int | None = None
+    try:
+        subprocess.run(
+            [*as_user, str(bin_dir / "pg_basebackup"), "-h", str(primary.socket_dir), "-p", str(primary.port)]
+            + ["-U", "postgres", "-D", str(base / "data"), "-R", "-X", "stream", "--checkpoint=fast", "--no-sync"],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+        port = free_port()
+        settings = {"hot_standby": "on", "recovery_min_apply_delay": f"{apply_delay_ms}ms"}
+        pid = _start(bin_dir, as_user, base, port, settings, timeout)
+        yield PostgresServer(
+            "127.0.0.1", port, primary.database, primary.user, primary.password, pid, base / "postgres.log", base
+        )
+    finally:
+        _stop(bin_dir, as_user, base, pid)
+
+
+def _start(bin_dir: Path, as_user: list[str], base: Path, port: int, settings: dict[str, str], timeout: float) -> int:
+    """``pg_ctl start -w`` the cluster in ``base/data``; its postmaster's PID."""
+    data, log = base / "data", base / "postgres.log"
+    options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={base} -c fsync=off"
+    options += "".join(f" -c {name}={value}" for name, value in settings.items())  # throw-away: no fsync
+    started = subprocess.run(
+        [*as_user, str(bin_dir / "pg_ctl"), "start", "-w", "-t", str(int(timeout)), "-D", str(data)]
+        + ["-l", str(log), "-o", options],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 10,
+    )
+    pid = _postmaster_pid(data)
+    if started.returncode != 0 or pid is None:
         if pid is not None:
-            _kill_if_alive(pid)
-        shutil.rmtree(base, ignore_errors=True)
+            _kill_if_alive(pid, grace=0)
+        raise RuntimeError(f"pg_ctl start failed: {started.stderr}\n{_tail(log)}")
+    return pid
+
+
+def _stop(bin_dir: Path, as_user: list[str], base: Path, pid: int | None) -> None:
+    data = base / "data"
+    try:
+        if data.exists():
+            subprocess.run(
+                [*as_user, str(bin_dir / "pg_ctl"), "stop", "-m", "fast", "-w", "-t", "30", "-D", str(data)],
+                capture_output=True,
+                timeout=40,
+            )
+    except subprocess.SubprocessError:
+        pass
+    if pid is not None:
+        _kill_if_alive(pid)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _postmaster_pid(data: Path) -> int | None:

@@ -32,6 +32,8 @@ from moduletrace.conventions import (
     DATA_OBSERVED_VERSION,
     DATA_VERSION,
     DB_COMMIT,
+    DB_REPLICA_AS_OF_NS,
+    DB_REPLICA_LAG_MS,
     DB_SYSTEM,
     DB_SYSTEM_NAME,
     ERROR_TYPE,
@@ -54,7 +56,7 @@ from moduletrace.spans import BARE, KIND_CLIENT, KIND_SERVER, STATUS_ERROR, Reso
 
 DEFAULT_SKEW_TOLERANCE_MS = 5.0
 _MAX_PENDING_STATEMENTS = 50_000
-_SEEN_KEYS = (DATA_FOUND, DATA_OBSERVED_VERSION, CACHE_HIT)
+_SEEN_KEYS = (DATA_FOUND, DATA_OBSERVED_VERSION, CACHE_HIT, DB_REPLICA_AS_OF_NS, DB_REPLICA_LAG_MS)
 #: Statements that are not the read: a transaction's control, a session setting, a pool's connect.
 _NOT_A_READ = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "SET", "START", "CONNECT", "SHOW")
 _READ_SOURCES = {
@@ -514,7 +516,7 @@ class RaceDetector:
                 failed_any = creation.commits if stage == DB_COMMIT else creation.caches
                 missing.append(f"its {stage} failed" if failed_any else f"no {stage} span")
                 continue
-            saw, detail = _saw(stage, read.seen, record.version)
+            saw, detail = _saw(stage, read.seen, record, self.clocks.tolerance.high_ns)
             clock = self.clocks.compare(record.resource, read.resource)
             written = Window(record.start_ns, record.end_ns)
             check = judge_stage(
@@ -570,23 +572,46 @@ def _consumer_lag(stage: str, attributes: Mapping[str, Any]) -> ConsumerLag:
     )
 
 
-def _saw(stage: str, seen: Mapping[str, Any], written: Any) -> tuple[bool | None, str]:
-    """Whether the read saw the stage's write, by what it recorded (None: it recorded nothing)."""
+def _saw(stage: str, seen: Mapping[str, Any], record: StageSpan, tolerance_ns: int) -> tuple[bool | None, str]:
+    """Whether the read saw the stage's write, by what it recorded (None: it recorded nothing).
+
+    For the commit, a read from a replica also recorded how far the replica's data was behind
+    (``DB_REPLICA_AS_OF_NS``, see instrumentation.replica): data as of a time before the commit
+    began, by more than the skew tolerance (that time is on the primary's clock), means the read
+    could not see the commit, whatever the clocks say of the read itself.
+    """
     if stage == DB_COMMIT:
+        written = record.version
         found = seen.get(DATA_FOUND)
         observed = seen.get(DATA_OBSERVED_VERSION)
+        replica = _replica_detail(seen, record)
         if found is False:
-            return False, f"{DATA_FOUND}=false"
+            return False, f"{DATA_FOUND}=false{replica}"
         if observed is not None and written is not None:
             older = _older(observed, written)
-            return not older, f"observed version {observed}, committed {written}"
+            return not older, f"observed version {observed}, committed {written}{replica}"
         if found is True:
             return True, f"{DATA_FOUND}=true"
+        as_of = seen.get(DB_REPLICA_AS_OF_NS)
+        if isinstance(as_of, int) and as_of < record.start_ns - tolerance_ns:
+            return False, f"it read a replica{replica.removeprefix(';')}"
         return None, ""
     hit = seen.get(CACHE_HIT)
     if isinstance(hit, bool):
         return hit, f"{CACHE_HIT}={'true' if hit else 'false'}"
     return None, ""
+
+
+def _replica_detail(seen: Mapping[str, Any], record: StageSpan) -> str:
+    """ "; the replica was 1,500.0 ms behind: its data as of 320.4 ms before the commit ended" (or "")."""
+    as_of, lag = seen.get(DB_REPLICA_AS_OF_NS), seen.get(DB_REPLICA_LAG_MS)
+    if not isinstance(as_of, int) or isinstance(as_of, bool):
+        return ""
+    behind = f" {lag:,.1f} ms behind" if isinstance(lag, (int, float)) and not isinstance(lag, bool) else " behind"
+    gap_ms = (record.end_ns - as_of) / 1e6
+    if gap_ms > 0:
+        return f"; the replica was{behind}: its data as of {gap_ms:,.1f} ms before the commit ended"
+    return f"; the replica was{behind}: its data as of {-gap_ms:,.1f} ms after the commit ended"
 
 
 def _older(observed: Any, committed: Any) -> bool:

@@ -11,6 +11,7 @@ from moduletrace.instrumentation.evidence import (
 )
 from moduletrace.instrumentation.loader import AsyncModuleLoader, ModuleLoader, ModuleLoadError
 from moduletrace.instrumentation.propagation import Parent, carrier
+from moduletrace.instrumentation.replica import ReplicaLag, arecord_replica_lag, record_replica_lag
 from moduletrace.instrumentation.sampling import LifecycleSampler
 from moduletrace.instrumentation.stages import (
     Stage,
@@ -29,9 +30,11 @@ __all__ = [
     "ModuleLoadError",
     "ModuleLoader",
     "Parent",
+    "ReplicaLag",
     "Stage",
     "StageHandle",
     "StageSpan",
+    "arecord_replica_lag",
     "cache_update",
     "carrier",
     "configure",
@@ -43,6 +46,7 @@ __all__ = [
     "pool_wait",
     "record_auth_failure",
     "record_data_version",
+    "record_replica_lag",
     "record_token",
     "shutdown",
     "uninstrument_sqlalchemy_pool",
