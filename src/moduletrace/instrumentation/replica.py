@@ -102,15 +102,20 @@ def _record(row: tuple[Any, ...], span: Span | None) -> ReplicaLag:
         return lag
     now_ns = _ns(now_s)
     pending_bytes = int(pending) if pending is not None else None
-    if pending_bytes == 0 or replayed_s is None:
+    if pending_bytes == 0:
         # All it received is applied: its data is as of now (as far as the replica can tell; WAL
         # still in flight from the primary shows on the primary, in pg_stat_replication).
-        as_of_ns = now_ns
+        lag = ReplicaLag(True, 0.0, now_ns, 0)
+    elif replayed_s is None:  # WAL waiting, and no transaction applied since it started: unknown
+        lag = ReplicaLag(True, None, None, pending_bytes)
     else:
         as_of_ns = min(_ns(replayed_s), now_ns)
-    lag = ReplicaLag(True, round((now_ns - as_of_ns) / 1e6, 3), as_of_ns, pending_bytes)
+        lag = ReplicaLag(True, round((now_ns - as_of_ns) / 1e6, 3), as_of_ns, pending_bytes)
     if target.is_recording():
-        attributes: dict[str, Any] = {DB_REPLICA: True, DB_REPLICA_LAG_MS: lag.lag_ms, DB_REPLICA_AS_OF_NS: as_of_ns}
+        attributes: dict[str, Any] = {DB_REPLICA: True}
+        for key, value in ((DB_REPLICA_LAG_MS, lag.lag_ms), (DB_REPLICA_AS_OF_NS, lag.as_of_ns)):
+            if value is not None:
+                attributes[key] = value
         if pending_bytes is not None:
             attributes[DB_REPLICA_PENDING_BYTES] = pending_bytes
         target.set_attributes(attributes)
