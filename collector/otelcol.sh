@@ -3,6 +3,7 @@
 #   collector/otelcol.sh                                            # the archive only
 #   JAEGER_OTLP_ENDPOINT=127.0.0.1:14317 collector/otelcol.sh       # and Jaeger
 #   TEMPO_OTLP_ENDPOINT=127.0.0.1:24317 collector/otelcol.sh        # and Tempo
+#   POSTGRES_EXPORTER_TARGETS='[db:9187]' collector/otelcol.sh      # and PostgreSQL's metrics
 #   collector/otelcol.sh validate                                   # the same files, validated
 # Arguments go to the collector; OTELCOL names its binary (default: otelcol-contrib on PATH).
 set -eu
@@ -13,5 +14,8 @@ if [ -n "${JAEGER_OTLP_ENDPOINT:-}" ]; then
 fi
 if [ -n "${TEMPO_OTLP_ENDPOINT:-}" ]; then
   set -- "$@" --config "$here/backends/tempo.yaml"
+fi
+if [ -n "${POSTGRES_EXPORTER_TARGETS:-}" ]; then
+  set -- "$@" --config "$here/metrics/postgresql.yaml"
 fi
 exec "${OTELCOL:-otelcol-contrib}" "$@"

@@ -19,10 +19,16 @@ Failure = Literal["auth", "pool", "not_found", "timeout", "unavailable", "error"
 
 POOL_MESSAGE = re.compile(
     r"QueuePool limit of size (\d+) overflow (-?\d+) reached, connection timed out, timeout (\d+(?:\.\d+)?)"
-    r"|couldn't get a connection after|pool (?:of size \d+ )?exhausted|PoolTimeout",
+    r"|couldn't get a connection after|pool (?:of size \d+ )?exhausted|PoolTimeout"
+    # the database's own limit (max_connections, SQLSTATE 53300): the connections are starved there
+    r"|too many clients already|remaining connection slots are reserved|too many connections",
     re.IGNORECASE,
 )
-_POOL_TYPE = re.compile(r"PoolTimeout|sqlalchemy\.exc\.TimeoutError|PoolExhausted|QueuePool|Pool", re.IGNORECASE)
+#: The database server out of connection slots (PostgreSQL's max_connections, MySQL's max_connections).
+SERVER_FULL = re.compile(r"too many clients already|remaining connection slots are reserved|too many connections", re.I)
+_POOL_TYPE = re.compile(
+    r"PoolTimeout|sqlalchemy\.exc\.TimeoutError|PoolExhausted|QueuePool|Pool|TooManyConnections", re.IGNORECASE
+)
 _AUTH_TYPE = re.compile(r"Expired|Unauthori[sz]ed|Forbidden|InvalidToken|Token|JWT|Auth|Signature", re.IGNORECASE)
 _SKEW = re.compile(r"not yet valid|ImmatureSignature|\bnbf\b|issued in the future", re.IGNORECASE)
 _TIMEOUT_TYPE = re.compile(r"Timeout", re.IGNORECASE)

@@ -108,6 +108,29 @@ DB_REPLICA_AS_OF_NS: Final = "module.db.replica.as_of_ns"
 #: On a read from a replica: WAL received but not yet applied, in bytes.
 DB_REPLICA_PENDING_BYTES: Final = "module.db.replica.pending_bytes"
 
+# --- metrics: the database client connection pool (OpenTelemetry semantic conventions) --------
+
+#: Metric names and their units, equal to ``opentelemetry.semconv._incubating.metrics.db_metrics``.
+#: Connections open now, by ``DB_CLIENT_CONNECTION_STATE`` (idle, used).
+DB_CLIENT_CONNECTION_COUNT: Final = "db.client.connection.count"
+#: The most connections the pool may open.
+DB_CLIENT_CONNECTION_MAX: Final = "db.client.connection.max"
+#: Checkouts waiting for a connection now.
+DB_CLIENT_CONNECTION_PENDING_REQUESTS: Final = "db.client.connection.pending_requests"
+#: Checkouts that gave up waiting (the pool's timeout).
+DB_CLIENT_CONNECTION_TIMEOUTS: Final = "db.client.connection.timeouts"
+#: How long each checkout waited for a connection, in seconds.
+DB_CLIENT_CONNECTION_WAIT_TIME: Final = "db.client.connection.wait_time"
+UNIT_CONNECTION: Final = "{connection}"
+UNIT_REQUEST: Final = "{request}"
+UNIT_TIMEOUT: Final = "{timeout}"
+UNIT_SECONDS: Final = "s"
+#: Metric attributes (equal to ``opentelemetry.semconv`` db attributes).
+DB_CLIENT_CONNECTION_POOL_NAME: Final = "db.client.connection.pool.name"
+DB_CLIENT_CONNECTION_STATE: Final = "db.client.connection.state"
+CONNECTION_STATE_IDLE: Final = "idle"
+CONNECTION_STATE_USED: Final = "used"
+
 # --- the loader's attempts -----------------------------------------------------------------------
 
 LOAD_PREFIX: Final = "module.load."

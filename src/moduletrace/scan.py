@@ -43,6 +43,7 @@ class ScanOptions:
     """What to read and how to judge it."""
 
     files: Sequence[str] = ()
+    metrics: Sequence[str] = ()  # the metrics archive(s), for the database side of diagnose
     jaeger: str | None = None
     tempo: str | None = None
     start_ns: int | None = None
@@ -273,9 +274,25 @@ def incident(
     diagnoser = Diagnoser(RaceDetector(options.skew_tolerance_ms, derive_bounds=options.derive_bounds))
     scan = read(open_sources(options, warn), diagnoser, diagnosis_wanted, options, tick, warn, claim)
     diagnosis = diagnoser.report(module=options.module, service=options.service, start_ns=start, end_ns=end)
+    if options.metrics:
+        _attach_database(diagnosis, options.metrics, warn)
     races = diagnoser.detector.report(module=options.module, service=options.service, start_ns=start, end_ns=end)
     _require_loads(races.loads, scan, options, claim)
     return diagnosis, races, scan
+
+
+def _attach_database(report: DiagnosisReport, patterns: Sequence[str], warn: Callable[[str], None]) -> None:
+    from moduletrace.analysis.database import DatabaseMetrics, attach
+    from moduletrace.sources.metrics import read_metrics
+
+    metrics = DatabaseMetrics(read_metrics(patterns, warn))
+    if not metrics:
+        warn(
+            f"--metrics {' '.join(patterns)}: no database or pool metrics in it "
+            "(pg_*, postgresql.*, db.client.connection.*)"
+        )
+        return
+    attach(report, metrics)
 
 
 def _require_loads(loads: int, scan: Scan, options: ScanOptions, claim: str = "no race") -> None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.peers import BACKEND_CONFIGS, binary, start_collector
+from tests.support.peers import BACKEND_CONFIGS, METRICS_CONFIGS, binary, start_collector
 from tests.support.pipeline import collector_env
 from tests.support.processes import ROOT, free_port, python_env, wait_until
 
@@ -55,6 +55,17 @@ def test_the_shipped_files_are_the_ones_the_launcher_and_the_tests_merge() -> No
     text = LAUNCHER.read_text()
     for variable, file in BACKEND_CONFIGS.items():
         assert f'"${{{variable}:-}}"' in text and f"$here/backends/{file.name}" in text
+
+
+def test_the_launcher_adds_a_scrape_file_only_when_its_targets_are_given() -> None:
+    text = LAUNCHER.read_text()
+    for variable, file in METRICS_CONFIGS.items():
+        assert f'"${{{variable}:-}}"' in text and f"$here/metrics/{file.name}" in text
+        result = launch("validate", env={variable: f"[127.0.0.1:{free_port()}, 127.0.0.1:{free_port()}]"})
+        assert result.returncode == 0, result.stderr
+        with_targets = launch(env={variable: "[127.0.0.1:9187]", "OTELCOL": "echo"}).stdout
+        without = launch(env={variable: "", "OTELCOL": "echo"}).stdout
+        assert str(file) in with_targets.split() and str(file) not in without.split()
 
 
 @pytest.mark.parametrize("backends", BACKEND_SETS, ids=lambda b: "+".join(b) or "archive-only")

@@ -13,10 +13,13 @@ from tests.support.processes import wait_until
 APPLY_DELAY_MS = 1500
 
 
+#: Both servers: statement statistics, and a connection limit a test can exhaust.
+SETTINGS = {"shared_preload_libraries": "pg_stat_statements", "max_connections": "12"}
+
+
 @pytest.fixture(scope="session")
 def primary() -> Iterator[PostgresServer]:
-    settings = {"shared_preload_libraries": "pg_stat_statements", "max_connections": "12"}
-    with running_postgres(settings=settings) as server:
+    with running_postgres(settings=SETTINGS) as server:
         server.superuser(
             "GRANT pg_monitor TO moduletrace; CREATE EXTENSION pg_stat_statements;"
             "CREATE TABLE modules (id text PRIMARY KEY, body text NOT NULL); ALTER TABLE modules OWNER TO moduletrace;"
@@ -26,7 +29,7 @@ def primary() -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="session")
 def replica(primary: PostgresServer) -> Iterator[PostgresServer]:
-    with running_replica(primary, apply_delay_ms=APPLY_DELAY_MS) as server:
+    with running_replica(primary, apply_delay_ms=APPLY_DELAY_MS, settings=SETTINGS) as server:
         # One transaction applied before the tests: a replica that has applied none since it
         # started cannot tell how far behind it is (record_replica_lag then records no lag).
         primary.superuser("CREATE TABLE warm_up ()")

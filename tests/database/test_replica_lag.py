@@ -21,7 +21,11 @@ from tests.support.postgres import PostgresServer
 
 def connect(server: PostgresServer) -> psycopg.Connection[Any]:
     return psycopg.connect(
-        host=server.host, port=server.port, user=server.user, password=server.password, dbname=server.database,
+        host=server.host,
+        port=server.port,
+        user=server.user,
+        password=server.password,
+        dbname=server.database,
         autocommit=True,
     )
 

@@ -145,6 +145,10 @@ BACKEND_CONFIGS = {
     "JAEGER_OTLP_ENDPOINT": ROOT / "collector" / "backends" / "jaeger.yaml",
     "TEMPO_OTLP_ENDPOINT": ROOT / "collector" / "backends" / "tempo.yaml",
 }
+#: The scrape files it merges the same way, by the variable that lists each one's targets.
+METRICS_CONFIGS = {
+    "POSTGRES_EXPORTER_TARGETS": ROOT / "collector" / "metrics" / "postgresql.yaml",
+}
 
 
 def start_collector(directory: Path, config: str, env_ports: dict[str, int | str] | None = None) -> Collector:
@@ -159,13 +163,14 @@ def start_collector(directory: Path, config: str, env_ports: dict[str, int | str
         "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc}",
         "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{http}",
         "HEALTH_ENDPOINT": f"127.0.0.1:{health}",
+        # Never the default under $HOME: each collector keeps its metrics archive in its test's folder.
+        "MODULETRACE_METRICS_ARCHIVE": str(directory / "metrics.jsonl"),
         **{k: str(v) for k, v in (env_ports or {}).items()},
     }
     path = directory / "collector.yaml"
     path.write_text(config)
-    backends = [
-        a for name, file in BACKEND_CONFIGS.items() if (env_ports or {}).get(name) for a in ("--config", str(file))
-    ]
+    merged = {**BACKEND_CONFIGS, **METRICS_CONFIGS}
+    backends = [a for name, file in merged.items() if (env_ports or {}).get(name) for a in ("--config", str(file))]
     process = Process(
         [binary("collector"), "--config", str(path), *backends],
         directory / "collector.log",

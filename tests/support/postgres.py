@@ -175,10 +175,11 @@ def running_postgres(timeout: float = 60, settings: dict[str, str] | None = None
 
 @contextlib.contextmanager
 def running_replica(
-    primary: PostgresServer, apply_delay_ms: int = 0, timeout: float = 60
+    primary: PostgresServer, apply_delay_ms: int = 0, timeout: float = 60, settings: dict[str, str] | None = None
 ) -> Iterator[PostgresServer]:
     """A streaming hot standby of ``primary`` (``pg_basebackup -R``) on a port of its own.
 
+    ``settings`` as for :func:`running_postgres` (a standby needs max_connections >= its primary's).
     ``apply_delay_ms`` sets ``recovery_min_apply_delay``: every commit becomes visible on the
     replica that long after the primary committed it, a lag the test decides instead of waiting
     for one. The same role, password and database as the primary (they are replicated).
@@ -196,8 +197,8 @@ def running_replica(
             timeout=timeout,
         )
         port = free_port()
-        settings = {"hot_standby": "on", "recovery_min_apply_delay": f"{apply_delay_ms}ms"}
-        pid = _start(bin_dir, as_user, base, port, settings, timeout)
+        standby = {"hot_standby": "on", "recovery_min_apply_delay": f"{apply_delay_ms}ms", **(settings or {})}
+        pid = _start(bin_dir, as_user, base, port, standby, timeout)
         yield PostgresServer(
             "127.0.0.1", port, primary.database, primary.user, primary.password, pid, base / "postgres.log", base
         )
@@ -275,3 +276,50 @@ def _tail(path: Path, size: int = 3000) -> str:
         return path.read_text(errors="replace")[-size:]
     except OSError:
         return ""
+
+
+@contextlib.contextmanager
+def running_postgres_exporter(server: PostgresServer, directory: Path, timeout: float = 30) -> Iterator[str]:
+    """prometheus-community postgres_exporter (the Debian package) for ``server``, with the queries the
+    collector's metrics/postgresql.yaml documents; yields its ``host:port`` for the collector to scrape.
+
+    Binary: $MODULETRACE_PG_EXPORTER, else prometheus-postgres-exporter on PATH (skip or fail as above).
+    """
+    import httpx
+
+    from tests.support.processes import ROOT
+
+    exporter = os.environ.get("MODULETRACE_PG_EXPORTER") or shutil.which("prometheus-postgres-exporter")
+    if not exporter or not Path(exporter).is_file():
+        missing_peer("prometheus-postgres-exporter not found (apt-get install prometheus-postgres-exporter)")
+        raise AssertionError("unreachable")
+    port = free_port()
+    dsn = f"postgresql://{server.user}:{server.password}@{server.host}:{server.port}/{server.database}?sslmode=disable"
+    log = open(directory / f"postgres-exporter-{server.port}.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [exporter, f"--web.listen-address=127.0.0.1:{port}"]
+        + [f"--extend.query-path={ROOT / 'collector' / 'metrics' / 'postgres-queries.yaml'}"],
+        env={"PATH": os.environ.get("PATH", ""), "DATA_SOURCE_NAME": dsn},  # the password: environment only
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if "pg_up 1" in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"postgres_exporter did not come up: {_tail(directory / log.name)}")
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from moduletrace.analysis.races import Judgement, Load, RaceDetector
 from moduletrace.analysis.report import RaceVerdict, Unmatched
-from moduletrace.causes import classify, is_clock_skew, says_not_found
+from moduletrace.causes import SERVER_FULL, classify, is_clock_skew, says_not_found
 from moduletrace.conventions import (
     AUTH_ERROR,
     AUTH_STATUS,
@@ -75,6 +75,12 @@ class Diagnosis:
     secondary: tuple[Cause, ...] = ()
     missing: tuple[str, ...] = ()
     detail: str = ""  # e.g. "expired", "clock skew", "scope" for auth; "possible race" for unknown
+    database: tuple[str, ...] = ()  # the databases and the pool near the failure (diagnose --metrics)
+
+    @property
+    def failed_at_ns(self) -> int:
+        """When the load gave up: its read began, plus the load's duration."""
+        return self.load_start_ns + int(self.duration_ms * 1e6)
 
 
 @dataclass(slots=True)
@@ -90,6 +96,7 @@ class DiagnosisReport:
     diagnoses: list[Diagnosis] = field(default_factory=list)
     loads: int = 0
     by_cause: dict[str, CauseSummary] = field(default_factory=dict)
+    database: list[str] = field(default_factory=list)  # the incident as the metrics saw it (diagnose --metrics)
 
     @property
     def failed_loads(self) -> int:
@@ -299,6 +306,8 @@ def _pool(seen: list[dict[str, Any]]) -> tuple[str, list[str], str] | None:
                 "timeout",
             )
         if classify(str(attributes.get(ERROR_TYPE, "")), text) == "pool":
+            if SERVER_FULL.search(text):
+                return "exception", [f"the database refused the connection: {text.strip()[:200]}"], "max_connections"
             return "exception", [f"pool timeout: {text.strip()[:200]}"], "timeout"
         wait, timeout = attributes.get(POOL_WAIT_MS), attributes.get(POOL_TIMEOUT_S)
         if isinstance(wait, (int, float)) and isinstance(timeout, (int, float)) and timeout and wait >= 900 * timeout:

@@ -118,6 +118,14 @@ def _scan_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="OTLP JSON lines from the collector file exporter (repeatable, globs; .gz/.zst)",
     )
+    source.add_argument(
+        "--metrics",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="diagnose: the collector's metrics archive (OTLP JSON lines; repeatable, globs): the databases, "
+        "replicas and pool near each failed load",
+    )
     source.add_argument("--jaeger", metavar="URL", help="Jaeger v2 query service, e.g. http://127.0.0.1:16686")
     source.add_argument("--tempo", metavar="URL", help="Grafana Tempo HTTP API, e.g. http://127.0.0.1:3200")
     window = parser.add_argument_group("window and filters")
@@ -306,6 +314,7 @@ def _options(args: argparse.Namespace) -> ScanOptions:
     settle = None if args.settle_after == "never" else parse_duration(args.settle_after, "--settle-after")
     return ScanOptions(
         files=args.file,
+        metrics=args.metrics,
         jaeger=args.jaeger,
         tempo=args.tempo,
         start_ns=start,

@@ -274,6 +274,7 @@ def _diagnosis(d: Diagnosis, link: TraceLink | None) -> dict[str, Any]:
         "evidence": list(d.evidence),
         "secondary": list(d.secondary),
         "missing": list(d.missing),
+        "database": list(d.database),
         "duration_ms": d.duration_ms,
         "load_service": d.load_service,
         "load_start": rfc3339(d.load_start_ns),
@@ -298,6 +299,7 @@ def diagnosis_json(
             },
             "partial": partial or [],
         },
+        "database": list(report.database),
     }
 
 
@@ -311,6 +313,8 @@ def diagnosis_table(report: DiagnosisReport, link: TraceLink | None = None, part
             lines.append(f"  {d.module_id}  trace {d.trace_id}  {cause}, {d.strength}{also}  [{d.duration_ms:.1f} ms]")
             for line in d.evidence:
                 lines.append(f"      {line}")
+            for line in d.database:
+                lines.append(f"      database: {line}")
             for hint in d.missing:
                 lines.append(f"      missing: {hint}")
             if link is not None:
@@ -325,6 +329,9 @@ def diagnosis_table(report: DiagnosisReport, link: TraceLink | None = None, part
     if rows:
         lines.append("By cause:")
         lines.extend(rows)
+    if report.database:
+        lines.append("Database and pool during the incident (metrics):")
+        lines.extend(f"  {line}" for line in report.database)
     if partial:
         lines.append("PARTIAL SCAN: " + "; ".join(partial))
     return "\n".join(printable(line) for line in lines)

@@ -55,27 +55,27 @@ _PENDING_KEPT = 10
 _ZSTD_INPUT_CHUNK = 2048
 
 
-def expand(patterns: Sequence[str]) -> list[str]:
-    """Paths for ``--file`` arguments (globs allowed); an argument that matches nothing is an error."""
+def expand(patterns: Sequence[str], flag: str = "--file") -> list[str]:
+    """Paths for ``--file`` (or ``flag``) arguments (globs allowed); an argument that matches nothing is an error."""
     paths: list[str] = []
     for pattern in patterns:
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not matches:
-            raise InputError(f"--file {pattern}: no file matches")
+            raise InputError(f"{flag} {pattern}: no file matches")
         for path in matches:
-            _check_regular(path)
+            _check_regular(path, flag)
             paths.append(path)
     return paths
 
 
-def _check_regular(path: str) -> None:
+def _check_regular(path: str, flag: str = "--file") -> None:
     """A regular file, or an InputError saying what the path is instead."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise InputError(f"--file {path}: no such file") from None
+        raise InputError(f"{flag} {path}: no such file") from None
     except OSError as exc:
-        raise InputError(f"--file {path}: {exc.strerror or exc}") from None
+        raise InputError(f"{flag} {path}: {exc.strerror or exc}") from None
     if stat.S_ISREG(mode):
         return
     if stat.S_ISDIR(mode):
@@ -88,7 +88,7 @@ def _check_regular(path: str) -> None:
         what = "is a socket, not a file"
     else:
         what = "is not a regular file"
-    raise InputError(f"--file {path} {what}")
+    raise InputError(f"{flag} {path} {what}")
 
 
 class FileSource:
@@ -131,16 +131,7 @@ class FileSource:
             raise InputError(f"--file {path}: {exc.strerror or exc}") from None
         done_before = self.bytes_done
         try:
-            head = raw.read(4)
-            raw.seek(0)
-            if head[:2] == _GZIP:
-                records = _lines(cast(IO[bytes], gzip.GzipFile(fileobj=raw)))
-            elif head == _ZSTD:
-                records = _lines(io.BufferedReader(_ZstdReader(raw)))
-            elif head.lstrip()[:1] in (b"{", b"") or head[:1] in (b" ", b"\n", b"\r", b"\t"):
-                records = _lines(raw)
-            else:
-                records = _frames(raw)
+            records = records_of(raw)
             decoded = failed = 0
             pending: list[str] = []  # warnings wait for a first good record: a wrong file is one error
             for number, record, last in records:
@@ -187,6 +178,20 @@ class FileSource:
                 size = raw.tell() if not raw.closed else 0
             raw.close()
             self.bytes_done = done_before + size
+
+
+def records_of(raw: IO[bytes]) -> Iterator[tuple[int, bytes | None, bool]]:
+    """The records of an archive file, whichever of the collector's formats it is: JSON lines, plain or
+    gzip or whole-file zstd, or length-prefixed (zstd) protobuf records; see :func:`_lines`."""
+    head = raw.read(4)
+    raw.seek(0)
+    if head[:2] == _GZIP:
+        return _lines(cast(IO[bytes], gzip.GzipFile(fileobj=raw)))
+    if head == _ZSTD:
+        return _lines(io.BufferedReader(_ZstdReader(raw)))
+    if head.lstrip()[:1] in (b"{", b"") or head[:1] in (b" ", b"\n", b"\r", b"\t"):
+        return _lines(raw)
+    return _frames(raw)
 
 
 class _CorruptStream(Exception):

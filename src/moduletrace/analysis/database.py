@@ -1,0 +1,319 @@
+"""The database side of a failed load, from the metrics archive: connections, replica lag, pool, statements.
+
+``diagnose --metrics`` attaches to each failed load what the databases and the pool looked like at
+its failure (the sample nearest to it, within :data:`MAX_AGE_NS`, and how far from it that sample
+was), and to the report a summary over the incident:
+
+- connections by state and the server's limit (postgres_exporter's ``pg_stat_activity_count`` and
+  ``pg_settings_max_connections``; the contrib receiver's ``postgresql.backends``);
+- each replica's lag (``pg_replica_lag_seconds`` from ``collector/metrics/postgres-queries.yaml``;
+  the primary's ``pg_replication_client_replay_lag_seconds``; the contrib ``postgresql.wal.lag``);
+- the service's pool (``db.client.connection.count`` by state, ``.max``, ``.timeouts``,
+  ``.wait_time``) from moduletrace's pool helpers;
+- the slowest statements (``pg_stat_statements_*``), in the summary only.
+
+Metrics are sampled (every 10 s by default): they show the state around a failure, never decide a
+cause by themselves. The per-read replica lag on the span (``record_replica_lag``) is what
+decides a stale read; these lines say what the servers looked like then.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from moduletrace.analysis.diagnosis import DiagnosisReport
+from moduletrace.conventions import (
+    DB_CLIENT_CONNECTION_COUNT,
+    DB_CLIENT_CONNECTION_MAX,
+    DB_CLIENT_CONNECTION_POOL_NAME,
+    DB_CLIENT_CONNECTION_STATE,
+    DB_CLIENT_CONNECTION_TIMEOUTS,
+    DB_CLIENT_CONNECTION_WAIT_TIME,
+)
+from moduletrace.sources.metrics import Sample
+
+#: The farthest a sample may be from the moment it describes.
+MAX_AGE_NS = 60 * 10**9
+#: At most this many lines of one kind (servers, replicas, pools, statements).
+_MAX_LINES = 5
+
+Key = tuple[str, tuple[tuple[str, str], ...]]
+
+
+class DatabaseMetrics:
+    """The kept samples of a metrics archive, as series by name and labels, searchable by time."""
+
+    def __init__(self, samples: Iterable[Sample]) -> None:
+        series: dict[Key, list[tuple[int, float]]] = defaultdict(list)
+        for sample in samples:
+            labels = tuple(sorted((str(k), str(v)) for k, v in sample.labels.items()))
+            series[(sample.name, labels)].append((sample.time_ns, sample.value))
+        self._series: dict[Key, tuple[list[int], list[float]]] = {}
+        for key, points in series.items():
+            points.sort()
+            self._series[key] = ([t for t, _ in points], [v for _, v in points])
+        self.samples = sum(len(times) for times, _ in self._series.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._series)
+
+    def at(self, time_ns: int) -> list[str]:
+        """Evidence lines for a failure at ``time_ns``: connections, replicas, pools near that moment."""
+        return [*self._connections(time_ns), *self._replicas(time_ns), *self._pools(time_ns)]
+
+    def summary(self, start_ns: int, end_ns: int) -> list[str]:
+        """The incident as the metrics saw it between ``start_ns`` and ``end_ns``: peaks and the slowest statements."""
+        lines = []
+        for server, (peak_ns, total, states, limit) in self._peak_connections(start_ns, end_ns).items():
+            text = _connections(total, states, limit, self._reserved(server, peak_ns))
+            lines.append(f"PostgreSQL {server}: at most {text} (at {_clock(peak_ns)})")
+        for who, (peak_ns, lag_s) in self._peak_lag(start_ns, end_ns).items():
+            lines.append(f"{who}: at most {lag_s * 1000:,.0f} ms behind (at {_clock(peak_ns)})")
+        for key in self._named(DB_CLIENT_CONNECTION_TIMEOUTS):
+            grown = self._growth(key, start_ns, end_ns)
+            if grown:
+                lines.append(f"pool {_pool_name(key)}: {grown:,.0f} waits for a connection timed out")
+        lines.extend(self._statements(end_ns))
+        return lines
+
+    # --- lookups ------------------------------------------------------------------------------
+
+    def _named(self, name: str) -> list[Key]:
+        return [key for key in self._series if key[0] == name]
+
+    def _near(self, key: Key, time_ns: int) -> tuple[int, float] | None:
+        """The sample of a series nearest to ``time_ns``, within MAX_AGE_NS."""
+        times, values = self._series[key]
+        i = bisect.bisect_left(times, time_ns)
+        best = min((j for j in (i - 1, i) if 0 <= j < len(times)), key=lambda j: abs(times[j] - time_ns), default=None)
+        if best is None or abs(times[best] - time_ns) > MAX_AGE_NS:
+            return None
+        return times[best], values[best]
+
+    def _growth(self, key: Key, start_ns: int, end_ns: int) -> float:
+        """How much a cumulative counter grew between two moments (0 without samples on both sides)."""
+        times, values = self._series[key]
+        before = bisect.bisect_right(times, start_ns) - 1
+        after = bisect.bisect_right(times, end_ns) - 1
+        if after < 0:
+            return 0.0
+        return max(0.0, values[after] - (values[before] if before >= 0 else 0.0))
+
+    # --- connections by state ------------------------------------------------------------------
+
+    def _server_states(self, time_ns: int) -> dict[str, tuple[int, dict[str, float], float | None]]:
+        """server -> (sample time, connections by state, max_connections) at the sample nearest ``time_ns``."""
+        out: dict[str, tuple[int, dict[str, float], float | None]] = {}
+        for key in self._named("pg_stat_activity_count") + self._named("postgresql.backends"):
+            near = self._near(key, time_ns)
+            if near is None:
+                continue
+            labels = dict(key[1])
+            server = _server(labels)
+            seen_ns, states, limit = out.get(server, (near[0], {}, None))
+            state = labels.get("state", "connected")
+            states[state] = states.get(state, 0.0) + near[1]
+            out[server] = (seen_ns, states, limit)
+        for name in ("pg_settings_max_connections", "postgresql.connection.max"):
+            for key in self._named(name):
+                server = _server(dict(key[1]))
+                near = self._near(key, time_ns)
+                if server in out and near is not None:
+                    seen_ns, states, _ = out[server]
+                    out[server] = (seen_ns, states, near[1])
+        return out
+
+    def _reserved(self, server: str, time_ns: int) -> float | None:
+        """Slots only superusers may take (superuser_reserved_connections): clients get max minus these."""
+        key = next(
+            (k for k in self._named("pg_settings_superuser_reserved_connections") if _server(dict(k[1])) == server),
+            None,
+        )
+        near = self._near(key, time_ns) if key else None
+        return near[1] if near else None
+
+    def _connections(self, time_ns: int) -> list[str]:
+        lines = []
+        for server, (seen_ns, states, limit) in sorted(self._server_states(time_ns).items())[:_MAX_LINES]:
+            total = sum(states.values())
+            text = _connections(total, states, limit, self._reserved(server, time_ns))
+            lines.append(f"PostgreSQL {server}{_when(seen_ns, time_ns)}: {text}")
+        return lines
+
+    def _peak_connections(
+        self, start_ns: int, end_ns: int
+    ) -> dict[str, tuple[int, float, dict[str, float], float | None]]:
+        moments = sorted(
+            {
+                t
+                for key in self._named("pg_stat_activity_count")
+                for t in self._series[key][0]
+                if start_ns <= t <= end_ns
+            }
+        )
+        peaks: dict[str, tuple[int, float, dict[str, float], float | None]] = {}
+        for moment in moments:
+            for server, (seen_ns, states, limit) in self._server_states(moment).items():
+                total = sum(states.values())
+                if server not in peaks or total > peaks[server][1]:
+                    peaks[server] = (seen_ns, total, states, limit)
+        return dict(sorted(peaks.items())[:_MAX_LINES])
+
+    # --- replicas ------------------------------------------------------------------------------
+
+    def _lag_series(self) -> list[tuple[Key, str, float]]:
+        """(series, who, scale to seconds) for every replica-lag series the archive has."""
+        found = []
+        for key in self._named("pg_replica_lag_seconds"):
+            labels = dict(key[1])
+            recovery = self._named_like("pg_replica_in_recovery", labels)
+            if recovery is not None and not any(self._series[recovery][1]):
+                continue  # a primary: its lag is 0 by definition
+            found.append((key, f"replica {_server(labels)}", 1.0))
+        for key in self._named("pg_replication_client_replay_lag_seconds"):
+            labels = dict(key[1])
+            found.append((key, f"standby {labels.get('application_name', '?')} of {_server(labels)}", 1.0))
+        for key in self._named("postgresql.wal.lag"):
+            labels = dict(key[1])
+            if labels.get("operation", "replay") == "replay":
+                found.append((key, f"standby {labels.get('replication_client', '?')} of {_server(labels)}", 1.0))
+        return found
+
+    def _named_like(self, name: str, labels: Mapping[str, str]) -> Key | None:
+        server = _server(labels)
+        return next((k for k in self._named(name) if _server(dict(k[1])) == server), None)
+
+    def _replicas(self, time_ns: int) -> list[str]:
+        lines = []
+        for key, who, scale in self._lag_series()[:_MAX_LINES]:
+            near = self._near(key, time_ns)
+            if near is None:
+                continue
+            pending = self._named_like("pg_replica_pending_bytes", dict(key[1])) if who.startswith("replica") else None
+            waiting = self._near(pending, time_ns) if pending is not None else None
+            extra = f", {waiting[1]:,.0f} bytes of WAL not applied yet" if waiting and waiting[1] else ""
+            lines.append(f"{who}{_when(near[0], time_ns)}: {near[1] * scale * 1000:,.0f} ms behind{extra}")
+        return lines
+
+    def _peak_lag(self, start_ns: int, end_ns: int) -> dict[str, tuple[int, float]]:
+        peaks: dict[str, tuple[int, float]] = {}
+        for key, who, scale in self._lag_series():
+            times, values = self._series[key]
+            window = [(v * scale, t) for t, v in zip(times, values, strict=True) if start_ns <= t <= end_ns]
+            if window:
+                lag, moment = max(window)
+                if lag > 0 and (who not in peaks or lag > peaks[who][1]):
+                    peaks[who] = (moment, lag)
+        return dict(sorted(peaks.items())[:_MAX_LINES])
+
+    # --- the service's pool ----------------------------------------------------------------------
+
+    def _pools(self, time_ns: int) -> list[str]:
+        pools: dict[str, dict[str, Any]] = defaultdict(dict)
+        for key in self._named(DB_CLIENT_CONNECTION_COUNT):
+            near = self._near(key, time_ns)
+            if near is not None:
+                state = dict(key[1]).get(DB_CLIENT_CONNECTION_STATE, "used")
+                pools[_pool_name(key)][state] = near
+        for name, field in ((DB_CLIENT_CONNECTION_MAX, "max"), (DB_CLIENT_CONNECTION_TIMEOUTS, "timeouts")):
+            for key in self._named(name):
+                near = self._near(key, time_ns)
+                if near is not None:
+                    pools[_pool_name(key)][field] = near
+        for key in self._named(DB_CLIENT_CONNECTION_WAIT_TIME + ".count"):
+            total = self._named_like_pool(DB_CLIENT_CONNECTION_WAIT_TIME + ".sum", key)
+            count, summed = self._near(key, time_ns), self._near(total, time_ns) if total else None
+            if count and summed and count[1]:
+                pools[_pool_name(key)]["mean_wait_s"] = (count[0], summed[1] / count[1])
+        lines = []
+        for pool, fields in sorted(pools.items())[:_MAX_LINES]:
+            parts = []
+            if "used" in fields:
+                limit = fields.get("max")
+                of = f" of {limit[1]:,.0f}" if limit else ""
+                idle = f" ({fields['idle'][1]:,.0f} idle)" if "idle" in fields else ""
+                parts.append(f"{fields['used'][1]:,.0f}{of} connections in use{idle}")
+            if "timeouts" in fields:
+                parts.append(f"{fields['timeouts'][1]:,.0f} waits timed out so far")
+            if "mean_wait_s" in fields:
+                parts.append(f"mean wait {fields['mean_wait_s'][1] * 1000:,.1f} ms")
+            seen_ns = min(point[0] for point in fields.values())
+            lines.append(f"pool {pool}{_when(seen_ns, time_ns)}: " + ", ".join(parts))
+        return lines
+
+    def _named_like_pool(self, name: str, key: Key) -> Key | None:
+        return next((k for k in self._named(name) if k[1] == key[1]), None)
+
+    # --- statements ----------------------------------------------------------------------------
+
+    def _statements(self, time_ns: int) -> list[str]:
+        rows = []
+        for key in self._named("pg_stat_statements_max_seconds"):
+            labels = dict(key[1])
+            near = self._near(key, time_ns)
+            if near is None or not labels.get("query") or "pg_" in labels["query"]:
+                continue  # no statement, or a monitoring query on the catalogs
+            stats = {"max": near[1]}
+            for field in ("calls", "mean_seconds"):
+                other = next(
+                    (
+                        k
+                        for k in self._named(f"pg_stat_statements_{field}")
+                        if dict(k[1]).get("queryid") == labels.get("queryid") and _server(dict(k[1])) == _server(labels)
+                    ),
+                    None,
+                )
+                value = self._near(other, time_ns) if other else None
+                if value is not None:
+                    stats[field] = value[1]
+            rows.append((near[1], _server(labels), labels["query"], stats))
+        rows.sort(key=lambda row: -row[0])
+        lines = []
+        for _, server, query, stats in rows[:3]:
+            calls = f"{stats['calls']:,.0f} calls, " if "calls" in stats else ""
+            mean = f"mean {stats['mean_seconds'] * 1000:,.1f} ms, " if "mean_seconds" in stats else ""
+            lines.append(f"statement on {server}: {query[:120]}: {calls}{mean}max {stats['max'] * 1000:,.1f} ms")
+        return lines
+
+
+def _server(labels: Mapping[str, str]) -> str:
+    """Which server a sample describes: the exporter's ``server`` label, else the scraped instance."""
+    return labels.get("server") or labels.get("service.instance.id") or labels.get("service.name") or "?"
+
+
+def _pool_name(key: Key) -> str:
+    labels = dict(key[1])
+    name = labels.get(DB_CLIENT_CONNECTION_POOL_NAME, "?")
+    service = labels.get("service.name")
+    return f"{name} ({service})" if service else name
+
+
+def _connections(total: float, states: Mapping[str, float], limit: float | None, reserved: float | None) -> str:
+    busy = ", ".join(f"{v:,.0f} {s}" for s, v in sorted(states.items(), key=lambda kv: -kv[1]) if v)
+    of = f" of max_connections {limit:,.0f}" if limit else ""
+    of += f" ({reserved:,.0f} reserved)" if limit and reserved else ""
+    return f"{total:,.0f} connections{of}" + (f" ({busy})" if busy else "")
+
+
+def _when(seen_ns: int, time_ns: int) -> str:
+    gap_s = (seen_ns - time_ns) / 1e9
+    return f", {abs(gap_s):.1f} s {'after' if gap_s >= 0 else 'before'} the failure"
+
+
+def _clock(time_ns: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(time_ns / 1e9, datetime.timezone.utc).strftime("%H:%M:%S.%f")[:-3] + "Z"
+
+
+def attach(report: DiagnosisReport, metrics: DatabaseMetrics) -> None:
+    """Add the database side to each failed load (near its failure) and to the report (over the incident)."""
+    if not report.diagnoses:
+        return
+    report.diagnoses[:] = [dataclasses.replace(d, database=tuple(metrics.at(d.failed_at_ns))) for d in report.diagnoses]
+    times = [d.failed_at_ns for d in report.diagnoses]
+    report.database = metrics.summary(min(times) - MAX_AGE_NS, max(times) + MAX_AGE_NS)

@@ -1,0 +1,183 @@
+"""diagnose with the database's side: a real primary, a replica 1.5 s behind, exporters, our collector.
+
+A service process loads modules from the replica right after their commit (stale), after the delay
+(found), and once while the primary's connection slots are all held. The collector built from the
+manifest receives its spans (OTLP) and scrapes both servers' postgres_exporter (collector/metrics/
+postgresql.yaml) into the metrics archive; ``diagnose --file --metrics`` then names each failure.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from moduletrace.causes import SERVER_FULL
+from moduletrace.cli.main import main
+from moduletrace.sources.metrics import read_metrics
+from tests.database.conftest import APPLY_DELAY_MS
+from tests.support.peers import start_collector
+from tests.support.pipeline import shipped_config
+from tests.support.postgres import PostgresServer, running_postgres_exporter
+from tests.support.processes import ROOT, free_port, python_env, wait_until
+
+pytestmark = pytest.mark.peers
+
+
+@dataclass
+class Incident:
+    spans: Path
+    metrics: Path
+    service: dict[str, Any]  # what the service printed: phase times, results
+
+
+def dsn(server: PostgresServer) -> str:
+    return f"postgresql://{server.user}:{server.password}@{server.host}:{server.port}/{server.database}"
+
+
+@pytest.fixture(scope="module")
+def incident(
+    primary: PostgresServer, replica: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Incident]:
+    directory = tmp_path_factory.mktemp("database-incident")
+    spans, metrics = directory / "spans.jsonl", directory / "metrics.jsonl"
+    with (
+        running_postgres_exporter(primary, directory) as primary_exporter,
+        running_postgres_exporter(replica, directory) as replica_exporter,
+    ):
+        collector = start_collector(
+            directory,
+            shipped_config(),
+            {
+                "POSTGRES_EXPORTER_TARGETS": f"[{primary_exporter}, {replica_exporter}]",
+                "METRICS_SCRAPE_INTERVAL": "1s",
+                "MODULETRACE_ARCHIVE": str(spans),
+                "MODULETRACE_METRICS_ARCHIVE": str(metrics),
+                "COLLECTOR_METRICS_PORT": free_port(),
+                "BATCH_TIMEOUT": "50ms",
+                "ARCHIVE_FLUSH_INTERVAL": "100ms",
+            },
+        )
+        try:
+            env = python_env(
+                {
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http,
+                    "OTEL_BSP_SCHEDULE_DELAY": "100",
+                    "PRIMARY_DSN": dsn(primary),
+                    "REPLICA_DSN": dsn(replica),
+                    "APPLY_DELAY_S": str(APPLY_DELAY_MS / 1000),
+                }
+            )
+            done = subprocess.run(
+                [sys.executable, "-m", "tests.support.replica_service"],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stderr[-3000:]
+            printed = json.loads(done.stdout.strip().splitlines()[-1])
+
+            def archived() -> bool:
+                text = spans.read_text() if spans.exists() else ""
+                return text.count("module_load_request") >= 6 and "starved-1" in text
+
+            assert wait_until(archived, timeout=30), "the span archive never received every load"
+            assert wait_until(lambda: metrics.exists() and metrics.stat().st_size > 0, timeout=30)
+        finally:
+            collector.process.stop()
+    yield Incident(spans, metrics, printed)
+
+
+def diagnose(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
+    code = main(["diagnose", *argv, "--format", "json"])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err, err
+    return code, json.loads(out)
+
+
+def test_the_service_saw_what_the_servers_did(incident: Incident) -> None:
+    results = incident.service["results"]
+    assert results == {
+        "stale-0": False,
+        "stale-1": False,
+        "stale-2": False,
+        "late-0": True,
+        "late-1": True,
+        "starved-1": False,
+    }
+    assert incident.service["held"] >= 1
+
+
+def test_the_collector_scraped_both_servers_into_the_metrics_archive(
+    incident: Incident, primary: PostgresServer, replica: PostgresServer
+) -> None:
+    samples = read_metrics([str(incident.metrics)], warn=lambda _: None)
+    servers = {s.labels.get("server") for s in samples if s.name == "pg_stat_activity_count"}
+    assert {f"127.0.0.1:{primary.port}", f"127.0.0.1:{replica.port}"} <= servers
+    lags = [
+        s.value
+        for s in samples
+        if s.name == "pg_replica_lag_seconds" and s.labels.get("server").endswith(str(replica.port))
+    ]
+    assert lags and max(lags) >= APPLY_DELAY_MS / 1000 * 0.9  # the ticks keep it a delay behind
+    replay = [s.value for s in samples if s.name == "pg_replication_client_replay_lag_seconds"]
+    assert replay and max(replay) >= APPLY_DELAY_MS / 1000 * 0.9  # the primary's view agrees
+
+
+def test_diagnose_names_the_stale_reads_with_the_replicas_measured_lag(
+    incident: Incident, replica: PostgresServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = diagnose(capsys, "--file", str(incident.spans), "--metrics", str(incident.metrics))
+    by_module = {d["module_id"]: d for d in report["failed_loads"]}
+    assert code == 1 and sorted(by_module) == ["stale-0", "stale-1", "stale-2", "starved-1"]
+    for module_id in ("stale-0", "stale-1", "stale-2"):
+        stale = by_module[module_id]
+        assert (stale["cause"], stale["detail"]) == ("race", "stale read (db_commit)")
+        evidence = " ".join(stale["evidence"])
+        assert "the replica was" in evidence and "before the commit ended" in evidence
+        lag_ms = float(evidence.split("the replica was ")[1].split(" ms behind")[0].replace(",", ""))
+        assert APPLY_DELAY_MS * 0.9 <= lag_ms <= APPLY_DELAY_MS * 3
+        database = " ".join(stale["database"])
+        assert f"replica 127.0.0.1:{replica.port}" in database and "ms behind" in database
+
+
+def test_diagnose_shows_the_full_server_behind_the_starved_load(
+    incident: Incident, primary: PostgresServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, report = diagnose(capsys, "--file", str(incident.spans), "--metrics", str(incident.metrics))
+    (starved,) = [d for d in report["failed_loads"] if d["module_id"] == "starved-1"]
+    assert (starved["cause"], starved["detail"]) == ("pool", "max_connections")
+    assert any(SERVER_FULL.search(line) for line in starved["evidence"])  # "too many clients", "slots ... reserved"
+    (server,) = [line for line in starved["database"] if line.startswith(f"PostgreSQL 127.0.0.1:{primary.port}")]
+    held = incident.service["held"]
+    assert "of max_connections 12 (3 reserved)" in server and "idle in transaction" in server
+    connections = int(server.split(": ")[1].split(" connections")[0])
+    assert connections >= held  # the held ones, the service's own and the exporter's
+    assert any("at most" in line for line in report["database"])
+    statements = [line for line in report["database"] if line.startswith("statement")]
+    assert statements and all("pg_" not in line for line in statements)  # the module queries, not the exporter's
+    assert any("FROM modules WHERE id = $1" in line for line in statements)
+
+
+def test_without_metrics_the_stale_reads_are_still_named_from_the_spans(
+    incident: Incident, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = diagnose(capsys, "--file", str(incident.spans))
+    stale = [d for d in report["failed_loads"] if d["module_id"].startswith("stale-")]
+    assert code == 1 and len(stale) == 3 and all(d["database"] == [] for d in stale)
+    assert all(d["cause"] == "race" for d in stale) and report["database"] == []
+
+
+def test_races_reports_them_as_stale_reads(incident: Incident, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["races", "--file", str(incident.spans), "--format", "json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and sorted(v["module_id"] for v in report["stale_reads"]) == ["stale-0", "stale-1", "stale-2"]
+    assert report["races"] == []
