@@ -25,6 +25,7 @@ from moduletrace.errors import BudgetExhausted, EmptyScanError, InputError
 from moduletrace.spans import Span, Wanted
 
 if TYPE_CHECKING:
+    from moduletrace.analysis.database import DatabaseMetrics
     from moduletrace.analysis.diagnosis import DiagnosisReport
     from moduletrace.sources import Source
     from moduletrace.sources.http import Auth
@@ -270,19 +271,23 @@ def incident(
     from moduletrace.analysis.diagnosis import Diagnoser
     from moduletrace.analysis.diagnosis import wanted as diagnosis_wanted
 
+    # The metrics first: a bad --metrics is bad input, said before a long read of the spans.
+    database = _database(options.metrics, warn) if options.metrics else None
     start, end = options.window()
     diagnoser = Diagnoser(RaceDetector(options.skew_tolerance_ms, derive_bounds=options.derive_bounds))
     scan = read(open_sources(options, warn), diagnoser, diagnosis_wanted, options, tick, warn, claim)
     diagnosis = diagnoser.report(module=options.module, service=options.service, start_ns=start, end_ns=end)
-    if options.metrics:
-        _attach_database(diagnosis, options.metrics, warn)
+    if database is not None:
+        from moduletrace.analysis.database import attach
+
+        attach(diagnosis, database)
     races = diagnoser.detector.report(module=options.module, service=options.service, start_ns=start, end_ns=end)
     _require_loads(races.loads, scan, options, claim)
     return diagnosis, races, scan
 
 
-def _attach_database(report: DiagnosisReport, patterns: Sequence[str], warn: Callable[[str], None]) -> None:
-    from moduletrace.analysis.database import DatabaseMetrics, attach
+def _database(patterns: Sequence[str], warn: Callable[[str], None]) -> DatabaseMetrics | None:
+    from moduletrace.analysis.database import DatabaseMetrics
     from moduletrace.sources.metrics import read_metrics
 
     metrics = DatabaseMetrics(read_metrics(patterns, warn))
@@ -291,8 +296,8 @@ def _attach_database(report: DiagnosisReport, patterns: Sequence[str], warn: Cal
             f"--metrics {' '.join(patterns)}: no database or pool metrics in it "
             "(pg_*, postgresql.*, db.client.connection.*)"
         )
-        return
-    attach(report, metrics)
+        return None
+    return metrics
 
 
 def _require_loads(loads: int, scan: Scan, options: ScanOptions, claim: str = "no race") -> None:

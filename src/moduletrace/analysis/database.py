@@ -107,17 +107,22 @@ class DatabaseMetrics:
 
     def _server_states(self, time_ns: int) -> dict[str, tuple[int, dict[str, float], float | None]]:
         """server -> (sample time, connections by state, max_connections) at the sample nearest ``time_ns``."""
-        out: dict[str, tuple[int, dict[str, float], float | None]] = {}
+        nearest: dict[str, list[tuple[Key, int, float]]] = defaultdict(list)
         for key in self._named("pg_stat_activity_count") + self._named("postgresql.backends"):
             near = self._near(key, time_ns)
-            if near is None:
-                continue
-            labels = dict(key[1])
-            server = _server(labels)
-            seen_ns, states, limit = out.get(server, (near[0], {}, None))
-            state = labels.get("state", "connected")
-            states[state] = states.get(state, 0.0) + near[1]
-            out[server] = (seen_ns, states, limit)
+            if near is not None:
+                nearest[_server(dict(key[1]))].append((key, *near))
+        out: dict[str, tuple[int, dict[str, float], float | None]] = {}
+        for server, found in nearest.items():
+            # One scrape: the series of a server sampled at the moment nearest the failure (a
+            # state missing from that scrape is not filled in from an older one).
+            seen_ns = min((t for _, t, _ in found), key=lambda t: abs(t - time_ns))
+            states: dict[str, float] = {}
+            for key, sampled_ns, value in found:
+                if sampled_ns == seen_ns:
+                    state = dict(key[1]).get("state", "connected")
+                    states[state] = states.get(state, 0.0) + value
+            out[server] = (seen_ns, states, None)
         for name in ("pg_settings_max_connections", "postgresql.connection.max"):
             for key in self._named(name):
                 server = _server(dict(key[1]))

@@ -48,6 +48,7 @@ def _read(path: str, warn: Callable[[str], None]) -> Iterator[Sample]:
         raise InputError(f"--metrics {path}: {exc.strerror or exc}") from None
     with raw:
         decoded = failed = 0
+        pending: list[str] = []  # warnings wait for a first good record: a wrong file is one error
         try:
             for number, record, last in records_of(raw):
                 try:
@@ -69,9 +70,14 @@ def _read(path: str, warn: Callable[[str], None]) -> Iterator[Sample]:
                 ) as exc:
                     failed += 1
                     where = "last record" if last else f"record {number}"
-                    warn(f"{path}: {where} skipped: {str(exc)[:200] or type(exc).__name__}")
+                    (warn if decoded else pending.append)(
+                        f"{path}: {where} skipped: {str(exc)[:200] or type(exc).__name__}"
+                    )
                     continue
                 decoded += 1
+                for message in pending:
+                    warn(message)
+                pending.clear()
                 yield from samples
         except (OSError, EOFError) as exc:
             raise InputError(f"--metrics {path}: {str(exc)[:200]}") from None
