@@ -130,7 +130,8 @@ def test_connections_are_summed_by_state_at_the_sample_nearest_the_failure() -> 
     )
     (near_early,) = db.at(T0 + 4 * S)
     assert near_early == (  # the limit from its own nearest sample: it seldom changes
-        "PostgreSQL db:5432, 4.0 s before the failure: 3 connections of max_connections 12 (3 reserved) (2 active, 1 idle)"
+        "PostgreSQL db:5432, 4.0 s before the failure: "
+        "3 connections of max_connections 12 (3 reserved) (2 active, 1 idle)"
     )
 
 
