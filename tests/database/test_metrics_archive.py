@@ -150,7 +150,7 @@ def test_a_replica_line_says_how_far_behind_and_a_primary_has_none() -> None:
         )
     )
     assert db.at(T0) == [
-        "replica replica:5432, 0.0 s after the failure: 1,500 ms behind, 4,096 bytes of WAL not applied yet"
+        "replica replica:5432, 0.0 s after the failure: up to 1,500 ms behind, 4,096 bytes of WAL not applied yet"
     ]
 
 

@@ -70,9 +70,10 @@ class DatabaseMetrics:
         lines = []
         for server, (peak_ns, total, states, limit) in self._peak_connections(start_ns, end_ns).items():
             text = _connections(total, states, limit, self._reserved(server, peak_ns))
-            lines.append(f"PostgreSQL {server}: at most {text} (at {_clock(peak_ns)})")
+            lines.append(f"PostgreSQL {self._role(server, peak_ns)}{server}: at most {text} (at {_clock(peak_ns)})")
         for who, (peak_ns, lag_s) in self._peak_lag(start_ns, end_ns).items():
-            lines.append(f"{who}: at most {lag_s * 1000:,.0f} ms behind (at {_clock(peak_ns)})")
+            bound = "up to " if who.startswith("replica") else ""
+            lines.append(f"{who}: at worst {bound}{lag_s * 1000:,.0f} ms behind (at {_clock(peak_ns)})")
         for key in self._named(DB_CLIENT_CONNECTION_TIMEOUTS):
             grown = self._growth(key, start_ns, end_ns)
             if grown:
@@ -132,6 +133,12 @@ class DatabaseMetrics:
                     out[server] = (seen_ns, states, near[1])
         return out
 
+    def _role(self, server: str, time_ns: int) -> str:
+        """ "replica " or "primary " when the archive says which (pg_replica_in_recovery), else ""."""
+        key = self._named_like("pg_replica_in_recovery", {"server": server})
+        near = self._near(key, time_ns) if key else None
+        return "" if near is None else ("replica " if near[1] else "primary ")
+
     def _reserved(self, server: str, time_ns: int) -> float | None:
         """Slots only superusers may take (superuser_reserved_connections): clients get max minus these."""
         key = next(
@@ -146,7 +153,7 @@ class DatabaseMetrics:
         for server, (seen_ns, states, limit) in sorted(self._server_states(time_ns).items())[:_MAX_LINES]:
             total = sum(states.values())
             text = _connections(total, states, limit, self._reserved(server, time_ns))
-            lines.append(f"PostgreSQL {server}{_when(seen_ns, time_ns)}: {text}")
+            lines.append(f"PostgreSQL {self._role(server, time_ns)}{server}{_when(seen_ns, time_ns)}: {text}")
         return lines
 
     def _peak_connections(
@@ -201,7 +208,8 @@ class DatabaseMetrics:
             pending = self._named_like("pg_replica_pending_bytes", dict(key[1])) if who.startswith("replica") else None
             waiting = self._near(pending, time_ns) if pending is not None else None
             extra = f", {waiting[1]:,.0f} bytes of WAL not applied yet" if waiting and waiting[1] else ""
-            lines.append(f"{who}{_when(near[0], time_ns)}: {near[1] * scale * 1000:,.0f} ms behind{extra}")
+            bound = "up to " if who.startswith("replica") else ""  # since its last applied commit: a bound
+            lines.append(f"{who}{_when(near[0], time_ns)}: {bound}{near[1] * scale * 1000:,.0f} ms behind{extra}")
         return lines
 
     def _peak_lag(self, start_ns: int, end_ns: int) -> dict[str, tuple[int, float]]:

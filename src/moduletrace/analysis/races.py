@@ -603,11 +603,17 @@ def _saw(stage: str, seen: Mapping[str, Any], record: StageSpan, tolerance_ns: i
 
 
 def _replica_detail(seen: Mapping[str, Any], record: StageSpan) -> str:
-    """ "; the replica was 1,500.0 ms behind: its data as of 320.4 ms before the commit ended" (or "")."""
+    """ "; the replica was up to 1,500.0 ms behind: its data as of 320.4 ms before the commit ended" (or "").
+
+    "Up to": the lag is the time since the last transaction it applied, while more waited to be
+    applied; after a quiet spell on the primary that is more than the delay of what waited.
+    """
     as_of, lag = seen.get(DB_REPLICA_AS_OF_NS), seen.get(DB_REPLICA_LAG_MS)
     if not isinstance(as_of, int) or isinstance(as_of, bool):
         return ""
-    behind = f" {lag:,.1f} ms behind" if isinstance(lag, (int, float)) and not isinstance(lag, bool) else " behind"
+    behind = (
+        f" up to {lag:,.1f} ms behind" if isinstance(lag, (int, float)) and not isinstance(lag, bool) else " behind"
+    )
     gap_ms = (record.end_ns - as_of) / 1e6
     if gap_ms > 0:
         return f"; the replica was{behind}: its data as of {gap_ms:,.1f} ms before the commit ended"
