@@ -1,4 +1,4 @@
-"""The vocabulary: every span name and attribute key that instrumentation writes and analysis reads.
+"""The vocabulary: every span name, metric name and attribute key that instrumentation writes and analysis reads.
 
 Fixed by the product contract (docs/design.md): users' saved Jaeger/TraceQL queries and dashboards
 depend on these strings. Nothing else in the package spells them; instrumentation, analysis and the
@@ -93,6 +93,29 @@ POOL_TIMEOUT_S: Final = "module.pool.timeout_s"
 POOL_IN_USE: Final = "module.pool.in_use"
 #: Span event added when the wait for a connection timed out.
 POOL_TIMEOUT_EVENT: Final = "pool.timeout"
+
+# --- metrics: the database client connection pool (OpenTelemetry semantic conventions) --------
+
+#: Metric names and their units, equal to ``opentelemetry.semconv._incubating.metrics.db_metrics``.
+#: Connections open now, by ``DB_CLIENT_CONNECTION_STATE`` (idle, used).
+DB_CLIENT_CONNECTION_COUNT: Final = "db.client.connection.count"
+#: The most connections the pool may open.
+DB_CLIENT_CONNECTION_MAX: Final = "db.client.connection.max"
+#: Checkouts waiting for a connection now.
+DB_CLIENT_CONNECTION_PENDING_REQUESTS: Final = "db.client.connection.pending_requests"
+#: Checkouts that gave up waiting (the pool's timeout).
+DB_CLIENT_CONNECTION_TIMEOUTS: Final = "db.client.connection.timeouts"
+#: How long each checkout waited for a connection, in seconds.
+DB_CLIENT_CONNECTION_WAIT_TIME: Final = "db.client.connection.wait_time"
+UNIT_CONNECTION: Final = "{connection}"
+UNIT_REQUEST: Final = "{request}"
+UNIT_TIMEOUT: Final = "{timeout}"
+UNIT_SECONDS: Final = "s"
+#: Metric attributes (equal to ``opentelemetry.semconv`` db attributes).
+DB_CLIENT_CONNECTION_POOL_NAME: Final = "db.client.connection.pool.name"
+DB_CLIENT_CONNECTION_STATE: Final = "db.client.connection.state"
+CONNECTION_STATE_IDLE: Final = "idle"
+CONNECTION_STATE_USED: Final = "used"
 
 # --- the loader's attempts -----------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ from moduletrace.conventions import (
     POOL_TIMEOUT_S,
     POOL_WAIT_MS,
 )
+from moduletrace.instrumentation import pool_metrics
 from moduletrace.instrumentation._guard import internal_error, warn_once
 
 _KEY_ENV = "MODULETRACE_TOKEN_HASH_KEY"
@@ -218,27 +219,71 @@ def pool_wait(
     Records the pool's name and the wait (``POOL_NAME``, ``POOL_WAIT_MS`` in
     :mod:`moduletrace.conventions`) and, when the acquire raises one of ``timeout_errors`` (or an
     exception whose type name says timeout), ``POOL_TIMED_OUT`` with a snapshot of the pool's size,
-    use and timeout.
+    use and timeout. With a MeterProvider in use it also records the pool's
+    ``db.client.connection.*`` metrics (:mod:`~moduletrace.instrumentation.pool_metrics`):
+    ``size`` is the most connections the pool may open, ``in_use`` those checked out (a callable
+    is called when metrics are collected).
     The exception itself passes through unchanged.
     """
-    target = _target(span)
+    try:
+        observed = pool_metrics.caller_pool(pool_name, size, in_use)
+    except Exception as exc:  # noqa: BLE001
+        internal_error("pool_wait", exc)
+        observed = None
+    with _waiting(_target(span), observed, pool_name, size, timeout_s, in_use, timeout_errors):
+        yield
+
+
+@contextmanager
+def _waiting(
+    span: Span | None,
+    observed: pool_metrics.ObservedPool | None,
+    pool_name: str,
+    size: int | None,
+    timeout_s: float | None,
+    in_use: Callable[[], int] | int | None,
+    timeout_errors: tuple[type[BaseException], ...],
+) -> Iterator[None]:
+    instruments = _start(observed)
     started = time.perf_counter()
+    failure: BaseException | None = None
     try:
         yield
     except BaseException as exc:
-        if target is not None and (isinstance(exc, timeout_errors) or "timeout" in type(exc).__name__.lower()):
-            _pool_snapshot(target, pool_name, started, True, size, timeout_s, in_use)
-            target = None
+        failure = exc
         raise
     finally:
-        if target is not None:
-            _pool_snapshot(target, pool_name, started, False, size, timeout_s, None)
+        waited = time.perf_counter() - started
+        timed_out = failure is not None and _is_timeout(failure, timeout_errors)
+        if span is not None:
+            _pool_snapshot(span, pool_name, waited, timed_out, size, timeout_s, in_use if timed_out else None)
+        if instruments is not None and observed is not None:
+            try:
+                pool_metrics.finish(instruments, observed, waited, timed_out, failure)
+            except Exception as exc:  # noqa: BLE001
+                internal_error("pool metrics", exc)
+
+
+def _start(observed: pool_metrics.ObservedPool | None) -> pool_metrics.Instruments | None:
+    try:
+        return pool_metrics.start(observed)
+    except Exception as exc:  # noqa: BLE001
+        internal_error("pool metrics", exc)
+        return None
+
+
+def _is_timeout(exc: BaseException, timeout_errors: tuple[type[BaseException], ...]) -> bool:
+    try:
+        return isinstance(exc, timeout_errors) or "timeout" in type(exc).__name__.lower()
+    except Exception as error:  # noqa: BLE001 - e.g. timeout_errors that are not exception types
+        internal_error("pool_wait", error)
+        return False
 
 
 def _pool_snapshot(
     span: Span,
     name: str,
-    started: float,
+    waited: float,
     timed_out: bool,
     size: int | None,
     timeout_s: float | None,
@@ -247,7 +292,7 @@ def _pool_snapshot(
     try:
         attributes: dict[str, Any] = {
             POOL_NAME: name,
-            POOL_WAIT_MS: round((time.perf_counter() - started) * 1000, 3),
+            POOL_WAIT_MS: round(waited * 1000, 3),
             POOL_TIMED_OUT: timed_out,
         }
         if size is not None:
@@ -264,12 +309,14 @@ def _pool_snapshot(
 
 
 def instrument_sqlalchemy_pool(engine_or_pool: Any, name: str | None = None) -> None:
-    """Record the connection wait of a SQLAlchemy engine's pool on the current span.
+    """Record the connection wait of a SQLAlchemy engine's pool on the current span, and its metrics.
 
     Wraps the pool's ``connect`` (with wrapt, so ``uninstrument_sqlalchemy_pool`` restores it): the
     span current at checkout (your ``load_db_query``) gets the wait (``POOL_WAIT_MS``) and, on
     SQLAlchemy's pool timeout, ``POOL_TIMED_OUT`` with the pool's size, overflow and checked-
-    out count at that moment.
+    out count at that moment. With a MeterProvider in use, the pool's ``db.client.connection.*``
+    metrics are recorded, its connections counted from the pool itself when metrics are collected
+    (:mod:`~moduletrace.instrumentation.pool_metrics`).
     """
     import wrapt
     from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -278,18 +325,25 @@ def instrument_sqlalchemy_pool(engine_or_pool: Any, name: str | None = None) -> 
     if isinstance(getattr(pool, "connect", None), wrapt.ObjectProxy):
         return
     pool_name = name or getattr(pool, "logging_name", None) or str(getattr(engine_or_pool, "url", "pool"))
+    observed = pool_metrics.observe_sqlalchemy_pool(pool_name, pool)
+
+    def in_use() -> int:  # read on a timeout only
+        return _call(pool, "checkedout") or 0
 
     def checkout(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        with pool_wait(
+        with _waiting(
+            _target(None),
+            observed,
             pool_name,
-            size=_call(pool, "size"),
-            timeout_s=_call(pool, "timeout"),
-            in_use=lambda: _call(pool, "checkedout") or 0,
-            timeout_errors=(PoolTimeoutError,),
+            _call(pool, "size"),
+            _call(pool, "timeout"),
+            in_use,
+            (PoolTimeoutError,),
         ):
             return wrapped(*args, **kwargs)
 
     wrapt.wrap_function_wrapper(pool, "connect", checkout)
+    pool._moduletrace_observed = observed
 
 
 def uninstrument_sqlalchemy_pool(engine_or_pool: Any) -> None:
@@ -300,6 +354,9 @@ def uninstrument_sqlalchemy_pool(engine_or_pool: Any) -> None:
     connect = pool.__dict__.get("connect")
     if isinstance(connect, wrapt.ObjectProxy):
         del pool.__dict__["connect"]
+    observed = pool.__dict__.pop("_moduletrace_observed", None)
+    if observed is not None:
+        pool_metrics.forget_sqlalchemy_pool(observed)
 
 
 def _call(obj: Any, name: str) -> Any:
