@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import moduletrace
 from moduletrace.instrumentation import configuration as configure_module
-from tests.conftest import install_provider, reset_trace_globals
+from tests.conftest import install_provider, reset_metrics_globals, reset_trace_globals
 from tests.support.processes import free_port, python_env, start_python
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -43,15 +43,21 @@ def clean_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         "MODULETRACE_FILE",
+        "OTEL_METRICS_EXPORTER",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        "OTEL_METRIC_EXPORT_INTERVAL",
+        "MODULETRACE_METRICS_FILE",
     ):
         monkeypatch.delenv(name, raising=False)
     reset_trace_globals()
+    reset_metrics_globals()
     yield
     configure_module._reset_for_tests()
     provider = trace.get_tracer_provider()
     if isinstance(provider, TracerProvider):
         provider.shutdown()
     reset_trace_globals()
+    reset_metrics_globals()
     if HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
         HTTPXClientInstrumentor().uninstrument()
 

@@ -379,3 +379,10 @@ def _ask(obj: Any, name: str) -> Any:
 
 def _number(value: Any) -> int | None:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _reset_for_tests() -> None:
+    """Forget every pool seen (tests only)."""
+    with _lock:
+        _named.clear()
+        _sqlalchemy.clear()
