@@ -253,10 +253,7 @@ def shutdown(timeout: float = 5.0) -> bool:
     if provider is not None:
 
         def stop_spans() -> None:
-            try:
-                provider.force_flush()
-            except Exception as exc:  # noqa: BLE001
-                logger.warning("moduletrace: flushing spans failed: %s", exc)
+            _flush_spans(provider)
             for target in [provider] if stops_provider else processors:
                 try:
                     target.shutdown()
@@ -270,13 +267,27 @@ def shutdown(timeout: float = 5.0) -> bool:
 
 
 def _stop_metrics(provider: MeterProvider, stops_provider: bool, readers: list[MetricReader], timeout: float) -> None:
+    millis = timeout * 1000
+    # A reader added to a running provider is not among those its shutdown() and force_flush()
+    # visit (SDK 1.45): it is stopped here, and collects and exports one last time as it stops.
+    for reader in readers:
+        _run_metrics(lambda reader=reader: reader.shutdown(timeout_millis=millis))
+    if stops_provider:
+        _run_metrics(lambda: provider.shutdown(timeout_millis=millis))  # each reader exports one last time
+    else:
+        _run_metrics(lambda: provider.force_flush(timeout_millis=millis))
+
+
+def _flush_metrics(provider: MeterProvider, readers: list[MetricReader], timeout: float) -> None:
+    millis = timeout * 1000
+    for reader in readers:
+        _run_metrics(lambda reader=reader: reader.force_flush(timeout_millis=millis))
+    _run_metrics(lambda: provider.force_flush(timeout_millis=millis))
+
+
+def _run_metrics(step: Any) -> None:
     try:
-        if stops_provider:
-            provider.shutdown(timeout_millis=timeout * 1000)  # each reader collects and exports one last time
-            return
-        provider.force_flush(timeout_millis=timeout * 1000)
-        for reader in readers:
-            provider.remove_metric_reader(reader)  # added only where the SDK has it
+        step()
     except Exception as exc:  # noqa: BLE001
         logger.warning("moduletrace: flushing metrics failed: %s", exc)
 
@@ -294,18 +305,19 @@ def _flush(timeout: float, then: str) -> bool:
     work: dict[str, Any] = {}
     tracer_provider = _state.provider or trace.get_tracer_provider()
     if isinstance(tracer_provider, TracerProvider):
-        work["spans"] = lambda: _flush_provider(tracer_provider, "spans")
+        work["spans"] = lambda: _flush_spans(tracer_provider)
     meter_provider = _state.meter_provider or metrics.get_meter_provider()
     if isinstance(meter_provider, MeterProvider):
-        work["metrics"] = lambda: _flush_provider(meter_provider, "metrics", timeout_millis=timeout * 1000)
+        readers = list(_state.readers)
+        work["metrics"] = lambda: _flush_metrics(meter_provider, readers, timeout)
     return _bounded(work, timeout, then)
 
 
-def _flush_provider(provider: TracerProvider | MeterProvider, what: str, **kwargs: Any) -> None:
+def _flush_spans(provider: TracerProvider) -> None:
     try:
-        provider.force_flush(**kwargs)
+        provider.force_flush()
     except Exception as exc:  # noqa: BLE001
-        logger.warning("moduletrace: flushing %s failed: %s", what, exc)
+        logger.warning("moduletrace: flushing spans failed: %s", exc)
 
 
 def exit_timeout() -> float:
