@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.util._once import Once
 
 from moduletrace.instrumentation import _guard, pool_metrics
+from tests.support.postgres import PostgresServer, running_postgres
 
 
 def reset_trace_globals() -> None:
@@ -74,6 +75,13 @@ def spans() -> Iterator[Recorded]:
     yield recorded
     recorded.provider.shutdown()
     reset_trace_globals()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session, started on first use."""
+    with running_postgres() as server:
+        yield server
 
 
 def reset_metrics_globals() -> None:

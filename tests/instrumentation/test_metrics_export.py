@@ -23,7 +23,7 @@ import pytest
 
 from moduletrace import conventions as c
 from tests.support.peers import Collector, start_collector
-from tests.support.postgres import PostgresServer, running_postgres
+from tests.support.postgres import PostgresServer
 from tests.support.processes import python_env, start_python, stop, wait_until
 
 pytestmark = pytest.mark.peers
@@ -99,7 +99,13 @@ class Archive:
         path = self.directory / name
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        lines = []
+        for line in path.read_text().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:  # the last line, still being written
+                continue
+        return lines
 
     def metric_exports(self, service: str, name: str = "metrics.jsonl") -> list[dict[str, list[dict[str, Any]]]]:
         """Each archived export of ``service``'s metrics, in order: metric name -> its data points."""
@@ -148,12 +154,6 @@ def _timeless(node: Any) -> Any:
 def _point(points: list[dict[str, Any]], attributes: dict[str, str]) -> dict[str, Any]:
     (found,) = [p for p in points if _attributes(p) == attributes]
     return found
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with running_postgres() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -62,6 +62,11 @@ class _Configured:
         for name, value in changes.items():
             setattr(self, name, value)
 
+    def forget_pipelines(self) -> None:
+        """Forget the providers and what configure() added to them (exit_timeout stays)."""
+        self.update(provider=None, owned=False, processors=[], stops_provider=False)
+        self.update(meter_provider=None, readers=[], stops_meter_provider=False)
+
 
 _state = _Configured()
 _TRUE = ("true", "1", "yes", "on")
@@ -241,14 +246,7 @@ def shutdown(timeout: float = 5.0) -> bool:
         provider, meter_provider = _state.provider, _state.meter_provider
         processors, readers = list(_state.processors), list(_state.readers)
         stops_provider, stops_meter_provider = _state.stops_provider, _state.stops_meter_provider
-        _state.update(
-            provider=None,
-            processors=[],
-            stops_provider=False,
-            meter_provider=None,
-            readers=[],
-            stops_meter_provider=False,
-        )
+        _state.forget_pipelines()
     work: dict[str, Any] = {}
     if provider is not None:
 
@@ -627,13 +625,5 @@ def _reset_for_tests() -> None:
         processor.shutdown()
     if _state.meter_provider is not None:
         _stop_metrics(_state.meter_provider, _state.stops_meter_provider, _state.readers, 5.0)
-    _state.update(
-        provider=None,
-        owned=False,
-        processors=[],
-        stops_provider=False,
-        meter_provider=None,
-        readers=[],
-        stops_meter_provider=False,
-    )
+    _state.forget_pipelines()
     exit_hooks.uninstall()

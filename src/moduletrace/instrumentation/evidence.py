@@ -341,10 +341,10 @@ def instrument_sqlalchemy_pool(engine_or_pool: Any, name: str | None = None) -> 
     observed = pool_metrics.observe_sqlalchemy_pool(pool_name, pool)
 
     def in_use() -> int:  # read on a timeout only
-        return _call(pool, "checkedout") or 0
+        return pool_metrics.reading(pool, "checkedout") or 0
 
     def checkout(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        size, timeout_s = _call(pool, "size"), _call(pool, "timeout")
+        size, timeout_s = pool_metrics.reading(pool, "size"), pool_metrics.reading(pool, "timeout")
         with _Wait(_target(None), observed, pool_name, size, timeout_s, in_use, (PoolTimeoutError,)):
             return wrapped(*args, **kwargs)
 
@@ -363,14 +363,6 @@ def uninstrument_sqlalchemy_pool(engine_or_pool: Any) -> None:
     observed = pool.__dict__.pop("_moduletrace_observed", None)
     if observed is not None:
         pool_metrics.forget_sqlalchemy_pool(observed)
-
-
-def _call(obj: Any, name: str) -> Any:
-    try:
-        value = getattr(obj, name)
-        return value() if callable(value) else value
-    except Exception:  # noqa: BLE001 - a snapshot is best effort
-        return None
 
 
 def _number(value: Any) -> float | None:

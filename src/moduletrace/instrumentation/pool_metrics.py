@@ -113,7 +113,7 @@ class CallerPool(ObservedPool):
     def connections(self) -> tuple[int | None, int | None]:
         in_use = self.in_use
         if callable(in_use):
-            in_use = _ask(in_use, "__call__")  # the caller's function: its failure is not ours
+            in_use = reading(in_use, "__call__")  # the caller's function: its failure is not ours
         return _number(in_use), None
 
     def limit(self) -> int | None:
@@ -133,13 +133,13 @@ class SQLAlchemyPool(ObservedPool):
         pool = self._pool()
         if pool is None:
             return None, None
-        return _number(_ask(pool, "checkedout")), _number(_ask(pool, "checkedin"))
+        return _number(reading(pool, "checkedout")), _number(reading(pool, "checkedin"))
 
     def limit(self) -> int | None:
         pool = self._pool()
         if pool is None:
             return None
-        size = _number(_ask(pool, "size"))
+        size = _number(reading(pool, "size"))
         # QueuePool's own bound: pool_size plus max_overflow (-1: no bound). No public accessor.
         overflow = _number(getattr(pool, "_max_overflow", None))
         if size is None or overflow is None or overflow < 0:
@@ -369,11 +369,12 @@ def _refresh(seen: object) -> Instruments | None:
     return instruments
 
 
-def _ask(obj: Any, name: str) -> Any:
+def reading(obj: Any, name: str) -> Any:
+    """``obj.name`` (called when it is a method), or None when that fails: a reading is best effort."""
     try:
         value = getattr(obj, name)
         return value() if callable(value) else value
-    except Exception:  # noqa: BLE001 - a reading is best effort
+    except Exception:  # noqa: BLE001 - the pool's code, not ours
         return None
 
 
