@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
@@ -36,7 +37,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.util.types import AttributeValue
 
-from moduletrace.instrumentation import _exporters, exit_hooks, pool_metrics
+from moduletrace.instrumentation import _exporters, exit_hooks
 from moduletrace.instrumentation._exporters import METRICS, TRACES
 from moduletrace.instrumentation._guard import internal_error, logger, warn_once
 from moduletrace.instrumentation.file_exporter import OTLPJsonFileExporter, OTLPJsonMetricFileExporter
@@ -211,8 +212,8 @@ def _configure_metrics(
         stops = _take_over_exit_hook(existing)
         _state.update(meter_provider=existing, readers=readers, stops_meter_provider=stops)
         return
-    if pool_metrics.API._METER_PROVIDER is not None:
-        return  # a no-op or non-SDK MeterProvider was set on purpose: not ours to change
+    if isinstance(existing, NoOpMeterProvider) or not type(existing).__module__.startswith("opentelemetry.metrics"):
+        return  # a no-op or another SDK's MeterProvider was set on purpose (not the API's proxy): not ours
     exporters: list[Any] = [OTLPJsonMetricFileExporter(file)] if file is not None else []
     names = _exporters.exporter_names(METRICS, endpoint, has_file)
     exporters += _exporters.exporters(METRICS, names, endpoint, headers)
