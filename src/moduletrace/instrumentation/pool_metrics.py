@@ -198,12 +198,7 @@ class Instruments:
     __slots__ = ("wait_time", "timeouts")
 
     def __init__(self, meter: Meter) -> None:
-        self.wait_time: Histogram = meter.create_histogram(
-            DB_CLIENT_CONNECTION_WAIT_TIME,
-            unit=UNIT_SECONDS,
-            description="The time it took to obtain an open connection from the pool.",
-            explicit_bucket_boundaries_advisory=WAIT_TIME_BUCKETS,
-        )
+        self.wait_time = _wait_time_histogram(meter)
         self.timeouts: Counter = meter.create_counter(
             DB_CLIENT_CONNECTION_TIMEOUTS,
             unit=UNIT_TIMEOUT,
@@ -228,6 +223,19 @@ class Instruments:
             unit=UNIT_REQUEST,
             description="The number of current pending requests for an open connection.",
         )
+
+
+def _wait_time_histogram(meter: Meter) -> Histogram:
+    description = "The time it took to obtain an open connection from the pool."
+    try:
+        return meter.create_histogram(
+            DB_CLIENT_CONNECTION_WAIT_TIME,
+            unit=UNIT_SECONDS,
+            description=description,
+            explicit_bucket_boundaries_advisory=WAIT_TIME_BUCKETS,
+        )
+    except TypeError:  # an API before 1.30 has no advisory: the SDK's (or a View's) buckets then
+        return meter.create_histogram(DB_CLIENT_CONNECTION_WAIT_TIME, unit=UNIT_SECONDS, description=description)
 
 
 def start(observed: ObservedPool | None) -> Instruments | None:
