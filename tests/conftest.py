@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.metrics import _internal as metrics_internal
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.util._once import Once
 
-from moduletrace.instrumentation import _guard
+from moduletrace.instrumentation import _guard, pool_metrics
+from tests.support.postgres import PostgresServer, running_postgres
 
 
 def reset_trace_globals() -> None:
@@ -70,6 +75,63 @@ def spans() -> Iterator[Recorded]:
     yield recorded
     recorded.provider.shutdown()
     reset_trace_globals()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session, started on first use."""
+    with running_postgres() as server:
+        yield server
+
+
+def reset_metrics_globals() -> None:
+    """Let a test install its own global MeterProvider (as reset_trace_globals does for tracing)."""
+    metrics_internal._METER_PROVIDER_SET_ONCE = Once()
+    metrics_internal._METER_PROVIDER = None
+
+
+class Measured:
+    """The metrics a test produced, collected on demand (cumulative: each read sees all so far)."""
+
+    def __init__(self, reader: InMemoryMetricReader, provider: MeterProvider) -> None:
+        self.reader = reader
+        self.provider = provider
+
+    def points(self, name: str) -> list[Any]:
+        """The data points of metric ``name`` now (``[]`` when it has none)."""
+        data = self.reader.get_metrics_data()
+        return [
+            point
+            for resource in (data.resource_metrics if data else [])
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == name
+            for point in metric.data.data_points
+        ]
+
+    def point(self, name: str, attributes: dict[str, Any]) -> Any:
+        """The one data point of ``name`` whose attributes are exactly ``attributes``."""
+        found = [p for p in self.points(name) if dict(p.attributes) == attributes]
+        assert len(found) == 1, f"expected one {name} point with {attributes}, got {self.points(name)}"
+        return found[0]
+
+
+def install_meter_provider(**options: Any) -> Measured:
+    reset_metrics_globals()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], **options)
+    metrics_internal.set_meter_provider(provider)
+    return Measured(reader, provider)
+
+
+@pytest.fixture
+def measured() -> Iterator[Measured]:
+    pool_metrics._reset_for_tests()
+    installed = install_meter_provider(shutdown_on_exit=False)
+    yield installed
+    installed.provider.shutdown()
+    reset_metrics_globals()
+    pool_metrics._reset_for_tests()
 
 
 # --- no secret in any exported span, in the whole suite ---------------------------------

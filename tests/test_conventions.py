@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.semconv._incubating.attributes import db_attributes, host_attributes, process_attributes
+from opentelemetry.semconv._incubating.metrics import db_metrics
 from opentelemetry.semconv.attributes import error_attributes, exception_attributes, http_attributes, service_attributes
 
 from moduletrace import conventions as c
@@ -31,3 +33,26 @@ def test_the_contract_names_are_the_ones_saved_queries_use() -> None:
     ]
     assert (c.MODULE_ID, c.MODULE_STAGE) == ("module.id", "module.stage")
     assert c.STAGES == {name: stage for stage, name in c.SPAN_NAMES.items()}
+
+
+def test_the_metric_names_units_and_keys_are_the_semantic_conventions() -> None:
+    assert c.DB_CLIENT_CONNECTION_COUNT == db_metrics.DB_CLIENT_CONNECTION_COUNT
+    assert c.DB_CLIENT_CONNECTION_MAX == db_metrics.DB_CLIENT_CONNECTION_MAX
+    assert c.DB_CLIENT_CONNECTION_PENDING_REQUESTS == db_metrics.DB_CLIENT_CONNECTION_PENDING_REQUESTS
+    assert c.DB_CLIENT_CONNECTION_TIMEOUTS == db_metrics.DB_CLIENT_CONNECTION_TIMEOUTS
+    assert c.DB_CLIENT_CONNECTION_WAIT_TIME == db_metrics.DB_CLIENT_CONNECTION_WAIT_TIME
+    assert c.DB_CLIENT_CONNECTION_POOL_NAME == db_attributes.DB_CLIENT_CONNECTION_POOL_NAME
+    assert c.DB_CLIENT_CONNECTION_STATE == db_attributes.DB_CLIENT_CONNECTION_STATE
+    assert (c.CONNECTION_STATE_IDLE, c.CONNECTION_STATE_USED) == tuple(
+        v.value for v in db_attributes.DbClientConnectionStateValues
+    )
+    # The units the conventions give each instrument they define.
+    meter = MeterProvider(shutdown_on_exit=False).get_meter("semconv")
+    for name, unit in [
+        ("db_client_connection_count", c.UNIT_CONNECTION),
+        ("db_client_connection_max", c.UNIT_CONNECTION),
+        ("db_client_connection_pending_requests", c.UNIT_REQUEST),
+        ("db_client_connection_timeouts", c.UNIT_TIMEOUT),
+        ("db_client_connection_wait_time", c.UNIT_SECONDS),
+    ]:
+        assert getattr(db_metrics, f"create_{name}")(meter).unit == unit, name

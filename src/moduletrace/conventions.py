@@ -1,4 +1,4 @@
-"""The vocabulary: every span name and attribute key that instrumentation writes and analysis reads.
+"""The vocabulary: every span name, metric name and attribute key that instrumentation writes and analysis reads.
 
 Fixed by the product contract (docs/design.md): users' saved Jaeger/TraceQL queries and dashboards
 depend on these strings. Nothing else in the package spells them; instrumentation, analysis and the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import logging
 import os
@@ -18,16 +19,20 @@ from typing import Any
 
 import pytest
 from google.protobuf import json_format
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import moduletrace
+from moduletrace import conventions as c
 from moduletrace.instrumentation import configuration as configure_module
-from tests.conftest import install_provider, reset_trace_globals
+from moduletrace.instrumentation import pool_metrics
+from tests.conftest import install_meter_provider, install_provider, reset_metrics_globals, reset_trace_globals
 from tests.support.processes import free_port, python_env, start_python
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -43,15 +48,21 @@ def clean_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         "MODULETRACE_FILE",
+        "OTEL_METRICS_EXPORTER",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        "OTEL_METRIC_EXPORT_INTERVAL",
+        "MODULETRACE_METRICS_FILE",
     ):
         monkeypatch.delenv(name, raising=False)
     reset_trace_globals()
+    reset_metrics_globals()
     yield
     configure_module._reset_for_tests()
     provider = trace.get_tracer_provider()
     if isinstance(provider, TracerProvider):
         provider.shutdown()
     reset_trace_globals()
+    reset_metrics_globals()
     if HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
         HTTPXClientInstrumentor().uninstrument()
 
@@ -181,7 +192,8 @@ def test_exit_is_bounded_when_the_collector_is_down(tmp_path: Path) -> None:
 
 SERVICE_PROVIDER_SCRIPT = """
 import sys
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 import moduletrace
 trace.set_tracer_provider(TracerProvider())  # the service's own, with the SDK's exit hook
@@ -288,3 +300,91 @@ def test_configure_from_another_thread_leaves_signals_alone_and_still_flushes(tm
         pass
     assert moduletrace.shutdown(timeout=5)
     assert len(_read_lines(path)) == 1
+
+
+# --- the metrics side --------------------------------------------------------------------------
+
+
+def test_metrics_go_over_otlp_where_spans_go_with_the_same_resource(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "250")
+    tracer_provider = moduletrace.configure(
+        service_name="module-service", endpoint="http://127.0.0.1:1", instrument_httpx=False
+    )
+    meter_provider = metrics.get_meter_provider()
+    assert isinstance(meter_provider, MeterProvider) and tracer_provider is not None
+    assert meter_provider._sdk_config.resource is tracer_provider.resource
+    (reader,) = meter_provider._metric_readers
+    assert reader._export_interval_millis == 250  # type: ignore[attr-defined]
+    assert type(reader._exporter).__name__ == "OTLPMetricExporter"  # type: ignore[attr-defined]
+    assert reader._exporter._endpoint == "http://127.0.0.1:1/v1/metrics"  # type: ignore[attr-defined]
+    assert pool_metrics.current() is not None
+
+
+def test_otel_metrics_exporter_none_installs_no_meter_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    assert moduletrace.configure(endpoint="http://127.0.0.1:1", instrument_httpx=False) is not None
+    assert not isinstance(metrics.get_meter_provider(), MeterProvider)
+    assert pool_metrics.current() is None  # the pool helpers stay at their no-SDK cost
+
+
+def test_the_embedded_file_default_sends_no_metric_to_a_collector_that_is_not_there(tmp_path: Path) -> None:
+    moduletrace.configure(file=tmp_path / "spans.jsonl", instrument_httpx=False)
+    assert not isinstance(metrics.get_meter_provider(), MeterProvider)
+
+
+def test_a_metrics_file_gets_otlp_json_lines_that_decode_as_export_requests(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    moduletrace.configure(service_name="module-service", metrics_file=path, instrument_httpx=False)
+    with moduletrace.load_db_query("m-1"), pytest.raises(TimeoutError):
+        with moduletrace.pool_wait("modules-db", size=2, in_use=2):
+            raise TimeoutError("pool exhausted")
+    assert moduletrace.shutdown(timeout=5)
+
+    (line,) = _read_lines(path)
+    request = json_format.ParseDict(_hex_ids_to_base64(line), ExportMetricsServiceRequest())
+    (resource_metrics,) = request.resource_metrics
+    resource = {a.key: a.value.string_value for a in resource_metrics.resource.attributes}
+    assert resource["service.name"] == "module-service" and resource["service.instance.id"]
+    (scope,) = resource_metrics.scope_metrics
+    assert scope.scope.name == "moduletrace"
+    by_name = {m.name: m for m in scope.metrics}
+    assert by_name[c.DB_CLIENT_CONNECTION_TIMEOUTS].sum.data_points[0].as_int == 1
+    (waited,) = by_name[c.DB_CLIENT_CONNECTION_WAIT_TIME].histogram.data_points
+    # The exemplar names the span that waited, in hex as OTLP JSON has it.
+    raw = next(
+        m
+        for m in line["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+        if m["name"] == c.DB_CLIENT_CONNECTION_WAIT_TIME
+    )
+    exemplar = raw["histogram"]["dataPoints"][0]["exemplars"][0]
+    assert len(exemplar["spanId"]) == 16 and int(exemplar["spanId"], 16) == int.from_bytes(
+        waited.exemplars[0].span_id, "big"
+    )
+
+
+def test_a_meter_provider_the_service_installed_is_used_as_it_is(tmp_path: Path) -> None:
+    installed = install_meter_provider()  # shutdown_on_exit=True, as the agent's: an unbounded exit hook
+    path = tmp_path / "metrics.jsonl"
+    moduletrace.configure(endpoint="http://127.0.0.1:1", metrics_file=path, instrument_httpx=False)
+    assert metrics.get_meter_provider() is installed.provider
+    assert installed.provider._atexit_handler is None  # replaced by configure()'s bounded one
+    with moduletrace.pool_wait("modules-db", size=4, in_use=3):
+        pass
+    used = {c.DB_CLIENT_CONNECTION_POOL_NAME: "modules-db", c.DB_CLIENT_CONNECTION_STATE: c.CONNECTION_STATE_USED}
+    assert installed.point(c.DB_CLIENT_CONNECTION_COUNT, used).value == 3  # the service's own reader
+    assert moduletrace.shutdown(timeout=5)
+    (line,) = _read_lines(path)  # the file asked for in code, added to the service's provider
+    names = [m["name"] for m in line["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]]
+    assert c.DB_CLIENT_CONNECTION_COUNT in names
+
+
+def test_metrics_over_grpc_without_the_extra_are_named_as_not_exported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    if importlib.util.find_spec("opentelemetry.exporter.otlp.proto.grpc") is not None:
+        pytest.skip("the grpc extra is installed here")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+    with caplog.at_level(logging.WARNING, logger="moduletrace"):
+        moduletrace.configure(instrument_httpx=False)
+    assert "metrics are not exported" in caplog.text

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -15,15 +13,15 @@ from typing import Any
 import httpx
 import pytest
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.exc import TimeoutError as SQLAlchemyPoolTimeout
-from sqlalchemy.pool import QueuePool
 
 import moduletrace
 from moduletrace.analysis.diagnosis import Diagnoser
 from moduletrace.instrumentation.evidence import httpx_response_hook, token_id
 from moduletrace.sources.file import read_spans
 from tests.conftest import Recorded
+from tests.instrumentation.conftest import only_connection_held
 from tests.support.local_server import LocalServer
 
 
@@ -66,41 +64,7 @@ def test_evidence_helpers_never_raise(spans: Recorded, lenient: None) -> None:
     assert spans.one("module_load_request").attributes["module.auth.status"] == 401
 
 
-# --- a real SQLAlchemy pool on SQLite, starved by real threads ------------------------------------
-
-
-@pytest.fixture
-def starved_engine(tmp_path: Path) -> Iterator[Any]:
-    engine = create_engine(
-        f"sqlite:///{tmp_path / 'modules.db'}", poolclass=QueuePool, pool_size=1, max_overflow=0, pool_timeout=0.2
-    )
-    with engine.begin() as connection:
-        connection.execute(text("CREATE TABLE modules (id TEXT PRIMARY KEY)"))
-        connection.execute(text("INSERT INTO modules VALUES ('m-ok')"))
-    moduletrace.instrument_sqlalchemy_pool(engine, name="modules-db")
-    yield engine
-    moduletrace.uninstrument_sqlalchemy_pool(engine)
-    engine.dispose()
-
-
-@contextmanager
-def only_connection_held(engine: Any) -> Iterator[None]:
-    """A slow report query holds the pool's only connection for the duration of the block."""
-    holding, release = threading.Event(), threading.Event()
-
-    def slow_report() -> None:
-        with engine.connect():
-            holding.set()
-            release.wait(5)
-
-    holder = threading.Thread(target=slow_report)
-    holder.start()
-    holding.wait(5)
-    try:
-        yield
-    finally:
-        release.set()
-        holder.join()
+# --- a real SQLAlchemy pool on SQLite, starved by real threads (tests/instrumentation/conftest.py) -------
 
 
 @moduletrace.load_db_query

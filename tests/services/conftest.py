@@ -1,4 +1,4 @@
-"""The real servers the service tests run against: one PostgreSQL and one Redis for the session."""
+"""The real servers the service tests run against: one Redis for the session (PostgreSQL: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.postgres import PostgresServer, running_postgres
 from tests.support.redis_server import RedisServer, running_redis
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    with running_postgres() as server:
-        yield server
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,18 @@
-"""``configure()``: tracing for a service in one call at start-up, and a bounded flush at exit.
+"""``configure()``: tracing and metrics for a service in one call at start-up, and a bounded flush at exit.
 
-It follows the standard ``OTEL_*`` variables (the OTLP exporter reads endpoint, headers and
-timeout itself), never replaces a TracerProvider that the service already installed (it only adds
-what is missing), installs the httpx instrumentation so ``traceparent`` crosses service hops,
-and replaces the SDK's exit hook, which can block a process for 30 s when the collector is down,
-with a flush bounded by ``exit_timeout``.
+It follows the standard ``OTEL_*`` variables (the OTLP exporters read endpoint, headers and
+timeout themselves), never replaces a TracerProvider or MeterProvider that the service already
+installed (it only adds what is missing to the first, and uses the second as it is), installs the
+httpx instrumentation so ``traceparent`` crosses service hops, and replaces the SDK's exit hooks,
+which can block a process for 30 s when the collector is down, with a flush bounded by
+``exit_timeout``.
 
 That flush also runs where ``atexit`` never does: on SIGTERM (a chained handler that always
 hands the signal on to the host's own handler, see :mod:`~moduletrace.instrumentation.exit_hooks`)
 and in the hosts' own shutdown hooks (uvicorn's server shutdown, Celery's worker-process shutdown,
 :mod:`~moduletrace.instrumentation.integrations`). It flushes the provider in use, also when the
-service or the ``opentelemetry-instrument`` agent installed it.
+service or the ``opentelemetry-instrument`` agent installed it. The MeterProvider in use is flushed
+in the same bound, beside the spans, so the last metrics before a process ends reach the collector.
 """
 
 from __future__ import annotations
@@ -20,20 +22,25 @@ import os
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.util.types import AttributeValue
 
-from moduletrace.instrumentation import exit_hooks
+from moduletrace.instrumentation import _exporters, exit_hooks
+from moduletrace.instrumentation._exporters import METRICS, TRACES
 from moduletrace.instrumentation._guard import internal_error, logger, warn_once
-from moduletrace.instrumentation.file_exporter import OTLPJsonFileExporter
+from moduletrace.instrumentation.file_exporter import OTLPJsonFileExporter, OTLPJsonMetricFileExporter
 
 # Re-entrant: the SIGTERM handler may run shutdown() in the main thread while it is inside configure().
 _lock = threading.RLock()
@@ -48,10 +55,18 @@ class _Configured:
     processors: list[SpanProcessor] = field(default_factory=list)  # what configure() added to it
     exit_timeout: float = 5.0
     stops_provider: bool = False  # we took over the provider's own exit hook, so we stop it at exit
+    meter_provider: MeterProvider | None = None  # the SDK MeterProvider in use (ours or the service's)
+    readers: list[MetricReader] = field(default_factory=list)  # what configure() added to the service's
+    stops_meter_provider: bool = False  # configure() installed it, or took over its exit hook
 
     def update(self, **changes: Any) -> None:
         for name, value in changes.items():
             setattr(self, name, value)
+
+    def forget_pipelines(self) -> None:
+        """Forget the providers and what configure() added to them (exit_timeout stays)."""
+        self.update(provider=None, owned=False, processors=[], stops_provider=False)
+        self.update(meter_provider=None, readers=[], stops_meter_provider=False)
 
 
 _state = _Configured()
@@ -67,8 +82,9 @@ def configure(
     resource_attributes: Mapping[str, AttributeValue] | None = None,
     instrument_httpx: bool = True,
     exit_timeout: float = 5.0,
+    metrics_file: str | os.PathLike[str] | None = None,
 ) -> TracerProvider | None:
-    """Set up tracing for this process and return the SDK TracerProvider in use.
+    """Set up tracing and metrics for this process and return the SDK TracerProvider in use.
 
     Args:
         service_name: ``service.name`` unless ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES``
@@ -84,6 +100,14 @@ def configure(
         exit_timeout: seconds any exit flush may take: at exit, on SIGTERM (the handler chained in
             front of the host's own), at the end of a uvicorn server's shutdown, in Celery's
             worker shutdown signals; also when the service or an agent installed the provider.
+        metrics_file: also write metrics to this OTLP JSON lines file (one ``{"resourceMetrics":
+            [...]}`` line per export, as the collector archives them); ``MODULETRACE_METRICS_FILE``
+            does the same. A file of its own: ``races --file`` reads spans only.
+
+    Metrics (the pool helpers' ``db.client.connection.*``) follow ``OTEL_METRICS_EXPORTER``
+    (``otlp``, ``console``, ``none``) and ``OTEL_METRIC_EXPORT_INTERVAL`` (60 s by default), with
+    the tracer provider's resource. A MeterProvider the service (or the agent) installed is used as
+    it is; with none, and nothing to export metrics to, none is installed.
 
     Returns None when ``OTEL_SDK_DISABLED=true`` or another SDK (not OpenTelemetry's) is installed.
     Calling it again returns the provider of the first call.
@@ -91,7 +115,7 @@ def configure(
     try:
         with _lock:
             return _configure(
-                service_name, file, endpoint, headers, resource_attributes, instrument_httpx, exit_timeout
+                service_name, file, endpoint, headers, resource_attributes, instrument_httpx, exit_timeout, metrics_file
             )
     except Exception as exc:  # noqa: BLE001 - a start-up helper must not stop the service
         internal_error("configure", exc)
@@ -106,6 +130,7 @@ def _configure(
     resource_attributes: Mapping[str, AttributeValue] | None,
     instrument_httpx: bool,
     exit_timeout: float,
+    metrics_file: str | os.PathLike[str] | None,
 ) -> TracerProvider | None:
     if _state.provider is not None:
         logger.info("moduletrace: configure() was already called; keeping the first configuration")
@@ -116,6 +141,8 @@ def _configure(
         logger.info("moduletrace: OTEL_SDK_DISABLED=true, tracing stays off")
         return None
     file = file or os.environ.get("MODULETRACE_FILE") or None
+    metrics_file = metrics_file or os.environ.get("MODULETRACE_METRICS_FILE") or None
+    has_file = file is not None or metrics_file is not None
     _state.exit_timeout = exit_timeout
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
@@ -126,7 +153,7 @@ def _configure(
             processors.append(BatchSpanProcessor(OTLPJsonFileExporter(file)))
         lacks_exporter = not _has_processors(existing)
         if lacks_exporter and not processors:
-            processors = [BatchSpanProcessor(e) for e in _exporters(None, endpoint, headers)]
+            processors = [BatchSpanProcessor(e) for e in _span_exporters(None, False, endpoint, headers)]
         used_endpoint = lacks_exporter and file is None
         _warn_ignored(existing, service_name, resource_attributes, endpoint, headers, used_endpoint=used_endpoint)
         _complete_resource(existing)
@@ -137,6 +164,7 @@ def _configure(
         # retry; ours does the same work bounded by exit_timeout.
         stops_provider = _take_over_exit_hook(existing)
         _state.update(provider=existing, owned=False, processors=processors, stops_provider=stops_provider)
+        _configure_metrics(existing, metrics_file, has_file, endpoint, headers)
         exit_hooks.install(_flush_at_exit, _flush_on_signal)
         return existing
     if not isinstance(existing, trace.ProxyTracerProvider):
@@ -149,72 +177,146 @@ def _configure(
     provider = TracerProvider(resource=_resource(service_name, resource_attributes), shutdown_on_exit=False)
     _refresh_pid_after_fork(provider)
     _watch_exporters(provider)
-    processors = [BatchSpanProcessor(exporter) for exporter in _exporters(file, endpoint, headers)]
+    processors = [BatchSpanProcessor(e) for e in _span_exporters(file, has_file, endpoint, headers)]
     for processor in processors:
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     _state.update(provider=provider, owned=True, processors=processors, stops_provider=True)
+    _configure_metrics(provider, metrics_file, has_file, endpoint, headers)
     exit_hooks.install(_flush_at_exit, _flush_on_signal)
     return provider
 
 
-def shutdown(timeout: float = 5.0) -> bool:
-    """Flush the spans of the TracerProvider in use and stop it, waiting at most ``timeout`` seconds.
+def _configure_metrics(
+    tracer_provider: TracerProvider,
+    file: str | os.PathLike[str] | None,
+    has_file: bool,
+    endpoint: str | None,
+    headers: Mapping[str, str] | None,
+) -> None:
+    """Use the service's MeterProvider, or install one exporting like the tracer provider does."""
+    existing = metrics.get_meter_provider()
+    if isinstance(existing, MeterProvider):
+        # The service's (or the agent's): used as it is; only a file asked for in code is added.
+        readers: list[MetricReader] = []
+        if file is not None:
+            if callable(getattr(existing, "add_metric_reader", None)):
+                readers.append(PeriodicExportingMetricReader(OTLPJsonMetricFileExporter(file)))
+                existing.add_metric_reader(readers[0])
+            else:
+                warn_once(
+                    "metrics-file",
+                    "moduletrace: this SDK cannot add a reader to the MeterProvider in use; metrics_file=%r ignored",
+                    os.fspath(file),
+                )
+        stops = _take_over_exit_hook(existing)
+        _state.update(meter_provider=existing, readers=readers, stops_meter_provider=stops)
+        return
+    if isinstance(existing, NoOpMeterProvider) or not type(existing).__module__.startswith("opentelemetry.metrics"):
+        return  # a no-op or another SDK's MeterProvider was set on purpose (not the API's proxy): not ours
+    exporters: list[Any] = [OTLPJsonMetricFileExporter(file)] if file is not None else []
+    names = _exporters.exporter_names(METRICS, endpoint, has_file)
+    exporters += _exporters.exporters(METRICS, names, endpoint, headers)
+    if not exporters:
+        return  # nothing to export to (OTEL_METRICS_EXPORTER=none): the pool helpers stay at no-SDK cost
+    # The interval and timeout come from OTEL_METRIC_EXPORT_INTERVAL / _TIMEOUT (the reader reads them).
+    provider = MeterProvider(
+        metric_readers=[PeriodicExportingMetricReader(e) for e in exporters],
+        resource=tracer_provider.resource,
+        shutdown_on_exit=False,
+    )
+    _follow_process_after_fork(provider, tracer_provider)
+    metrics.set_meter_provider(provider)
+    _state.update(meter_provider=provider, readers=[], stops_meter_provider=True)
 
-    The provider is flushed whoever installed it (configure(), the service, or the
-    ``opentelemetry-instrument`` agent). It is stopped when configure() installed it, or took over
+
+def shutdown(timeout: float = 5.0) -> bool:
+    """Flush the spans and metrics of the providers in use and stop them, waiting at most ``timeout`` seconds.
+
+    The providers are flushed whoever installed them (configure(), the service, or the
+    ``opentelemetry-instrument`` agent). Each is stopped when configure() installed it, or took over
     its exit hook (a provider created with the default ``shutdown_on_exit=True``); otherwise only
     what configure() added to it is stopped. Call it last, on the way out: spans started after it
     are not exported.
 
     Returns True when everything was flushed in time. The SDK's own ``force_flush`` ignores its
-    timeout (opentelemetry-python #4568), so the flush runs in a daemon thread that is abandoned,
+    timeout (opentelemetry-python #4568), so each flush runs in a daemon thread that is abandoned,
     not waited for, when the time is up: the process can always exit.
     """
     with _lock:
-        provider = _state.provider
-        if provider is None:
-            return True
-        processors = list(_state.processors)
-        stops_provider = _state.stops_provider
-        _state.update(provider=None, processors=[], stops_provider=False)
+        provider, meter_provider = _state.provider, _state.meter_provider
+        processors, readers = list(_state.processors), list(_state.readers)
+        stops_provider, stops_meter_provider = _state.stops_provider, _state.stops_meter_provider
+        _state.forget_pipelines()
+    work: dict[str, Any] = {}
+    if provider is not None:
 
-    def run() -> None:
-        try:
-            provider.force_flush()
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("moduletrace: flushing spans failed: %s", exc)
-        for target in [provider] if stops_provider else processors:
-            try:
-                target.shutdown()
-            except Exception as exc:  # noqa: BLE001
-                logger.warning("moduletrace: stopping the span pipeline failed: %s", exc)
+        def stop_spans() -> None:
+            _flush_spans(provider)
+            for target in [provider] if stops_provider else processors:
+                try:
+                    target.shutdown()
+                except Exception as exc:  # noqa: BLE001
+                    logger.warning("moduletrace: stopping the span pipeline failed: %s", exc)
 
-    return _bounded(run, timeout)
+        work["spans"] = stop_spans
+    if meter_provider is not None:
+        work["metrics"] = lambda: _stop_metrics(meter_provider, stops_meter_provider, readers, timeout)
+    return _bounded(work, timeout)
+
+
+def _stop_metrics(provider: MeterProvider, stops_provider: bool, readers: list[MetricReader], timeout: float) -> None:
+    millis = timeout * 1000
+    # A reader added to a running provider is not among those its shutdown() and force_flush()
+    # visit (SDK 1.45): it is stopped here, and collects and exports one last time as it stops.
+    for reader in readers:
+        _run_metrics(lambda reader=reader: reader.shutdown(timeout_millis=millis))
+    if stops_provider:
+        _run_metrics(lambda: provider.shutdown(timeout_millis=millis))  # each reader exports one last time
+    else:
+        _run_metrics(lambda: provider.force_flush(timeout_millis=millis))
+
+
+def _flush_metrics(provider: MeterProvider, readers: list[MetricReader], timeout: float) -> None:
+    millis = timeout * 1000
+    for reader in readers:
+        _run_metrics(lambda reader=reader: reader.force_flush(timeout_millis=millis))
+    _run_metrics(lambda: provider.force_flush(timeout_millis=millis))
+
+
+def _run_metrics(step: Any) -> None:
+    try:
+        step()
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("moduletrace: flushing metrics failed: %s", exc)
 
 
 def flush(timeout: float = 5.0) -> bool:
-    """Export the spans the TracerProvider in use still holds, waiting at most ``timeout`` seconds.
+    """Export the spans and metrics the providers in use still hold, waiting at most ``timeout`` seconds.
 
     For a host's shutdown hook after which the process may still record spans (an ASGI lifespan
-    shutdown, a worker hook); the pipeline keeps running. Returns True when flushed in time.
+    shutdown, a worker hook); the pipelines keep running. Returns True when flushed in time.
     """
     return _flush(timeout, "going on; the export continues in the background")
 
 
 def _flush(timeout: float, then: str) -> bool:
-    in_use = _state.provider or trace.get_tracer_provider()
-    if not isinstance(in_use, TracerProvider):
-        return True
-    provider = in_use
+    work: dict[str, Any] = {}
+    tracer_provider = _state.provider or trace.get_tracer_provider()
+    if isinstance(tracer_provider, TracerProvider):
+        work["spans"] = lambda: _flush_spans(tracer_provider)
+    meter_provider = _state.meter_provider or metrics.get_meter_provider()
+    if isinstance(meter_provider, MeterProvider):
+        readers = list(_state.readers)
+        work["metrics"] = lambda: _flush_metrics(meter_provider, readers, timeout)
+    return _bounded(work, timeout, then)
 
-    def run() -> None:
-        try:
-            provider.force_flush()
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("moduletrace: flushing spans failed: %s", exc)
 
-    return _bounded(run, timeout, then)
+def _flush_spans(provider: TracerProvider) -> None:
+    try:
+        provider.force_flush()
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("moduletrace: flushing spans failed: %s", exc)
 
 
 def exit_timeout() -> float:
@@ -222,12 +324,22 @@ def exit_timeout() -> float:
     return float(_state.exit_timeout)
 
 
-def _bounded(work: Any, timeout: float, then: str = "exiting anyway") -> bool:
-    worker = threading.Thread(target=work, name="moduletrace-flush", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        logger.warning("moduletrace: spans not flushed within %.1f s (is the collector down?); %s", timeout, then)
+def _bounded(work: Mapping[str, Any], timeout: float, then: str = "exiting anyway") -> bool:
+    """Run each piece of work in its own daemon thread (spans and metrics side by side: one stuck
+    export does not starve the other), all within one ``timeout``."""
+    workers = {
+        what: threading.Thread(target=run, name=f"moduletrace-flush-{what}", daemon=True) for what, run in work.items()
+    }
+    for worker in workers.values():
+        worker.start()
+    deadline = time.monotonic() + timeout
+    for worker in workers.values():
+        worker.join(max(0.0, deadline - time.monotonic()))
+    late = [what for what, worker in workers.items() if worker.is_alive()]
+    if late:
+        logger.warning(
+            "moduletrace: %s not flushed within %.1f s (is the collector down?); %s", " and ".join(late), timeout, then
+        )
         return False
     return True
 
@@ -240,7 +352,7 @@ def _flush_on_signal() -> None:
     _flush(_state.exit_timeout, "the signal takes its course")
 
 
-def _take_over_exit_hook(provider: TracerProvider) -> bool:
+def _take_over_exit_hook(provider: TracerProvider | MeterProvider) -> bool:
     """Replace the provider's own unbounded atexit hook with ours; True when there was one."""
     if getattr(provider, "_atexit_handler", None) is None:
         return False
@@ -365,6 +477,22 @@ def _refresh_pid_after_fork(provider: TracerProvider) -> None:
         os.register_at_fork(after_in_child=after_in_child)
 
 
+def _follow_process_after_fork(meter_provider: MeterProvider, tracer_provider: TracerProvider) -> None:
+    # Each forked child must export its own series (cumulative sums of two processes under one
+    # identity would be garbage): it takes the process attributes the tracer provider has just
+    # renewed (its own hook and _refresh_pid_after_fork's, registered earlier, run first).
+    def after_in_child() -> None:
+        try:
+            attributes = tracer_provider.resource.attributes
+            renewed = {k: attributes[k] for k in ("service.instance.id", "process.pid") if k in attributes}
+            meter_provider._update_resource(Resource(renewed))
+        except Exception as exc:  # noqa: BLE001
+            internal_error("fork", exc)
+
+    if hasattr(os, "register_at_fork") and callable(getattr(meter_provider, "_update_resource", None)):
+        os.register_at_fork(after_in_child=after_in_child)
+
+
 # ---------------------------------------------------------------------------------------------
 # A second exporter to the same destination (FastAPI's FASTAPI_OTEL_AUTO_CONFIGURE, a second
 # configuration call): every span would be exported twice. Say so, once, naming who added it.
@@ -464,69 +592,12 @@ def _resource(service_name: str | None, extra: Mapping[str, AttributeValue] | No
     return Resource.create(attributes)
 
 
-def _exporters(
-    file: str | os.PathLike[str] | None, endpoint: str | None, headers: Mapping[str, str] | None
+def _span_exporters(
+    file: str | os.PathLike[str] | None, has_file: bool, endpoint: str | None, headers: Mapping[str, str] | None
 ) -> list[SpanExporter]:
-    names_env = os.environ.get("OTEL_TRACES_EXPORTER")
-    otlp_configured = bool(
-        endpoint
-        or names_env
-        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    )
-    names = [n.strip().lower() for n in (names_env or "otlp").split(",") if n.strip()]
-    if file is not None and not otlp_configured:
-        names = []  # the embedded default: a file, and no retry noise towards a collector that is not there
-    exporters: list[SpanExporter] = []
-    if file is not None:
-        exporters.append(OTLPJsonFileExporter(file))
-    for name in names:
-        if name == "otlp":
-            exporter = _otlp_exporter(endpoint, headers)
-            if exporter is not None:
-                exporters.append(exporter)
-        elif name == "console":
-            exporters.append(ConsoleSpanExporter())
-        elif name != "none":
-            warn_once(f"exporter:{name}", "moduletrace: OTEL_TRACES_EXPORTER=%s is not supported; ignored", name)
-    return exporters
-
-
-def _otlp_exporter(endpoint: str | None, headers: Mapping[str, str] | None) -> SpanExporter | None:
-    protocol = (
-        (
-            os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-            or "http/protobuf"
-        )
-        .strip()
-        .lower()
-    )
-    kwargs: dict[str, Any] = {}
-    if headers is not None:
-        kwargs["headers"] = dict(headers)
-    if protocol == "grpc":
-        try:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-        except ImportError:
-            warn_once(
-                "grpc", "moduletrace: OTLP protocol grpc needs `pip install moduletrace[grpc]`; spans are not exported"
-            )
-            return None
-        if endpoint:
-            kwargs["endpoint"] = endpoint
-        return GrpcExporter(**kwargs)  # type: ignore[no-any-return]
-    if protocol != "http/protobuf":
-        warn_once(
-            f"protocol:{protocol}", "moduletrace: OTLP protocol %r is not supported; using http/protobuf", protocol
-        )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    if endpoint:
-        kwargs["endpoint"] = (
-            endpoint if endpoint.rstrip("/").endswith("/v1/traces") else endpoint.rstrip("/") + "/v1/traces"
-        )
-    return OTLPSpanExporter(**kwargs)
+    exporters: list[SpanExporter] = [OTLPJsonFileExporter(file)] if file is not None else []
+    names = _exporters.exporter_names(TRACES, endpoint, has_file)
+    return exporters + _exporters.exporters(TRACES, names, endpoint, headers)
 
 
 def _instrument_httpx() -> None:
@@ -550,8 +621,10 @@ async def _async_hook(span: Any, request: Any, response: Any) -> None:
 
 
 def _reset_for_tests() -> None:
-    """Forget the configuration (tests only; the OpenTelemetry global is reset separately)."""
+    """Forget the configuration (tests only; the OpenTelemetry globals are reset separately)."""
     for processor in _state.processors:
         processor.shutdown()
-    _state.update(provider=None, owned=False, processors=[], stops_provider=False)
+    if _state.meter_provider is not None:
+        _stop_metrics(_state.meter_provider, _state.stops_meter_provider, _state.readers, 5.0)
+    _state.forget_pipelines()
     exit_hooks.uninstall()

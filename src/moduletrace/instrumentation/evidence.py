@@ -24,8 +24,8 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from opentelemetry import trace
@@ -53,6 +53,7 @@ from moduletrace.conventions import (
     POOL_TIMEOUT_S,
     POOL_WAIT_MS,
 )
+from moduletrace.instrumentation import pool_metrics
 from moduletrace.instrumentation._guard import internal_error, warn_once
 
 _KEY_ENV = "MODULETRACE_TOKEN_HASH_KEY"
@@ -203,7 +204,6 @@ def record_data_version(
         internal_error("record_data_version", exc)
 
 
-@contextmanager
 def pool_wait(
     pool_name: str,
     *,
@@ -212,33 +212,91 @@ def pool_wait(
     in_use: Callable[[], int] | int | None = None,
     timeout_errors: tuple[type[BaseException], ...] = (TimeoutError,),
     span: Span | None = None,
-) -> Iterator[None]:
+) -> AbstractContextManager[None]:
     """Time the wait for a pooled connection, for any pool: wrap the acquire in it.
 
     Records the pool's name and the wait (``POOL_NAME``, ``POOL_WAIT_MS`` in
     :mod:`moduletrace.conventions`) and, when the acquire raises one of ``timeout_errors`` (or an
     exception whose type name says timeout), ``POOL_TIMED_OUT`` with a snapshot of the pool's size,
-    use and timeout.
+    use and timeout. With a MeterProvider in use it also records the pool's
+    ``db.client.connection.*`` metrics (:mod:`~moduletrace.instrumentation.pool_metrics`):
+    ``size`` is the most connections the pool may open, ``in_use`` those checked out (a callable
+    is called when metrics are collected).
     The exception itself passes through unchanged.
     """
-    target = _target(span)
-    started = time.perf_counter()
     try:
-        yield
-    except BaseException as exc:
-        if target is not None and (isinstance(exc, timeout_errors) or "timeout" in type(exc).__name__.lower()):
-            _pool_snapshot(target, pool_name, started, True, size, timeout_s, in_use)
-            target = None
-        raise
-    finally:
-        if target is not None:
-            _pool_snapshot(target, pool_name, started, False, size, timeout_s, None)
+        observed = pool_metrics.caller_pool(pool_name, size, in_use)
+    except Exception as exc:  # noqa: BLE001
+        internal_error("pool_wait", exc)
+        observed = None
+    return _Wait(_target(span), observed, pool_name, size, timeout_s, in_use, timeout_errors)
+
+
+class _Wait:
+    """One wait for a connection: the span's evidence and the pool's metrics when it ends.
+
+    A class rather than a generator-based context manager: it is on every checkout, at half the cost.
+    """
+
+    __slots__ = ("span", "observed", "pool_name", "size", "timeout_s", "in_use", "timeout_errors", "_m", "_started")
+
+    def __init__(
+        self,
+        span: Span | None,
+        observed: pool_metrics.ObservedPool | None,
+        pool_name: str,
+        size: int | None,
+        timeout_s: float | None,
+        in_use: Callable[[], int] | int | None,
+        timeout_errors: tuple[type[BaseException], ...],
+    ) -> None:
+        self.span = span
+        self.observed = observed
+        self.pool_name = pool_name
+        self.size = size
+        self.timeout_s = timeout_s
+        self.in_use = in_use
+        self.timeout_errors = timeout_errors
+        self._m: pool_metrics.Instruments | None = None
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._m = _start(self.observed)
+        self._started = time.perf_counter()
+
+    def __exit__(self, kind: type[BaseException] | None, failure: BaseException | None, tb: Any) -> None:
+        waited = time.perf_counter() - self._started
+        timed_out = failure is not None and _is_timeout(failure, self.timeout_errors)
+        if self.span is not None:
+            in_use = self.in_use if timed_out else None
+            _pool_snapshot(self.span, self.pool_name, waited, timed_out, self.size, self.timeout_s, in_use)
+        if self._m is not None and self.observed is not None:
+            try:
+                pool_metrics.finish(self._m, self.observed, waited, timed_out, failure)
+            except Exception as exc:  # noqa: BLE001
+                internal_error("pool metrics", exc)
+
+
+def _start(observed: pool_metrics.ObservedPool | None) -> pool_metrics.Instruments | None:
+    try:
+        return pool_metrics.start(observed)
+    except Exception as exc:  # noqa: BLE001
+        internal_error("pool metrics", exc)
+        return None
+
+
+def _is_timeout(exc: BaseException, timeout_errors: tuple[type[BaseException], ...]) -> bool:
+    try:
+        return isinstance(exc, timeout_errors) or "timeout" in type(exc).__name__.lower()
+    except Exception as error:  # noqa: BLE001 - e.g. timeout_errors that are not exception types
+        internal_error("pool_wait", error)
+        return False
 
 
 def _pool_snapshot(
     span: Span,
     name: str,
-    started: float,
+    waited: float,
     timed_out: bool,
     size: int | None,
     timeout_s: float | None,
@@ -247,7 +305,7 @@ def _pool_snapshot(
     try:
         attributes: dict[str, Any] = {
             POOL_NAME: name,
-            POOL_WAIT_MS: round((time.perf_counter() - started) * 1000, 3),
+            POOL_WAIT_MS: round(waited * 1000, 3),
             POOL_TIMED_OUT: timed_out,
         }
         if size is not None:
@@ -264,12 +322,14 @@ def _pool_snapshot(
 
 
 def instrument_sqlalchemy_pool(engine_or_pool: Any, name: str | None = None) -> None:
-    """Record the connection wait of a SQLAlchemy engine's pool on the current span.
+    """Record the connection wait of a SQLAlchemy engine's pool on the current span, and its metrics.
 
     Wraps the pool's ``connect`` (with wrapt, so ``uninstrument_sqlalchemy_pool`` restores it): the
     span current at checkout (your ``load_db_query``) gets the wait (``POOL_WAIT_MS``) and, on
     SQLAlchemy's pool timeout, ``POOL_TIMED_OUT`` with the pool's size, overflow and checked-
-    out count at that moment.
+    out count at that moment. With a MeterProvider in use, the pool's ``db.client.connection.*``
+    metrics are recorded, its connections counted from the pool itself when metrics are collected
+    (:mod:`~moduletrace.instrumentation.pool_metrics`).
     """
     import wrapt
     from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -278,18 +338,18 @@ def instrument_sqlalchemy_pool(engine_or_pool: Any, name: str | None = None) -> 
     if isinstance(getattr(pool, "connect", None), wrapt.ObjectProxy):
         return
     pool_name = name or getattr(pool, "logging_name", None) or str(getattr(engine_or_pool, "url", "pool"))
+    observed = pool_metrics.observe_sqlalchemy_pool(pool_name, pool)
+
+    def in_use() -> int:  # read on a timeout only
+        return pool_metrics.reading(pool, "checkedout") or 0
 
     def checkout(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        with pool_wait(
-            pool_name,
-            size=_call(pool, "size"),
-            timeout_s=_call(pool, "timeout"),
-            in_use=lambda: _call(pool, "checkedout") or 0,
-            timeout_errors=(PoolTimeoutError,),
-        ):
+        size, timeout_s = pool_metrics.reading(pool, "size"), pool_metrics.reading(pool, "timeout")
+        with _Wait(_target(None), observed, pool_name, size, timeout_s, in_use, (PoolTimeoutError,)):
             return wrapped(*args, **kwargs)
 
     wrapt.wrap_function_wrapper(pool, "connect", checkout)
+    pool._moduletrace_observed = observed
 
 
 def uninstrument_sqlalchemy_pool(engine_or_pool: Any) -> None:
@@ -300,14 +360,9 @@ def uninstrument_sqlalchemy_pool(engine_or_pool: Any) -> None:
     connect = pool.__dict__.get("connect")
     if isinstance(connect, wrapt.ObjectProxy):
         del pool.__dict__["connect"]
-
-
-def _call(obj: Any, name: str) -> Any:
-    try:
-        value = getattr(obj, name)
-        return value() if callable(value) else value
-    except Exception:  # noqa: BLE001 - a snapshot is best effort
-        return None
+    observed = pool.__dict__.pop("_moduletrace_observed", None)
+    if observed is not None:
+        pool_metrics.forget_sqlalchemy_pool(observed)
 
 
 def _number(value: Any) -> float | None:

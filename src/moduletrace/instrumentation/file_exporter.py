@@ -1,9 +1,11 @@
-"""The embedded default: spans written as OTLP JSON lines, the collector ``file`` exporter's format.
+"""The embedded default: spans and metrics written as OTLP JSON lines, the collector ``file`` exporter's format.
 
-Each export appends one line ``{"resourceSpans": [...]}`` (an ``ExportTraceServiceRequest`` in
+Each span export appends one line ``{"resourceSpans": [...]}`` (an ``ExportTraceServiceRequest`` in
 OTLP JSON: lower-case hex ids, integer enums, 64-bit integers as decimal strings), exactly what
 ``moduletrace races --file`` reads and what a collector's ``file`` exporter writes, so a service
-with no collector at hand still leaves an incident archive behind.
+with no collector at hand still leaves an incident archive behind. Each metrics export appends one
+line ``{"resourceMetrics": [...]}`` (an ``ExportMetricsServiceRequest``), to a file of its own, as
+the collector archives metrics beside spans.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, SpanContext
@@ -23,8 +26,8 @@ from opentelemetry.trace.status import StatusCode
 from moduletrace.instrumentation._guard import logger
 
 
-class OTLPJsonFileExporter(SpanExporter):
-    """Append finished spans to ``path`` as OTLP JSON lines (one line per export batch)."""
+class _LinesFile:
+    """A file kept open for appending whole lines, one writer at a time."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -33,31 +36,95 @@ class OTLPJsonFileExporter(SpanExporter):
         self._lock = threading.Lock()
         self._file: Any = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if not spans:
-            return SpanExportResult.SUCCESS
-        line = json.dumps(encode_spans(spans), separators=(",", ":"), ensure_ascii=False)
+    def append(self, document: dict[str, Any], what: str) -> bool:
+        line = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
         try:
             with self._lock:
                 if self._file.closed:
-                    return SpanExportResult.FAILURE
+                    return False
                 self._file.write(line + "\n")
                 self._file.flush()
         except OSError as exc:
-            logger.warning("moduletrace: cannot write spans to %s: %s", self.path, exc)
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+            logger.warning("moduletrace: cannot write %s to %s: %s", what, self.path, exc)
+            return False
+        return True
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
+    def flush(self) -> None:
         with self._lock:
             if not self._file.closed:
                 self._file.flush()
-        return True
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
         with self._lock:
             if not self._file.closed:
                 self._file.close()
+
+
+class OTLPJsonFileExporter(SpanExporter):
+    """Append finished spans to ``path`` as OTLP JSON lines (one line per export batch)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._lines = _LinesFile(path)
+        self.path = self._lines.path
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not spans:
+            return SpanExportResult.SUCCESS
+        written = self._lines.append(encode_spans(spans), "spans")
+        return SpanExportResult.SUCCESS if written else SpanExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        self._lines.flush()
+        return True
+
+    def shutdown(self) -> None:
+        self._lines.close()
+
+
+class OTLPJsonMetricFileExporter(MetricExporter):
+    """Append each metrics collection to ``path`` as one OTLP JSON line ``{"resourceMetrics": [...]}``."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self._lines = _LinesFile(path)
+        self.path = self._lines.path
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        if not metrics_data.resource_metrics:
+            return MetricExportResult.SUCCESS
+        written = self._lines.append(encode_metrics(metrics_data), "metrics")
+        return MetricExportResult.SUCCESS if written else MetricExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        self._lines.flush()
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._lines.close()
+
+
+def encode_metrics(metrics_data: MetricsData) -> dict[str, Any]:
+    """Encode an SDK collection as one OTLP JSON ``ExportMetricsServiceRequest``, as the collector writes it.
+
+    The OTLP exporters' own protobuf encoder does the work; OTLP JSON then differs from protobuf's
+    JSON mapping only in ids (exemplars' trace and span ids: lower-case hex, not base64).
+    """
+    from google.protobuf import json_format
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics as encode_protobuf
+
+    document: dict[str, Any] = json_format.MessageToDict(encode_protobuf(metrics_data), use_integers_for_enums=True)
+    return _hex_ids(document)  # type: ignore[no-any-return]
+
+
+def _hex_ids(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: base64.b64decode(value).hex() if key in ("traceId", "spanId") else _hex_ids(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_hex_ids(value) for value in node]
+    return node
 
 
 def encode_spans(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
