@@ -186,7 +186,15 @@ def test_the_pool_line_gives_use_limit_timeouts_and_mean_wait() -> None:
             {
                 "name": "db.client.connection.wait_time",
                 "histogram": {
-                    "dataPoints": [{"timeUnixNano": str(T0), "count": "4", "sum": 8.0, "attributes": attrs(**pool)}]
+                    "dataPoints": [
+                        {"timeUnixNano": str(T0), "count": "1", "sum": 0.5, "attributes": attrs(**pool)},
+                        {
+                            "timeUnixNano": str(T0),
+                            "count": "3",
+                            "sum": 7.5,
+                            "attributes": attrs(**pool, error__type="sqlalchemy.exc.TimeoutError"),
+                        },
+                    ]
                 },
             },
             service="module-service",

@@ -163,10 +163,11 @@ def start_collector(directory: Path, config: str, env_ports: dict[str, int | str
         "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc}",
         "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{http}",
         "HEALTH_ENDPOINT": f"127.0.0.1:{health}",
-        # Never the default under $HOME: each collector keeps its metrics archive in its test's folder.
-        "MODULETRACE_METRICS_ARCHIVE": str(directory / "metrics.jsonl"),
         **{k: str(v) for k, v in (env_ports or {}).items()},
     }
+    if "HOME" not in (env_ports or {}):  # a test that gives HOME checks the defaults under it
+        # Never the real default under $HOME: the metrics archive stays in the test's folder.
+        env.setdefault("MODULETRACE_METRICS_ARCHIVE", str(directory / "metrics.jsonl"))
     path = directory / "collector.yaml"
     path.write_text(config)
     merged = {**BACKEND_CONFIGS, **METRICS_CONFIGS}

@@ -237,11 +237,19 @@ class DatabaseMetrics:
                 near = self._near(key, time_ns)
                 if near is not None:
                     pools[_pool_name(key)][field] = near
+        waits: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, float("inf")])  # count, sum, time
         for key in self._named(DB_CLIENT_CONNECTION_WAIT_TIME + ".count"):
+            # One series per outcome (a wait that ended in an exception carries error.type): all count.
             total = self._named_like_pool(DB_CLIENT_CONNECTION_WAIT_TIME + ".sum", key)
             count, summed = self._near(key, time_ns), self._near(total, time_ns) if total else None
-            if count and summed and count[1]:
-                pools[_pool_name(key)]["mean_wait_s"] = (count[0], summed[1] / count[1])
+            if count and summed:
+                wait = waits[_pool_name(key)]
+                wait[0] += count[1]
+                wait[1] += summed[1]
+                wait[2] = min(wait[2], count[0])
+        for pool, (count, summed, seen_ns) in waits.items():
+            if count:
+                pools[pool]["mean_wait_s"] = (int(seen_ns), summed / count)
         lines = []
         for pool, fields in sorted(pools.items())[:_MAX_LINES]:
             parts = []
