@@ -241,15 +241,15 @@ class DatabaseMetrics:
         for key in self._named(DB_CLIENT_CONNECTION_WAIT_TIME + ".count"):
             # One series per outcome (a wait that ended in an exception carries error.type): all count.
             total = self._named_like_pool(DB_CLIENT_CONNECTION_WAIT_TIME + ".sum", key)
-            count, summed = self._near(key, time_ns), self._near(total, time_ns) if total else None
-            if count and summed:
+            counted, summed = self._near(key, time_ns), self._near(total, time_ns) if total else None
+            if counted and summed:
                 wait = waits[_pool_name(key)]
-                wait[0] += count[1]
+                wait[0] += counted[1]
                 wait[1] += summed[1]
-                wait[2] = min(wait[2], count[0])
-        for pool, (count, summed, seen_ns) in waits.items():
-            if count:
-                pools[pool]["mean_wait_s"] = (int(seen_ns), summed / count)
+                wait[2] = min(wait[2], counted[0])
+        for pool, (waited, total_s, seen_ns) in waits.items():
+            if waited:
+                pools[pool]["mean_wait_s"] = (int(seen_ns), total_s / waited)
         lines = []
         for pool, fields in sorted(pools.items())[:_MAX_LINES]:
             parts = []
