@@ -186,3 +186,16 @@ def test_races_reports_them_as_stale_reads(incident: Incident, capsys: pytest.Ca
     report = json.loads(capsys.readouterr().out)
     assert code == 1 and sorted(v["module_id"] for v in report["stale_reads"]) == ["stale-0", "stale-1", "stale-2"]
     assert report["races"] == []
+
+
+def test_the_html_page_carries_the_database_side(
+    incident: Incident, primary: PostgresServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = tmp_path / "incident.html"
+    args = ["--file", str(incident.spans), "--metrics", str(incident.metrics), "--format", "html"]
+    code = main(["diagnose", *args, "--output", str(page)])
+    capsys.readouterr()
+    text = page.read_text()
+    assert code == 1 and "Database and pool during the incident (metrics)" in text
+    assert f"PostgreSQL primary 127.0.0.1:{primary.port}: at most" in text
+    assert '"db":["PostgreSQL' in text.replace(" ", "")  # each failed load's lines, for its evidence cell

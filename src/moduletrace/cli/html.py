@@ -202,6 +202,7 @@ def _data(report: RaceReport, diagnosis: DiagnosisReport, link: TraceLink | None
             "ev": list(d.evidence),
             "sec": list(d.secondary),
             "mis": list(d.missing),
+            "db": list(d.database),
             "ms": d.duration_ms,
             "svc": d.load_service,
             "at": d.load_start_ns - origin,
@@ -348,7 +349,15 @@ def _summary_html(report: RaceReport, diagnosis: DiagnosisReport) -> str:
         "<thead><tr><th>cause</th><th>loads</th><th>share</th><th>median duration</th><th>p95</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
-    return f'<section id="summary"><h2>Summary</h2><div class="tiles">{"".join(tiles)}</div>{causes}</section>'
+    database = ""
+    if diagnosis.database:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in diagnosis.database)
+        database = (
+            f'<div class="database"><h3>Database and pool during the incident (metrics)</h3><ul>{items}</ul></div>'
+        )
+    return (
+        f'<section id="summary"><h2>Summary</h2><div class="tiles">{"".join(tiles)}</div>{causes}{database}</section>'
+    )
 
 
 def _chart_html(diagnosis: DiagnosisReport, origin_ns: int) -> str:

@@ -218,6 +218,7 @@
         tr.appendChild(cause);
         var ev = el("td", { "class": "evidence" }), ul = el("ul");
         d.ev.forEach(function (line) { ul.appendChild(el("li", {}, line)); });
+        (d.db || []).forEach(function (line) { ul.appendChild(el("li", { "class": "database" }, "database: " + line)); });
         d.mis.forEach(function (line) { ul.appendChild(el("li", { "class": "missing" }, "missing: " + line)); });
         ev.appendChild(ul);
         tr.appendChild(ev);
