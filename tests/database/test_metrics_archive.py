@@ -15,7 +15,8 @@ import pytest
 
 from moduletrace.analysis.database import MAX_AGE_NS, DatabaseMetrics
 from moduletrace.cli.main import main
-from moduletrace.sources.metrics import Sample, decode_metrics, read_metrics
+from moduletrace.samples import Sample
+from moduletrace.sources.metrics import decode_metrics, read_metrics
 
 T0 = 1_796_000_000 * 10**9
 S = 10**9

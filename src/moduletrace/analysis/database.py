@@ -34,7 +34,7 @@ from moduletrace.conventions import (
     DB_CLIENT_CONNECTION_TIMEOUTS,
     DB_CLIENT_CONNECTION_WAIT_TIME,
 )
-from moduletrace.sources.metrics import Sample
+from moduletrace.samples import Sample
 
 #: The farthest a sample may be from the moment it describes.
 MAX_AGE_NS = 60 * 10**9

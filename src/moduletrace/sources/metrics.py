@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from moduletrace.errors import InputError
+from moduletrace.samples import Sample
 from moduletrace.sources.file import MAX_RECORD_BYTES, _loads, _zstd_decompress, expand, records_of
 from moduletrace.sources.otlp_json import FormatError, attributes
 
@@ -21,15 +22,6 @@ from moduletrace.sources.otlp_json import FormatError, attributes
 KEPT_PREFIXES = ("pg_", "postgresql.", "db.client.connection.")
 #: Resource attributes that say whose sample it is (the scraped target, or the service).
 _WHO = ("service.name", "service.instance.id")
-
-
-class Sample(NamedTuple):
-    """One data point: a gauge's or a sum's value; a histogram gives ``<name>.count`` and ``<name>.sum``."""
-
-    name: str
-    time_ns: int
-    value: float
-    labels: Mapping[str, Any]  # the point's attributes, with service.name / service.instance.id
 
 
 def read_metrics(patterns: Sequence[str], warn: Callable[[str], None]) -> list[Sample]:
