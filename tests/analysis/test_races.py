@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from moduletrace.analysis.races import RaceDetector, RaceReport
 from moduletrace.spans import KIND_CLIENT, Link, Resource, Span
@@ -348,3 +349,40 @@ def test_a_read_keeps_its_statement_however_many_other_statements_come_before_it
     detector.add_all([request, query, select, *others, *creation("m-s", "ts", commit_end_ms=30)])
     report = detector.report()
     assert report.clean == 1, "the SELECT ran [32, 34], after the commit ended at 30"
+
+
+# --- a read from a replica: its data's age decides what the read could see ----------------------
+
+
+def replica_read(module: str, trace: str, as_of_ms: float, **seen: Any) -> list[Span]:
+    """A creation whose commit is [1, 20] ms and, at 30 ms, a read from a replica whose data is as of ``as_of_ms``."""
+    attributes = {
+        "module.db.replica": True,
+        "module.db.replica.as_of_ns": ns(as_of_ms),
+        "module.db.replica.lag_ms": 30 - as_of_ms,
+    }
+    return creation(module, trace, commit_end_ms=20) + load(module, trace, 30, query_attributes={**attributes, **seen})
+
+
+def test_a_replica_whose_data_predates_the_commit_beyond_the_tolerance_is_a_stale_read() -> None:
+    (stale,) = detect(replica_read("m-r1", "tr1", as_of_ms=1 - 5.001)).stale_reads  # w_s = 1 ms, tolerance 5 ms
+    assert stale.decided_by == "data"
+    assert (
+        "the load recorded that it missed the write (the replica it read had not applied the commit; "
+        "the replica was up to 34.0 ms behind: its data as of 24.0 ms before the commit ended)"
+    ) in stale.checks[0].explanation
+
+
+def test_a_replica_as_of_within_the_tolerance_of_the_commit_start_leaves_it_to_the_clocks() -> None:
+    report = detect(replica_read("m-r2", "tr2", as_of_ms=1 - 5))
+    assert report.stale_reads == [] and report.races == [] and report.clean == 1
+
+
+def test_a_replica_that_had_applied_the_commit_says_nothing_against_the_read() -> None:
+    report = detect(replica_read("m-r3", "tr3", as_of_ms=25))
+    assert report.stale_reads == [] and report.clean == 1
+
+
+def test_what_the_read_recorded_seeing_wins_over_the_replicas_age() -> None:
+    report = detect(replica_read("m-r4", "tr4", as_of_ms=-100, **{"module.data.found": True}))
+    assert report.stale_reads == [] and report.races == [] and report.clean == 1

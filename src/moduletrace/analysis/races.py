@@ -249,7 +249,12 @@ class RaceDetector:
                     if link.attributes.get(MODULE_LINK_TYPE, LINK_CREATION) == LINK_CREATION
                 )
             seen = None
-            if DATA_FOUND in attributes or DATA_OBSERVED_VERSION in attributes or CACHE_HIT in attributes:
+            if (
+                DATA_FOUND in attributes
+                or DATA_OBSERVED_VERSION in attributes
+                or CACHE_HIT in attributes
+                or DB_REPLICA_AS_OF_NS in attributes
+            ):
                 seen = {k: attributes[k] for k in _SEEN_KEYS if k in attributes}
             record = Load(trace_id, span_id, parent_span_id, start_ns, end_ns, failed, resource, linked, seen)
             if stage == LOAD_REQUEST:
@@ -594,7 +599,7 @@ def _saw(stage: str, seen: Mapping[str, Any], record: StageSpan, tolerance_ns: i
             return True, f"{DATA_FOUND}=true"
         as_of = seen.get(DB_REPLICA_AS_OF_NS)
         if isinstance(as_of, int) and as_of < record.start_ns - tolerance_ns:
-            return False, f"it read a replica{replica.removeprefix(';')}"
+            return False, f"the replica it read had not applied the commit{replica}"
         return None, ""
     hit = seen.get(CACHE_HIT)
     if isinstance(hit, bool):
