@@ -1,4 +1,5 @@
-"""A real Redis server for a test session, from the Debian package, on 127.0.0.1 with a free port.
+"""A real Redis server for a test session, from the Debian package, on 127.0.0.1 with a free port (and its
+Prometheus exporter, for the tests of the collector's metrics/redis.yaml).
 
     with running_redis(tmp_dir) as server:
         client = redis.asyncio.Redis.from_url(server.url)
@@ -93,3 +94,42 @@ def _tail(path: Path, size: int = 2000) -> str:
         return path.read_text(errors="replace")[-size:]
     except OSError:
         return ""
+
+
+@contextlib.contextmanager
+def running_redis_exporter(server: RedisServer, directory: Path, streams: str, timeout: float = 20) -> Iterator[str]:
+    """redis_exporter (the Debian package prometheus-redis-exporter) for ``server``, reporting the streams
+    matching ``streams`` (--check-streams, as collector/metrics/redis.yaml documents); yields its
+    ``host:port`` for the collector to scrape. Binary: $MODULETRACE_REDIS_EXPORTER, else
+    prometheus-redis-exporter on PATH (skip or fail as above).
+    """
+    import httpx
+
+    exporter = os.environ.get("MODULETRACE_REDIS_EXPORTER") or shutil.which("prometheus-redis-exporter")
+    if not exporter or not os.access(exporter, os.X_OK):
+        missing_peer("prometheus-redis-exporter not found (apt-get install prometheus-redis-exporter)")
+        raise AssertionError("unreachable")
+    port = free_port()
+    log = directory / f"redis-exporter-{server.port}.log"
+    args = [exporter, f"--web.listen-address=127.0.0.1:{port}", f"--redis.addr={server.url}"]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(args + [f"--check-streams={streams}"], stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if "redis_up 1" in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis_exporter did not come up: {_tail(log)}")
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
