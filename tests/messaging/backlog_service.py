@@ -23,64 +23,42 @@ import pika
 import redis
 
 import moduletrace
-from moduletrace.instrumentation.integrations import messaging
-from tests.messaging.services import Creator, Loader, Worker, index, wait_for_cache
+from tests.messaging.services import Creator, Loader, Worker, queue_indexer, stream_indexer, wait_for_cache
 
 GROUP = "indexer"
 BACKLOG = 300
 HOLD_S = 2.5  # the backlog stands this long before the loads and after them: several scrapes see it
 
 
-def stream_indexer(url: str, stream: str, cache: redis.Redis, running: threading.Event) -> Callable[[], None]:
-    consumer = redis.Redis.from_url(url)
+class Gate:
+    """Lets the indexers' steps through, or holds them: ``close()`` returns once no step is under way
+    (a read already waiting on the broker would otherwise take the first event of the backlog)."""
 
-    def consume() -> None:
-        if not running.wait(0.05):
-            return
-        got = consumer.xreadgroup(GROUP, "indexer-1", {stream: ">"}, count=1, block=50)
-        received_ns = time.time_ns()
-        for _stream, entries in got or []:  # type: ignore[union-attr]
-            for entry_id, fields in entries:
-                event = messaging.received(
-                    fields,
-                    system="redis",
-                    destination=stream,
-                    message_id=entry_id,
-                    consumer_group=GROUP,
-                    queue_depth=messaging.stream_backlog(consumer, stream, GROUP),
-                    received_ns=received_ns,
-                )
-                index(cache, fields[b"module_id"].decode(), event, 0.0, as_link=False)
-                consumer.xack(stream, GROUP, entry_id)
+    def __init__(self) -> None:
+        self._open = threading.Event()
+        self._open.set()
+        self._locks: list[threading.Lock] = []
 
-    return consume
+    def wrap(self, step: Callable[[], None]) -> Callable[[], None]:
+        lock = threading.Lock()
+        self._locks.append(lock)
 
+        def gated() -> None:
+            if self._open.wait(0.05):
+                with lock:
+                    if self._open.is_set():
+                        step()
 
-def queue_indexer(url: str, queue: str, cache: redis.Redis, running: threading.Event) -> Callable[[], None]:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    channel, sampling = connection.channel(), connection.channel()
+        return gated
 
-    def consume() -> None:
-        if not running.wait(0.05):
-            connection.process_data_events(0)  # heartbeats while stalled
-            return
-        method, properties, body = channel.basic_get(queue)
-        if method is None:
-            connection.sleep(0.01)
-            return
-        received_ns = time.time_ns()
-        event = messaging.received(
-            properties.headers,
-            system="rabbitmq",
-            destination=queue,
-            message_id=properties.message_id,
-            queue_depth=messaging.amqp_queue_depth(sampling, queue),
-            received_ns=received_ns,
-        )
-        index(cache, body.decode(), event, 0.0, as_link=False)
-        channel.basic_ack(method.delivery_tag)
+    def close(self) -> None:
+        self._open.clear()
+        for lock in self._locks:
+            with lock:
+                pass
 
-    return consume
+    def open(self) -> None:
+        self._open.set()
 
 
 def main() -> None:
@@ -97,11 +75,11 @@ def main() -> None:
         "redis": Creator(lambda module_id, fields: publisher.xadd(stream, fields)),  # type: ignore[arg-type]
         "amqp": Creator(to_queue),
     }
-    running = threading.Event()
-    running.set()
+    gate = Gate()
+    consuming = pika.BlockingConnection(pika.URLParameters(amqp_url))
     workers = [
-        Worker(stream_indexer(redis_url, stream, cache, running)),
-        Worker(queue_indexer(amqp_url, queue, cache, running)),
+        Worker(gate.wrap(stream_indexer(redis.Redis.from_url(redis_url), stream, GROUP, cache, 0.0))),
+        Worker(gate.wrap(queue_indexer(consuming, queue, cache, 0.0))),
     ]
     for worker in workers:
         worker.start()
@@ -110,7 +88,7 @@ def main() -> None:
         for name, creator in creators.items():
             creator.backlog(f"{name}-warm", 1)
         wait_for_cache(cache, ["redis-warm-0", "amqp-warm-0"])
-        running.clear()  # the indexers stall
+        gate.close()  # the indexers stall
         phases["stalled_ns"] = time.time_ns()
         for name, creator in creators.items():
             creator.backlog(f"{name}-ahead", BACKLOG)
@@ -121,11 +99,11 @@ def main() -> None:
             first[module_id] = loader.load(module_id, creator.create(module_id))
         time.sleep(HOLD_S)
         phases["resumed_ns"] = time.time_ns()
-        running.set()
+        gate.open()
         wait_for_cache(cache, list(first), timeout=60)
         phases["caught_up_ns"] = time.time_ns()
     finally:
-        running.set()
+        gate.open()
         for worker in workers:
             worker.stop()
     moduletrace.shutdown()

@@ -37,6 +37,11 @@ class RabbitMQ:
     directory: Path
     prometheus_port: int | None = None  # the rabbitmq_prometheus plugin's listener, when asked for
 
+    @property
+    def url(self) -> str:
+        """An AMQP URL with RabbitMQ's default user, which may log in from loopback only."""
+        return f"amqp://guest:guest@{self.host}:{self.port}/"
+
     def log(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in (self.directory / "log").glob("*.log"))
 

@@ -30,16 +30,13 @@ from tests.support.processes import ROOT, python_env
 from tests.support.redis_server import RedisServer
 
 
-def amqp_url(broker: RabbitMQ) -> str:
-    return f"amqp://guest:guest@{broker.host}:{broker.port}/"  # RabbitMQ's loopback-only default user
-
-
 @pytest.fixture(params=["redis", "rabbitmq"])
 def broker_url(request: pytest.FixtureRequest) -> str:
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         return server.url
-    return amqp_url(request.getfixturevalue("rabbitmq"))
+    rabbitmq: RabbitMQ = request.getfixturevalue("rabbitmq")
+    return rabbitmq.url
 
 
 def test_every_injected_race_is_found_and_explained_by_the_consumers_lag(tmp_path: Path, broker_url: str) -> None:

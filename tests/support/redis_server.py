@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.postgres import missing_peer
-from tests.support.processes import free_port
+from tests.support.processes import free_port, running_exporter
 
 
 @dataclass(frozen=True)
@@ -103,33 +103,14 @@ def running_redis_exporter(server: RedisServer, directory: Path, streams: str, t
     ``host:port`` for the collector to scrape. Binary: $MODULETRACE_REDIS_EXPORTER, else
     prometheus-redis-exporter on PATH (skip or fail as above).
     """
-    import httpx
-
     exporter = os.environ.get("MODULETRACE_REDIS_EXPORTER") or shutil.which("prometheus-redis-exporter")
     if not exporter or not os.access(exporter, os.X_OK):
         missing_peer("prometheus-redis-exporter not found (apt-get install prometheus-redis-exporter)")
         raise AssertionError("unreachable")
     port = free_port()
-    log = directory / f"redis-exporter-{server.port}.log"
     args = [exporter, f"--web.listen-address=127.0.0.1:{port}", f"--redis.addr={server.url}"]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(args + [f"--check-streams={streams}"], stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if "redis_up 1" in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis_exporter did not come up: {_tail(log)}")
-            time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    args.append(f"--check-streams={streams}")
+    with running_exporter(
+        args, port, "redis_up 1", directory / f"redis-exporter-{server.port}.log", None, timeout
+    ) as at:
+        yield at
