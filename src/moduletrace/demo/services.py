@@ -216,7 +216,7 @@ def main(argv: list[str]) -> None:
     role, db_path = argv[0], argv[2]
     secret = bytes.fromhex(os.environ["MODULETRACE_DEMO_SECRET"])
     moduletrace.configure(service_name=f"{role}-service", exit_timeout=10)
-    bus = _bus()
+    bus = _bus() if role in ("module", "indexer") else None  # the canvas never talks to the broker
     if role == "indexer":
         assert bus is not None, "the indexer needs MODULETRACE_DEMO_BROKER"
         stopping = threading.Event()
