@@ -144,3 +144,14 @@ def test_a_broker_that_cannot_be_used_is_one_line_and_exit_2(
     assert out == "" and err.count("\n") == 1 and err.startswith(f"moduletrace: error: {said}"), err
     assert "hunter2" not in err
     assert not (tmp_path / "demo").exists()  # nothing was started
+
+
+def test_without_the_broker_s_client_the_demo_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "pika", None)  # as if pika were not installed: its import fails
+    assert main(["demo", "--broker", "amqp://guest:guest@127.0.0.1:5672/", "--dir", str(tmp_path / "demo")]) == 2
+    assert capsys.readouterr().err == (
+        "moduletrace: error: --broker amqp://127.0.0.1:5672/: the pika package is needed "
+        "(pip install 'moduletrace[demo-broker]')\n"
+    )
