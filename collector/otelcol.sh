@@ -4,6 +4,8 @@
 #   JAEGER_OTLP_ENDPOINT=127.0.0.1:14317 collector/otelcol.sh       # and Jaeger
 #   TEMPO_OTLP_ENDPOINT=127.0.0.1:24317 collector/otelcol.sh        # and Tempo
 #   POSTGRES_EXPORTER_TARGETS='[db:9187]' collector/otelcol.sh      # and PostgreSQL's metrics
+#   RABBITMQ_PROMETHEUS_TARGETS='[mq:15692]' collector/otelcol.sh   # and RabbitMQ's queues
+#   REDIS_EXPORTER_TARGETS='[cache:9121]' collector/otelcol.sh      # and Redis's streams
 #   collector/otelcol.sh validate                                   # the same files, validated
 # Arguments go to the collector; OTELCOL names its binary (default: otelcol-contrib on PATH).
 set -eu
@@ -17,5 +19,11 @@ if [ -n "${TEMPO_OTLP_ENDPOINT:-}" ]; then
 fi
 if [ -n "${POSTGRES_EXPORTER_TARGETS:-}" ]; then
   set -- "$@" --config "$here/metrics/postgresql.yaml"
+fi
+if [ -n "${RABBITMQ_PROMETHEUS_TARGETS:-}" ]; then
+  set -- "$@" --config "$here/metrics/rabbitmq.yaml"
+fi
+if [ -n "${REDIS_EXPORTER_TARGETS:-}" ]; then
+  set -- "$@" --config "$here/metrics/redis.yaml"
 fi
 exec "${OTELCOL:-otelcol-contrib}" "$@"

@@ -288,13 +288,13 @@ def incident(
 
 def _database(patterns: Sequence[str], warn: Callable[[str], None]) -> DatabaseMetrics | None:
     from moduletrace.analysis.database import DatabaseMetrics
-    from moduletrace.sources.metrics import read_metrics
+    from moduletrace.sources.metrics import KEPT_PREFIXES, read_metrics
 
     metrics = DatabaseMetrics(read_metrics(patterns, warn))
     if not metrics:
         warn(
-            f"--metrics {' '.join(patterns)}: no database or pool metrics in it "
-            "(pg_*, postgresql.*, db.client.connection.*)"
+            f"--metrics {' '.join(patterns)}: no database, pool or broker metrics in it "
+            f"({', '.join(prefix + '*' for prefix in KEPT_PREFIXES)})"
         )
         return None
     return metrics

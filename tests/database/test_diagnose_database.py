@@ -9,8 +9,6 @@ postgresql.yaml) into the metrics archive; ``diagnose --file --metrics`` then na
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +20,10 @@ from moduletrace.causes import SERVER_FULL
 from moduletrace.cli.main import main
 from moduletrace.sources.metrics import read_metrics
 from tests.database.conftest import APPLY_DELAY_MS
-from tests.support.peers import start_collector
-from tests.support.pipeline import shipped_config
+from tests.support.pipeline import diagnose_json as diagnose
+from tests.support.pipeline import run_service, scraping_collector
 from tests.support.postgres import PostgresServer, running_postgres_exporter
-from tests.support.processes import ROOT, free_port, python_env, wait_until
+from tests.support.processes import python_env, wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -51,19 +49,8 @@ def incident(
         running_postgres_exporter(primary, directory) as primary_exporter,
         running_postgres_exporter(replica, directory) as replica_exporter,
     ):
-        collector = start_collector(
-            directory,
-            shipped_config(),
-            {
-                "POSTGRES_EXPORTER_TARGETS": f"[{primary_exporter}, {replica_exporter}]",
-                "METRICS_SCRAPE_INTERVAL": "1s",
-                "MODULETRACE_ARCHIVE": str(spans),
-                "MODULETRACE_METRICS_ARCHIVE": str(metrics),
-                "COLLECTOR_METRICS_PORT": free_port(),
-                "BATCH_TIMEOUT": "50ms",
-                "ARCHIVE_FLUSH_INTERVAL": "100ms",
-            },
-        )
+        targets = {"POSTGRES_EXPORTER_TARGETS": f"[{primary_exporter}, {replica_exporter}]"}
+        collector = scraping_collector(directory, spans, metrics, targets)
         try:
             # Prometheus' scrape manager starts scraping a few seconds after the collector: the
             # incident begins once the servers are being watched, as in production.
@@ -77,16 +64,7 @@ def incident(
                     "APPLY_DELAY_S": str(APPLY_DELAY_MS / 1000),
                 }
             )
-            done = subprocess.run(
-                [sys.executable, "-m", "tests.support.replica_service"],
-                env=env,
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert done.returncode == 0, done.stderr[-3000:]
-            printed = json.loads(done.stdout.strip().splitlines()[-1])
+            printed = run_service("tests.support.replica_service", env)
 
             def archived() -> bool:
                 text = spans.read_text() if spans.exists() else ""
@@ -97,13 +75,6 @@ def incident(
         finally:
             collector.process.stop()
     yield Incident(spans, metrics, printed)
-
-
-def diagnose(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
-    code = main(["diagnose", *argv, "--format", "json"])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err, err
-    return code, json.loads(out)
 
 
 def test_the_service_saw_what_the_servers_did(incident: Incident) -> None:

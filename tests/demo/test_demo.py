@@ -55,7 +55,8 @@ def test_the_readme_command_runs_the_demo_and_exits_0(tmp_path: Path) -> None:
     assert document["demo"]["matches"] is True
     assert document["summary"]["races"] == len([f for f in document["demo"]["injected"].values() if f == "race"]) > 0
     spans = sorted(p.name for p in (tmp_path / "spans").glob("*.jsonl"))
-    assert spans == ["canvas-service.jsonl", "module-service.jsonl"]
+    assert spans == ["canvas-service.jsonl", "module-service.jsonl"]  # broker-free: no indexer service
+    assert "broker" not in document["demo"]
     follow_up = subprocess.run(
         [command, "races", "--file", str(tmp_path / "spans" / "*.jsonl"), "--format", "json"],
         capture_output=True,

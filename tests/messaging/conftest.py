@@ -55,13 +55,16 @@ def traced(tmp_path: Path) -> Iterator[Traced]:
     reset_trace_globals()
 
 
-@pytest.fixture(scope="module")
+# One server of each for the whole folder (a RabbitMQ node takes seconds to start): every test
+# uses streams and queues of its own names.
+@pytest.fixture(scope="package")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     with running_redis(tmp_path_factory.mktemp("redis")) as server:
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
-    with running_rabbitmq(tmp_path_factory.mktemp("rabbitmq")) as broker:
+    """With its Prometheus endpoint, which tests/messaging/test_diagnose_brokers.py scrapes."""
+    with running_rabbitmq(tmp_path_factory.mktemp("rabbitmq"), prometheus=True) as broker:
         yield broker

@@ -35,6 +35,12 @@ class RabbitMQ:
     port: int
     pid: int
     directory: Path
+    prometheus_port: int | None = None  # the rabbitmq_prometheus plugin's listener, when asked for
+
+    @property
+    def url(self) -> str:
+        """An AMQP URL with RabbitMQ's default user, which may log in from loopback only."""
+        return f"amqp://guest:guest@{self.host}:{self.port}/"
 
     def log(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in (self.directory / "log").glob("*.log"))
@@ -48,15 +54,22 @@ def _binary() -> Path | None:
 
 
 @contextlib.contextmanager
-def running_rabbitmq(directory: Path, timeout: float = 60) -> Iterator[RabbitMQ]:
+def running_rabbitmq(directory: Path, timeout: float = 60, prometheus: bool = False) -> Iterator[RabbitMQ]:
     script = _binary()
     epmd = shutil.which("epmd")
     if script is None or epmd is None:
         missing_peer("rabbitmq-server not found (apt-get install rabbitmq-server, or set MODULETRACE_RABBITMQ_SERVER)")
         raise AssertionError("unreachable")
     port, epmd_port, dist_port = free_port(), free_port(), free_port()
-    (directory / "enabled_plugins").write_text("[].\n")
-    (directory / "rabbitmq.conf").write_text("")
+    metrics_port = free_port() if prometheus else None
+    # The built-in Prometheus endpoint (rabbitmq_prometheus) on loopback, when a test scrapes it, with
+    # the queues' figures refreshed every second (collect_statistics_interval; 5 s by default).
+    (directory / "enabled_plugins").write_text("[rabbitmq_prometheus].\n" if prometheus else "[].\n")
+    (directory / "rabbitmq.conf").write_text(
+        f"prometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = {metrics_port}\ncollect_statistics_interval = 1000\n"
+        if prometheus
+        else ""
+    )
     (directory / "rabbitmq-env.conf").write_text("")
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -89,7 +102,7 @@ def running_rabbitmq(directory: Path, timeout: float = 60) -> Iterator[RabbitMQ]
             node = subprocess.Popen(
                 [str(script)], env=env, cwd=directory, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT
             )
-        broker = RabbitMQ("127.0.0.1", port, node.pid, directory)
+        broker = RabbitMQ("127.0.0.1", port, node.pid, directory, metrics_port)
         deadline = time.monotonic() + timeout
         while not _speaks_amqp(port):
             if node.poll() is not None:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pika
 import redis
 
 import moduletrace
@@ -62,6 +63,68 @@ def index(cache: redis.Redis, module_id: str, event: messaging.Received, delay_s
         time.sleep(delay_s)  # a slow consumer
         cache.set(cache_key(module_id), "1")
         update.wrote(1)
+
+
+def stream_indexer(
+    consumer: redis.Redis, stream: str, group: str, cache: redis.Redis, delay_s: float, as_link: bool = False
+) -> Callable[[], None]:
+    """One step of an indexer reading ``stream`` as ``group`` (XREADGROUP, one entry): the event's cache
+    update with its lag and the group's backlog, then XACK."""
+
+    def consume() -> None:
+        got: Any = consumer.xreadgroup(group, "indexer-1", {stream: ">"}, count=1, block=50)
+        received_ns = time.time_ns()  # as soon as the read returns
+        for _stream, entries in got or []:
+            for entry_id, fields in entries:
+                event = messaging.received(
+                    fields,
+                    system="redis",
+                    destination=stream,
+                    message_id=entry_id,
+                    consumer_group=group,
+                    queue_depth=messaging.stream_backlog(consumer, stream, group),
+                    broker_published_ns=messaging.stream_entry_ns(entry_id),
+                    received_ns=received_ns,
+                )
+                index(cache, fields[b"module_id"].decode(), event, delay_s, as_link)
+                consumer.xack(stream, group, entry_id)
+
+    return consume
+
+
+def queue_indexer(
+    connection: pika.BlockingConnection,
+    queue: str,
+    cache: redis.Redis,
+    delay_s: float,
+    counts: dict[str, int] | None = None,
+) -> Callable[[], None]:
+    """One step of an indexer taking ``queue``'s messages one at a time (basic.get; the body is the
+    module id): the cache update with its lag and the queue's depth, then the ack. ``counts`` gets the
+    broker's own count in each basic.get-ok, by module."""
+    channel, sampling = connection.channel(), connection.channel()  # a passive declare gets its own channel
+
+    def consume() -> None:
+        method, properties, body = channel.basic_get(queue)
+        if method is None:
+            connection.sleep(0.01)
+            return
+        received_ns = time.time_ns()
+        module_id = body.decode()
+        if counts is not None:
+            counts[module_id] = method.message_count
+        event = messaging.received(
+            properties.headers,
+            system="rabbitmq",
+            destination=queue,
+            message_id=properties.message_id,
+            queue_depth=messaging.amqp_queue_depth(sampling, queue),
+            received_ns=received_ns,
+        )
+        index(cache, module_id, event, delay_s, as_link=False)
+        channel.basic_ack(method.delivery_tag)
+
+    return consume
 
 
 class Loader:

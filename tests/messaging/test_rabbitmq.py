@@ -30,7 +30,7 @@ from tests.messaging.services import (
     Worker,
     assert_reports_name_the_lag,
     consumer_updates,
-    index,
+    queue_indexer,
     wait_for_cache,
 )
 from tests.support.redis_server import RedisServer
@@ -58,7 +58,6 @@ def test_a_backlogged_queue_consumer_is_named_with_its_lag_in_races_and_diagnose
     publishing = connection.channel()
     publishing.queue_declare(QUEUE)
     consuming = pika.BlockingConnection(pika.ConnectionParameters(rabbitmq.host, rabbitmq.port))
-    channel, sampling = consuming.channel(), consuming.channel()  # a passive declare gets its own channel
     cache = redis.Redis.from_url(redis_server.url)
     counts: dict[str, int] = {}  # the broker's own count in basic.get-ok, to compare with the passive declare
 
@@ -66,24 +65,7 @@ def test_a_backlogged_queue_consumer_is_named_with_its_lag_in_races_and_diagnose
         properties = pika.BasicProperties(headers=headers, message_id=f"event-{module_id}")
         publishing.basic_publish("", QUEUE, module_id.encode(), properties)
 
-    def consume() -> None:
-        method, properties, body = channel.basic_get(QUEUE)
-        if method is None:
-            consuming.sleep(0.01)
-            return
-        received_ns = time.time_ns()
-        module_id = body.decode()
-        counts[module_id] = method.message_count
-        event = messaging.received(
-            properties.headers,
-            system="rabbitmq",
-            destination=QUEUE,
-            message_id=properties.message_id,
-            queue_depth=messaging.amqp_queue_depth(sampling, QUEUE),
-            received_ns=received_ns,
-        )
-        index(cache, module_id, event, DELAY_S, as_link=False)
-        channel.basic_ack(method.delivery_tag)
+    consume = queue_indexer(consuming, QUEUE, cache, DELAY_S, counts)
 
     creator, loader, indexer = Creator(publish), Loader(cache), Worker(consume)
     racing, clean = ["amqp-slow-1", "amqp-slow-2"], ["amqp-ok"]
@@ -155,8 +137,7 @@ async def test_an_asyncio_consumer_continues_the_trace_with_aio_pika(rabbitmq: R
     """The same helpers with another client: aio-pika on both sides, the depth by an async passive declare."""
     import aio_pika
 
-    url = f"amqp://guest:guest@{rabbitmq.host}:{rabbitmq.port}/"  # RabbitMQ's loopback-only default user
-    connection = await aio_pika.connect(url)
+    connection = await aio_pika.connect(rabbitmq.url)
     try:
         channel, sampling = await connection.channel(), await connection.channel()
         queue = await channel.declare_queue("modules-async")

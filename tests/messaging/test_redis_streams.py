@@ -3,7 +3,6 @@ publishing with XADD, an indexer reading with XREADGROUP behind a backlog, loads
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,7 +35,7 @@ from tests.messaging.services import (
     Worker,
     assert_reports_name_the_lag,
     consumer_updates,
-    index,
+    stream_indexer,
     wait_for_cache,
 )
 from tests.support.redis_server import RedisServer
@@ -62,23 +61,7 @@ def run_bus(
     publisher, consumer, cache = (redis.Redis.from_url(server.url) for _ in range(3))
     consumer.xgroup_create(stream, GROUP, id="0", mkstream=True)
 
-    def consume() -> None:
-        got = consumer.xreadgroup(GROUP, "indexer-1", {stream: ">"}, count=1, block=50)
-        received_ns = time.time_ns()  # as soon as the read returns
-        for _stream, entries in got or []:
-            for entry_id, fields in entries:
-                event = messaging.received(
-                    fields,
-                    system="redis",
-                    destination=stream,
-                    message_id=entry_id,
-                    consumer_group=GROUP,
-                    queue_depth=messaging.stream_backlog(consumer, stream, GROUP),
-                    broker_published_ns=messaging.stream_entry_ns(entry_id),
-                    received_ns=received_ns,
-                )
-                index(cache, fields[b"module_id"].decode(), event, DELAY_S, as_link)
-                consumer.xack(stream, GROUP, entry_id)
+    consume = stream_indexer(consumer, stream, GROUP, cache, DELAY_S, as_link)
 
     creator = Creator(lambda module_id, fields: publisher.xadd(stream, fields))  # type: ignore[arg-type]
     loader = Loader(cache)

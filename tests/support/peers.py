@@ -148,6 +148,8 @@ BACKEND_CONFIGS = {
 #: The scrape files it merges the same way, by the variable that lists each one's targets.
 METRICS_CONFIGS = {
     "POSTGRES_EXPORTER_TARGETS": ROOT / "collector" / "metrics" / "postgresql.yaml",
+    "RABBITMQ_PROMETHEUS_TARGETS": ROOT / "collector" / "metrics" / "rabbitmq.yaml",
+    "REDIS_EXPORTER_TARGETS": ROOT / "collector" / "metrics" / "redis.yaml",
 }
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.peers import Collector, Jaeger, start_collector, start_jaeger
 from tests.support.processes import ROOT, free_port, python_env, start_python, stop, wait_until
@@ -41,6 +45,40 @@ def collector_env(directory: Path, jaeger: Jaeger | None) -> dict[str, int | str
 
 def shipped_config() -> str:
     return (ROOT / "collector" / "otelcol.yaml").read_text()
+
+
+def scraping_collector(directory: Path, spans: Path, metrics: Path, targets: Mapping[str, str]) -> Collector:
+    """Our collector on the shipped config plus the scrape files whose targets ``targets`` gives (by
+    their variables, as collector/otelcol.sh), scraping every second into ``metrics``, spans into ``spans``."""
+    env: dict[str, int | str] = {
+        **targets,
+        "METRICS_SCRAPE_INTERVAL": "1s",
+        "MODULETRACE_ARCHIVE": str(spans),
+        "MODULETRACE_METRICS_ARCHIVE": str(metrics),
+        "COLLECTOR_METRICS_PORT": free_port(),
+        "BATCH_TIMEOUT": "50ms",
+        "ARCHIVE_FLUSH_INTERVAL": "100ms",
+    }
+    return start_collector(directory, shipped_config(), env)
+
+
+def run_service(module: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """``python -m module`` to its end (it must exit 0); the JSON object its last line printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", module], env=dict(env), cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def diagnose_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
+    """``moduletrace diagnose ARGV --format json``: its exit status and document (never a traceback)."""
+    from moduletrace.cli.main import main
+
+    code = main(["diagnose", *argv, "--format", "json"])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err, err
+    return code, json.loads(out)  # type: ignore[no-any-return]
 
 
 def run_pipeline(directory: Path) -> Iterator[Pipeline]:

@@ -285,9 +285,7 @@ def running_postgres_exporter(server: PostgresServer, directory: Path, timeout: 
 
     Binary: $MODULETRACE_PG_EXPORTER, else prometheus-postgres-exporter on PATH (skip or fail as above).
     """
-    import httpx
-
-    from tests.support.processes import ROOT
+    from tests.support.processes import ROOT, running_exporter
 
     exporter = os.environ.get("MODULETRACE_PG_EXPORTER") or shutil.which("prometheus-postgres-exporter")
     if not exporter or not Path(exporter).is_file():
@@ -295,31 +293,10 @@ def running_postgres_exporter(server: PostgresServer, directory: Path, timeout: 
         raise AssertionError("unreachable")
     port = free_port()
     dsn = f"postgresql://{server.user}:{server.password}@{server.host}:{server.port}/{server.database}?sslmode=disable"
-    log = open(directory / f"postgres-exporter-{server.port}.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [exporter, f"--web.listen-address=127.0.0.1:{port}"]
-        + [f"--extend.query-path={ROOT / 'collector' / 'metrics' / 'postgres-queries.yaml'}"],
-        env={"PATH": os.environ.get("PATH", ""), "DATA_SOURCE_NAME": dsn},  # the password: environment only
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if "pg_up 1" in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"postgres_exporter did not come up: {_tail(directory / log.name)}")
-            time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    args = [exporter, f"--web.listen-address=127.0.0.1:{port}"]
+    args.append(f"--extend.query-path={ROOT / 'collector' / 'metrics' / 'postgres-queries.yaml'}")
+    env = {"PATH": os.environ.get("PATH", ""), "DATA_SOURCE_NAME": dsn}  # the password: environment only
+    with running_exporter(
+        args, port, "pg_up 1", directory / f"postgres-exporter-{server.port}.log", env, timeout
+    ) as at:
+        yield at

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,3 +69,36 @@ def wait_until(predicate, timeout: float = 20, interval: float = 0.1):  # type: 
             return result
         time.sleep(interval)
     return predicate()
+
+
+@contextlib.contextmanager
+def running_exporter(
+    args: Sequence[str], port: int, ready: str, log: Path, env: Mapping[str, str] | None = None, timeout: float = 30
+) -> Iterator[str]:
+    """A Prometheus exporter that ``args`` start on 127.0.0.1:``port``, once its /metrics says ``ready``
+    (``pg_up 1``, ``redis_up 1``: it reached its server); yields ``host:port`` for the collector to scrape.
+    Its output goes to ``log``; SIGTERM (then SIGKILL) at the end.
+    """
+    import httpx
+
+    with log.open("wb") as sink:
+        process = subprocess.Popen(list(args), env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if ready in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{Path(args[0]).name} did not come up: {log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,4 +1,5 @@
-"""A real Redis server for a test session, from the Debian package, on 127.0.0.1 with a free port.
+"""A real Redis server for a test session, from the Debian package, on 127.0.0.1 with a free port (and its
+Prometheus exporter, for the tests of the collector's metrics/redis.yaml).
 
     with running_redis(tmp_dir) as server:
         client = redis.asyncio.Redis.from_url(server.url)
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.postgres import missing_peer
-from tests.support.processes import free_port
+from tests.support.processes import free_port, running_exporter
 
 
 @dataclass(frozen=True)
@@ -93,3 +94,23 @@ def _tail(path: Path, size: int = 2000) -> str:
         return path.read_text(errors="replace")[-size:]
     except OSError:
         return ""
+
+
+@contextlib.contextmanager
+def running_redis_exporter(server: RedisServer, directory: Path, streams: str, timeout: float = 20) -> Iterator[str]:
+    """redis_exporter (the Debian package prometheus-redis-exporter) for ``server``, reporting the streams
+    matching ``streams`` (--check-streams, as collector/metrics/redis.yaml documents); yields its
+    ``host:port`` for the collector to scrape. Binary: $MODULETRACE_REDIS_EXPORTER, else
+    prometheus-redis-exporter on PATH (skip or fail as above).
+    """
+    exporter = os.environ.get("MODULETRACE_REDIS_EXPORTER") or shutil.which("prometheus-redis-exporter")
+    if not exporter or not os.access(exporter, os.X_OK):
+        missing_peer("prometheus-redis-exporter not found (apt-get install prometheus-redis-exporter)")
+        raise AssertionError("unreachable")
+    port = free_port()
+    args = [exporter, f"--web.listen-address=127.0.0.1:{port}", f"--redis.addr={server.url}"]
+    args.append(f"--check-streams={streams}")
+    with running_exporter(
+        args, port, "redis_up 1", directory / f"redis-exporter-{server.port}.log", None, timeout
+    ) as at:
+        yield at

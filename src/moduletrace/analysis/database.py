@@ -1,4 +1,5 @@
-"""The database side of a failed load, from the metrics archive: connections, replica lag, pool, statements.
+"""The database side of a failed load, from the metrics archive: connections, replica lag, pool,
+statements, and the brokers' backlog in front of the indexer.
 
 ``diagnose --metrics`` attaches to each failed load what the databases and the pool looked like at
 its failure (the sample nearest to it, within :data:`MAX_AGE_NS`, and how far from it that sample
@@ -10,7 +11,12 @@ was), and to the report a summary over the incident:
   the primary's ``pg_replication_client_replay_lag_seconds``; the contrib ``postgresql.wal.lag``);
 - the service's pool (``db.client.connection.count`` by state, ``.max``, ``.timeouts``,
   ``.wait_time``) from moduletrace's pool helpers;
-- the slowest statements (``pg_stat_statements_*``), in the summary only.
+- the slowest statements (``pg_stat_statements_*``), in the summary only;
+- each RabbitMQ queue's depth (the rabbitmq_prometheus plugin's ``rabbitmq_detailed_queue_*`` from
+  ``collector/metrics/rabbitmq.yaml``, or ``rabbitmq_queue_*`` from ``/metrics/per-object``);
+- each Redis stream consumer group's backlog (redis_exporter's ``redis_stream_*`` from
+  ``collector/metrics/redis.yaml``): entries waiting (``redis_stream_group_lag``, exporter >= 1.52)
+  and how far behind delivery is, from the time in the last delivered entry's id.
 
 Metrics are sampled (every 10 s by default): they show the state around a failure, never decide a
 cause by themselves. The per-read replica lag on the span (``record_replica_lag``) is what
@@ -63,7 +69,13 @@ class DatabaseMetrics:
 
     def at(self, time_ns: int) -> list[str]:
         """Evidence lines for a failure at ``time_ns``: connections, replicas, pools near that moment."""
-        return [*self._connections(time_ns), *self._replicas(time_ns), *self._pools(time_ns)]
+        return [
+            *self._connections(time_ns),
+            *self._replicas(time_ns),
+            *self._pools(time_ns),
+            *self._queues(time_ns),
+            *self._streams(time_ns),
+        ]
 
     def summary(self, start_ns: int, end_ns: int) -> list[str]:
         """The incident as the metrics saw it between ``start_ns`` and ``end_ns``: peaks and the slowest statements."""
@@ -79,6 +91,7 @@ class DatabaseMetrics:
             if grown:
                 lines.append(f"pool {_pool_name(key)}: {grown:,.0f} waits for a connection timed out")
         lines.extend(self._statements(end_ns))
+        lines.extend(self._broker_peaks(start_ns, end_ns))
         return lines
 
     # --- lookups ------------------------------------------------------------------------------
@@ -299,6 +312,162 @@ class DatabaseMetrics:
             mean = f"mean {stats['mean_seconds'] * 1000:,.1f} ms, " if "mean_seconds" in stats else ""
             lines.append(f"statement on {server}: {query[:120]}: {calls}{mean}max {stats['max'] * 1000:,.1f} ms")
         return lines
+
+    # --- brokers: what waited in front of the indexer -------------------------------------------
+
+    def _queue_figures(self, time_ns: int) -> dict[tuple[str, str, str], dict[str, tuple[int, float]]]:
+        """(server, vhost, queue) -> ready / unacked / consumers at the samples nearest ``time_ns``."""
+        queues: dict[tuple[str, str, str], dict[str, tuple[int, float]]] = defaultdict(dict)
+        for field in ("messages_ready", "messages_unacked", "consumers"):
+            for prefix in _RABBITMQ_QUEUE:
+                for key in self._named(prefix + field):
+                    labels = dict(key[1])
+                    near = self._near(key, time_ns)
+                    if near is not None:
+                        queues[(_server(labels), labels.get("vhost", ""), labels.get("queue", ""))].setdefault(
+                            field, near
+                        )
+        return queues
+
+    def _queues(self, time_ns: int) -> list[str]:
+        """The queues holding messages, deepest first; a node whose queues were all empty, in one line."""
+        found = self._queue_figures(time_ns)
+        busy = sorted(
+            ((key, f) for key, f in found.items() if _value(f, "messages_ready") or _value(f, "messages_unacked")),
+            key=lambda kf: -_value(kf[1], "messages_ready"),
+        )
+        lines = []
+        for (server, vhost, queue), fields in busy[:_MAX_LINES]:
+            seen_ns = min(point[0] for point in fields.values())
+            parts = [f"{_value(fields, 'messages_ready'):,.0f} messages ready"]
+            if "messages_unacked" in fields:
+                parts.append(f"{_value(fields, 'messages_unacked'):,.0f} unacknowledged")
+            if "consumers" in fields:
+                consumers = _value(fields, "consumers")
+                parts.append(f"{consumers:,.0f} consumer{'' if consumers == 1 else 's'}")
+            lines.append(
+                f"RabbitMQ {_queue_name(vhost, queue)} on {server}{_when(seen_ns, time_ns)}: {', '.join(parts)}"
+            )
+        sampled: dict[str, list[int]] = defaultdict(list)  # server -> when each of its queues was sampled
+        for (server, _, _), fields in found.items():
+            sampled[server].append(min(point[0] for point in fields.values()))
+        for server in sorted(sampled)[:_MAX_LINES]:
+            if not any(key[0] == server for key, _ in busy):
+                count = len(sampled[server])
+                queues = "its queue" if count == 1 else f"its {count:,} queues"
+                lines.append(f"RabbitMQ {server}{_when(min(sampled[server]), time_ns)}: no message waiting in {queues}")
+        return lines
+
+    def _group_figures(self, time_ns: int) -> dict[tuple[str, str, str, str], dict[str, tuple[int, float]]]:
+        """(server, db, stream, group) -> lag / pending / last delivered / newest at the samples nearest ``time_ns``."""
+        groups: dict[tuple[str, str, str, str], dict[str, tuple[int, float]]] = defaultdict(dict)
+        newest: dict[tuple[str, str, str], tuple[int, float]] = {}
+        for key in self._named("redis_stream_last_generated_id"):
+            labels = dict(key[1])
+            near = self._near(key, time_ns)
+            if near is not None:
+                newest[(_server(labels), labels.get("db", ""), labels.get("stream", ""))] = near
+        for name, field in (
+            ("redis_stream_group_lag", "lag"),
+            ("redis_stream_group_messages_pending", "pending"),
+            ("redis_stream_group_last_delivered_id", "delivered_ms"),
+        ):
+            for key in self._named(name):
+                labels = dict(key[1])
+                near = self._near(key, time_ns)
+                if near is not None:
+                    stream = (_server(labels), labels.get("db", ""), labels.get("stream", ""))
+                    group = groups[(*stream, labels.get("group", ""))]
+                    group[field] = near
+                    if stream in newest:
+                        group["newest_ms"] = newest[stream]
+        return groups
+
+    def _streams(self, time_ns: int) -> list[str]:
+        """Each stream consumer group: entries waiting, how far behind delivery is, what is unacknowledged."""
+        rows = []
+        for (server, db, stream, group), fields in self._group_figures(time_ns).items():
+            seen_ns = min(point[0] for point in fields.values())
+            where = f"{server}{'' if db in ('', 'db0') else ' ' + db}"
+            line = f"Redis stream {stream!r} group {group!r} on {where}{_when(seen_ns, time_ns)}: {_backlog(fields)}"
+            rows.append((-(_behind_ms(fields) or _value(fields, "lag")), line))
+        return [line for _, line in sorted(rows)[:_MAX_LINES]]
+
+    def _broker_peaks(self, start_ns: int, end_ns: int) -> list[str]:
+        """The deepest each queue got and the furthest behind each stream group got, within the window."""
+        deepest: dict[tuple[str, str, str], tuple[float, int]] = {}
+        for prefix in _RABBITMQ_QUEUE:
+            for key in self._named(prefix + "messages_ready"):
+                labels = dict(key[1])
+                where = (_server(labels), labels.get("vhost", ""), labels.get("queue", ""))
+                for t, ready in zip(*self._series[key], strict=True):
+                    if start_ns <= t <= end_ns and ready > deepest.get(where, (0.0, 0))[0]:
+                        deepest[where] = (ready, t)
+        lines = [
+            f"RabbitMQ {_queue_name(vhost, queue)} on {server}: at most {ready:,.0f} messages ready (at {_clock(t)})"
+            for (server, vhost, queue), (ready, t) in sorted(deepest.items(), key=lambda kv: -kv[1][0])[:_MAX_LINES]
+        ]
+        worst: dict[tuple[str, str, str, str], tuple[float, int, dict[str, tuple[int, float]]]] = {}
+        moments = {
+            t
+            for name in ("redis_stream_group_last_delivered_id", "redis_stream_group_lag")
+            for key in self._named(name)
+            for t in self._series[key][0]
+            if start_ns <= t <= end_ns
+        }
+        for moment in sorted(moments):
+            for group_key, fields in self._group_figures(moment).items():
+                behind = _behind_ms(fields) or _value(fields, "lag")  # by time when the ids tell it, else by count
+                if behind > worst.get(group_key, (0.0, 0, {}))[0]:
+                    worst[group_key] = (behind, moment, fields)
+        for (server, _db, stream, group), (_, t, fields) in sorted(worst.items(), key=lambda kv: -kv[1][0])[
+            :_MAX_LINES
+        ]:
+            lines.append(
+                f"Redis stream {stream!r} group {group!r} on {server}: at worst {_backlog(fields)} (at {_clock(t)})"
+            )
+        return lines
+
+
+#: RabbitMQ's per-queue series: /metrics/detailed (collector/metrics/rabbitmq.yaml), then /metrics/per-object.
+_RABBITMQ_QUEUE = ("rabbitmq_detailed_queue_", "rabbitmq_queue_")
+
+
+def _value(fields: Mapping[str, tuple[int, float]], name: str) -> float:
+    return fields[name][1] if name in fields else 0.0
+
+
+def _queue_name(vhost: str, queue: str) -> str:
+    if not queue:
+        return "(all queues)"  # /metrics without per-object metrics sums them
+    return f"queue {queue!r}" + ("" if vhost in ("", "/") else f" (vhost {vhost})")
+
+
+def _backlog(fields: Mapping[str, tuple[int, float]]) -> str:
+    """A stream group's backlog in words: entries waiting, how far behind, what is unacknowledged."""
+    behind = _behind_ms(fields)
+    parts = [f"{_value(fields, 'lag'):,.0f} entries waiting"] if "lag" in fields else []
+    if behind is None:
+        parts += ["nothing delivered yet"] if "delivered_ms" in fields else []
+    else:
+        parts.append(f"up to {behind:,.0f} ms behind" if behind else "caught up")
+    if _value(fields, "pending"):
+        parts.append(f"{_value(fields, 'pending'):,.0f} delivered, not acknowledged")
+    return ", ".join(parts)
+
+
+def _behind_ms(fields: Mapping[str, tuple[int, float]]) -> float | None:
+    """How far behind a stream group's delivery was when sampled: the age of the last entry it was given
+    (the time in its id, on Redis's clock) while newer entries waited; 0 when none waited; None when it
+    was given nothing yet or the ids were not sampled. An upper bound of the oldest waiting entry's age.
+    (Not from ``lag``: an exporter reads 0 there from a Redis before 7, which does not count.)
+    """
+    if "delivered_ms" not in fields or not fields["delivered_ms"][1]:
+        return None
+    sampled_ns, delivered_ms = fields["delivered_ms"]
+    if "newest_ms" in fields and fields["newest_ms"][1] <= delivered_ms:
+        return 0.0
+    return max(0.0, sampled_ns / 1e6 - delivered_ms)
 
 
 def _server(labels: Mapping[str, str]) -> str:

@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--pool-rate", type=float, default=0.02, metavar="R", help="share loaded in a pool-starved burst (0.02)"
     )
     demo.add_argument("--otlp", metavar="URL", help="also send the spans to this OTLP/HTTP endpoint (a collector)")
+    demo.add_argument(
+        "--broker",
+        metavar="URL",
+        help="run the indexer (the cache update) as a consumer of the creation events through this broker: "
+        "redis://host:port/db (a stream) or amqp://user:password@host:port/ (a RabbitMQ queue)",
+    )
     demo.add_argument("--dir", metavar="PATH", help="where to keep the database and spans (default: a new temp folder)")
     demo.add_argument("--format", choices=("table", "json"), help="table (default on a terminal) or json")
     return parser
@@ -452,6 +458,7 @@ def _demo(args: argparse.Namespace) -> int:
         pool_rate=args.pool_rate,
         otlp=args.otlp,
         directory=args.dir,
+        broker=args.broker,
     )
     interactive = sys.stderr.isatty()
 

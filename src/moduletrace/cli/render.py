@@ -351,6 +351,12 @@ def demo_json(result: DemoResult) -> dict[str, Any]:
         "misdiagnosed": {m: {"injected": f, "diagnosed": c} for m, (f, c) in result.misdiagnosed.items()},
         "matches": result.matches,
     }
+    if result.broker is not None:
+        document["demo"]["broker"] = {
+            "url": result.broker.shown,
+            "system": result.broker.system,
+            "destination": result.broker.destination,
+        }
     return document
 
 
@@ -388,6 +394,12 @@ def summary_lines(result: DemoResult, options: DemoOptions, seconds: float) -> l
     )
     for module_id, (fault, cause) in sorted(result.misdiagnosed.items()):
         lines.append(f"  {module_id}: injected {fault}, diagnosed {cause}")
+    if result.broker is not None:
+        kind = "stream" if result.broker.system == "redis" else "queue"
+        lines.append(
+            f"Indexer: a consumer of the {result.broker.system} {kind} {result.broker.destination!r} at "
+            f"{result.broker.shown} (removed after the run)"
+        )
     lines += [
         "",
         f"Spans (OTLP JSON lines, the collector file-exporter format): {result.spans_glob}",

@@ -7,6 +7,11 @@ incident's hypotheses are injected at chosen rates: the index update lags behind
 the token expires between create and load (auth), too few pooled connections for a burst of
 loads (pool). Spans go to OTLP JSON lines files (the embedded default), then the race rule runs
 on them and its verdicts are compared with what was injected.
+
+With ``broker`` (a Redis or RabbitMQ URL) a third process, the indexer, makes modules loadable:
+it consumes each creation's event from a stream or queue of the run's own, and the lagging index
+of a raced module is a real consumer lag (the event waits in the broker behind a slow job), which
+the consumer records and the race verdicts then name.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import httpx
 
 from moduletrace.analysis.diagnosis import DiagnosisReport
 from moduletrace.analysis.report import RaceReport
+from moduletrace.demo.broker import Broker, broker_for, prepare, remove
 from moduletrace.errors import BackendError
 from moduletrace.scan import ScanOptions, incident
 
@@ -46,6 +52,7 @@ class DemoOptions:
     pool_timeout: float = 0.05
     otlp: str | None = None
     directory: str | None = None
+    broker: str | None = None  # redis://... or amqp://...: the indexer consumes the creation events there
 
 
 @dataclass
@@ -56,6 +63,7 @@ class DemoResult:
     report: RaceReport
     diagnosis: DiagnosisReport
     warnings: list[str] = field(default_factory=list)
+    broker: Broker | None = None
 
     @property
     def spans_glob(self) -> str:
@@ -149,6 +157,17 @@ def run(options: DemoOptions, progress: Callable[[int, int], None] = lambda done
         raise ValueError("the fault rates add up to more than 1")
     if options.otlp:
         check_otlp(options.otlp)
+    broker = broker_for(options.broker) if options.broker else None
+    if broker is not None:
+        prepare(broker)
+    try:
+        return _run(options, progress, broker)
+    finally:
+        if broker is not None:
+            remove(broker)
+
+
+def _run(options: DemoOptions, progress: Callable[[int, int], None], broker: Broker | None) -> DemoResult:
     directory = Path(options.directory or tempfile.mkdtemp(prefix="moduletrace-demo-"))
     (directory / "spans").mkdir(parents=True, exist_ok=True)
     for old in (directory / "spans").glob("*.jsonl"):
@@ -164,6 +183,8 @@ def run(options: DemoOptions, progress: Callable[[int, int], None] = lambda done
     base_env.update(MODULETRACE_DEMO_SECRET=secrets.token_hex(16), OTEL_BSP_SCHEDULE_DELAY="200")
     if options.otlp:
         base_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = options.otlp
+    if broker is not None:  # the URL's credentials go by the environment, never the command line
+        base_env.update(MODULETRACE_DEMO_BROKER=broker.url, MODULETRACE_DEMO_DESTINATION=broker.destination)
     module_port, canvas_port = _free_port(), _free_port()
     services = []
     try:
@@ -181,7 +202,17 @@ def run(options: DemoOptions, progress: Callable[[int, int], None] = lambda done
                 directory / "canvas-service.log",
             )
         )
+        if broker is not None:
+            services.append(
+                _Service(
+                    ["indexer", "-", str(db)],
+                    {**base_env, "MODULETRACE_FILE": str(directory / "spans" / "indexer-service.jsonl")},
+                    directory / "indexer-service.log",
+                )
+            )
         statuses = _drive(module_ids, injected, options, module_port, canvas_port, progress)
+        if broker is not None:
+            _wait_for_index(db, module_ids)
     finally:
         for service in services:
             service.stop()
@@ -190,7 +221,22 @@ def run(options: DemoOptions, progress: Callable[[int, int], None] = lambda done
     paths = [str(p) for p in sorted((directory / "spans").glob("*.jsonl"))]
     diagnosis, races, _ = incident(ScanOptions(files=paths, settle_after_s=None), warnings.append)
     injected_faults = {m: f for m, f in injected.items() if f}
-    return DemoResult(directory, injected_faults, statuses, races, diagnosis, warnings)
+    return DemoResult(directory, injected_faults, statuses, races, diagnosis, warnings, broker)
+
+
+def _wait_for_index(db: Path, module_ids: list[str], timeout: float = 30) -> None:
+    """Until the indexer has taken every event (a raced module's comes after its load)."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout
+    connection = sqlite3.connect(db, timeout=10)
+    try:
+        while connection.execute("SELECT count(*) FROM module_index").fetchone()[0] < len(module_ids):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the indexer did not take every creation event within {timeout:.0f} s")
+            time.sleep(0.01)
+    finally:
+        connection.close()
 
 
 def _assign_faults(module_ids: list[str], options: DemoOptions, rng: random.Random) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
     python -m moduletrace.demo.services module PORT DB_PATH
     python -m moduletrace.demo.services canvas PORT DB_PATH POOL_SIZE POOL_TIMEOUT_S
+    python -m moduletrace.demo.services indexer - DB_PATH          (demo --broker only)
 
 module-service  POST /modules/{id}: writes the module row with its trace carrier and commits
                 (db_commit), then updates the index the canvas reads (cache_update) and answers
@@ -9,6 +10,15 @@ module-service  POST /modules/{id}: writes the module row with its trace carrier
                 a background indexer writes it only after the canvas has tried to load the
                 module (the race of hypothesis 3, made certain). POST /tokens issues a token
                 with the TTL asked for (hypothesis 1 needs short-lived ones).
+                With a broker (MODULETRACE_DEMO_BROKER), the index update is the indexer's: the
+                creation publishes the module's event and waits for the index to have it; with
+                ``X-Demo-Fault: race`` it first queues a slow job ahead of the event and answers
+                at once, so the event waits in the broker until the canvas has tried the load.
+indexer-service consumes the events (Redis stream or RabbitMQ queue, one at a time) and updates
+                the index in a cache_update that continues the module's trace from the message,
+                with the consumer's lag and the queue's depth at receipt (the messaging
+                integration). A slow job (a bulk re-index, say) holds it until the canvas has
+                tried to load the module the job names.
 canvas-service  GET /modules/{id}: continues the creation's trace from the carrier stored with
                 the row, checks the bearer token (401 when expired), takes a pooled connection
                 (503 when the pool times out: hypothesis 2) and reads the index (404 when the
@@ -36,8 +46,10 @@ from urllib.parse import parse_qs, urlsplit
 import moduletrace
 from moduletrace.conventions import DB_COLLECTION_NAME, DB_SYSTEM_NAME
 from moduletrace.demo import tokens
+from moduletrace.demo.broker import GROUP, Broker, Bus, connect
 from moduletrace.demo.errors import ModuleNotFound
 from moduletrace.demo.pool import ConnectionPool, PoolTimeout
+from moduletrace.instrumentation.integrations import messaging
 
 DB_ATTRIBUTES = {DB_SYSTEM_NAME: "sqlite", DB_COLLECTION_NAME: "module_index"}
 
@@ -67,15 +79,21 @@ class JsonHandler(BaseHTTPRequestHandler):
         pass
 
 
-def module_service(port: int, db_path: str, secret: bytes) -> ThreadingHTTPServer:
+def wait_for_row(db: sqlite3.Connection, table: str, module_id: str, timeout: float = 10) -> bool:
+    """Poll ``table`` (load_attempts, module_index) until it holds ``module_id``; False after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not db.execute(f"SELECT 1 FROM {table} WHERE id = ?", (module_id,)).fetchone():  # noqa: S608 - our tables
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def module_service(port: int, db_path: str, secret: bytes, bus: Bus | None = None) -> ThreadingHTTPServer:
     def index_later(module_id: str, carrier: dict[str, str]) -> None:
         """The lagging indexer: it catches up only once the canvas has already tried the load."""
-        deadline = time.monotonic() + 10
         with sqlite3.connect(db_path, timeout=10) as db:
-            while time.monotonic() < deadline:
-                if db.execute("SELECT 1 FROM load_attempts WHERE id = ?", (module_id,)).fetchone():
-                    break
-                time.sleep(0.005)
+            wait_for_row(db, "load_attempts", module_id)
             with moduletrace.cache_update(module_id, parent=carrier):
                 db.execute("INSERT OR IGNORE INTO module_index VALUES (?)", (module_id,))
 
@@ -94,7 +112,13 @@ def module_service(port: int, db_path: str, secret: bytes) -> ThreadingHTTPServe
                 with moduletrace.db_commit(module_id, attributes={DB_SYSTEM_NAME: "sqlite"}):
                     with sqlite3.connect(db_path, timeout=10) as db:
                         db.execute("INSERT INTO modules VALUES (?, ?)", (module_id, json.dumps(carrier)))
-                if lagging:
+                if bus is not None:
+                    event = messaging.published({"module_id": module_id})
+                    bus.publish([{"job": "slow", "until_loaded": module_id}, event] if lagging else [event])
+                    if not lagging:  # the create answers once the module is loadable
+                        with sqlite3.connect(db_path, timeout=10) as db:
+                            wait_for_row(db, "module_index", module_id)
+                elif lagging:
                     threading.Thread(target=index_later, args=(module_id, carrier), daemon=True).start()
                 else:
                     with moduletrace.cache_update(module_id), sqlite3.connect(db_path, timeout=10) as db:
@@ -155,13 +179,56 @@ def canvas_service(port: int, db_path: str, secret: bytes, pool_size: int, pool_
     return ThreadingHTTPServer(("127.0.0.1", port), Handler)
 
 
+def indexer(db_path: str, bus: Bus, stopping: threading.Event) -> None:
+    """Consume the events until ``stopping``: each module's cache update, in the module's trace."""
+    system, destination = bus.broker.system, bus.broker.destination
+    with sqlite3.connect(db_path, timeout=10) as db:
+        while not stopping.is_set():
+            delivery = bus.take(timeout_s=0.1)
+            if delivery is None:
+                continue
+            if delivery.fields.get("job") == "slow":
+                wait_for_row(db, "load_attempts", delivery.fields.get("until_loaded", ""))
+            elif "module_id" in delivery.fields:
+                module_id = delivery.fields["module_id"]
+                event = messaging.received(
+                    delivery.fields,
+                    system=system,
+                    destination=destination,
+                    message_id=delivery.message_id,
+                    consumer_group=GROUP if system == "redis" else None,
+                    queue_depth=bus.depth(),
+                    broker_published_ns=delivery.broker_published_ns,
+                    received_ns=delivery.received_ns,
+                )
+                with moduletrace.cache_update(module_id, parent=event.carrier, attributes=event.attributes):
+                    db.execute("INSERT OR IGNORE INTO module_index VALUES (?)", (module_id,))
+                    db.commit()
+            bus.ack(delivery)
+
+
+def _bus() -> Bus | None:
+    url = os.environ.get("MODULETRACE_DEMO_BROKER")
+    return connect(Broker(url, os.environ["MODULETRACE_DEMO_DESTINATION"])) if url else None
+
+
 def main(argv: list[str]) -> None:
-    role, port, db_path = argv[0], int(argv[1]), argv[2]
+    role, db_path = argv[0], argv[2]
     secret = bytes.fromhex(os.environ["MODULETRACE_DEMO_SECRET"])
     moduletrace.configure(service_name=f"{role}-service", exit_timeout=10)
+    bus = _bus() if role in ("module", "indexer") else None  # the canvas never talks to the broker
+    if role == "indexer":
+        assert bus is not None, "the indexer needs MODULETRACE_DEMO_BROKER"
+        stopping = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+        print("ready", flush=True)
+        indexer(db_path, bus, stopping)
+        bus.close()
+        return
+    port = int(argv[1])
     if role == "module":
         schema(db_path)
-        server = module_service(port, db_path, secret)
+        server = module_service(port, db_path, secret, bus)
     else:
         server = canvas_service(port, db_path, secret, int(argv[3]), float(argv[4]))
     server.daemon_threads = True
@@ -169,6 +236,8 @@ def main(argv: list[str]) -> None:
     print("ready", flush=True)
     server.serve_forever()
     server.server_close()
+    if bus is not None:
+        bus.close()
 
 
 if __name__ == "__main__":

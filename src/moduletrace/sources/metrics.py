@@ -1,10 +1,10 @@
 """The metrics archive: OTLP JSON lines of metrics, as the collector's file exporter writes them.
 
 ``collector/otelcol.yaml`` writes one (``file/metrics``): the services' pool metrics
-(``db.client.connection.*``) and what ``collector/metrics/*.yaml`` scrape from the databases. Only
-the series the database evidence reads are kept (:data:`KEPT_PREFIXES`), as flat samples; a record
-that cannot be read is skipped with a warning, as in the span archive. Same containers as spans:
-plain, gzip or zstd JSON lines.
+(``db.client.connection.*``) and what ``collector/metrics/*.yaml`` scrape from the databases and
+the brokers (RabbitMQ queues, Redis streams). Only the series the database evidence reads are kept
+(:data:`KEPT_PREFIXES`), as flat samples; a record that cannot be read is skipped with a warning,
+as in the span archive. Same containers as spans: plain, gzip or zstd JSON lines.
 """
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ from moduletrace.sources.file import MAX_RECORD_BYTES, _loads, _zstd_decompress,
 from moduletrace.sources.otlp_json import FormatError, attributes
 
 #: The metric names the database evidence reads; everything else in the archive is passed over.
-KEPT_PREFIXES = ("pg_", "postgresql.", "db.client.connection.")
+KEPT_PREFIXES = (
+    "pg_",
+    "postgresql.",
+    "db.client.connection.",
+    "rabbitmq_detailed_queue_",
+    "rabbitmq_queue_",
+    "redis_stream_",
+)
 #: Resource attributes that say whose sample it is (the scraped target, or the service).
 _WHO = ("service.name", "service.instance.id")
 
