@@ -167,6 +167,6 @@ def test_the_html_page_carries_the_database_side(
     code = main(["diagnose", *args, "--output", str(page)])
     capsys.readouterr()
     text = page.read_text()
-    assert code == 1 and "Database and pool during the incident (metrics)" in text
+    assert code == 1 and "Databases, brokers and pools during the incident (metrics)" in text
     assert f"PostgreSQL primary 127.0.0.1:{primary.port}: at most" in text
     assert '"db":["PostgreSQL' in text.replace(" ", "")  # each failed load's lines, for its evidence cell

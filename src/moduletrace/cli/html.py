@@ -352,9 +352,8 @@ def _summary_html(report: RaceReport, diagnosis: DiagnosisReport) -> str:
     database = ""
     if diagnosis.database:
         items = "".join(f"<li>{html.escape(line)}</li>" for line in diagnosis.database)
-        database = (
-            f'<div class="database"><h3>Database and pool during the incident (metrics)</h3><ul>{items}</ul></div>'
-        )
+        heading = "Databases, brokers and pools during the incident (metrics)"
+        database = f'<div class="database"><h3>{heading}</h3><ul>{items}</ul></div>'
     return (
         f'<section id="summary"><h2>Summary</h2><div class="tiles">{"".join(tiles)}</div>{causes}{database}</section>'
     )

@@ -330,7 +330,7 @@ def diagnosis_table(report: DiagnosisReport, link: TraceLink | None = None, part
         lines.append("By cause:")
         lines.extend(rows)
     if report.database:
-        lines.append("Database and pool during the incident (metrics):")
+        lines.append("Databases, brokers and pools during the incident (metrics):")
         lines.extend(f"  {line}" for line in report.database)
     if partial:
         lines.append("PARTIAL SCAN: " + "; ".join(partial))
