@@ -180,8 +180,12 @@ READABLE = [
         id="the-password-ends-where-the-url-ends",
     ),
     pytest.param(
-        "https://app:S3CRET@api.internal/export?ids=" + ",".join(f"m-{i}" for i in range(60)) + "&to=ops@example.com",
-        "https://app:***@api.internal/export?ids=" + ",".join(f"m-{i}" for i in range(60)) + "&to=ops@example.com",
+        "https://app:S3CRET@api.internal/export?ids="
+        + ",".join(f"m-{i}" for i in range(60))
+        + "&to=ops@example.com failed",
+        "https://app:***@api.internal/export?ids="
+        + ",".join(f"m-{i}" for i in range(60))
+        + "&to=ops@example.com failed",
         id="an-at-sign-past-the-longest-password-is-not-its-end",
     ),
     pytest.param(
