@@ -192,14 +192,13 @@ def test_an_expired_token_with_a_401_is_auth_expired() -> None:
 
 
 @pytest.mark.parametrize(
-    ("request_attributes", "query_attributes", "detail", "strength", "evidence"),
+    ("recorded", "detail", "strength", "evidence"),
     [
         pytest.param(
-            {"module.auth.status": 403}, {}, "scope", "status code", ("HTTP 403 at the load",), id="a-403-is-scope"
+            {"module.auth.status": 403}, "scope", "status code", ("HTTP 403 at the load",), id="a-403-is-scope"
         ),
         pytest.param(
             {"module.auth.status": 401, "module.auth.error": "insufficient_scope"},
-            {},
             "scope",
             "status code",
             ("HTTP 401 at the load", 'WWW-Authenticate error="insufficient_scope"'),
@@ -207,30 +206,12 @@ def test_an_expired_token_with_a_401_is_auth_expired() -> None:
         ),
         pytest.param(
             {"module.auth.token_expired": True},
-            {},
             "expired",
             "exception",
             ("token rejected at the load",),
             id="a-token-recorded-expired-without-a-status",
         ),
         pytest.param(
-            {"module.auth.status": 401, "module.auth.token_expires_in_s": 0},
-            {},
-            "expired",
-            "status code",
-            ("HTTP 401 at the load", "token expired 0.0 s before the request"),
-            id="expiring-at-the-request-is-expired",
-        ),
-        pytest.param(
-            {"module.auth.status": 401, "module.auth.token_expires_in_s": 0.5},
-            {},
-            "expired",
-            "status code",
-            ("HTTP 401 at the load", "token still valid for 0.5 s"),
-            id="a-token-still-valid-is-said-so",
-        ),
-        pytest.param(
-            {},
             {"error.type": "jwt.exceptions.ExpiredSignatureError"},
             "expired",
             "exception",
@@ -243,17 +224,22 @@ def test_an_expired_token_with_a_401_is_auth_expired() -> None:
     ],
 )
 def test_auth_evidence_says_what_was_refused_and_how_strongly(
-    request_attributes: dict[str, Any],
-    query_attributes: dict[str, Any],
-    detail: str,
-    strength: str,
-    evidence: tuple[str, ...],
+    recorded: dict[str, Any], detail: str, strength: str, evidence: tuple[str, ...]
 ) -> None:
-    spans = creation("m-3b", "t3b", 5, 6) + failing_load(
-        "m-3b", "t3b", 50, request=request_attributes, query=query_attributes
-    )
+    spans = creation("m-3b", "t3b", 5, 6) + failing_load("m-3b", "t3b", 50, request=recorded)
     (d,) = diagnose(spans).diagnoses
     assert (d.cause, d.detail, d.strength, d.evidence) == ("auth", detail, strength, evidence)
+
+
+@pytest.mark.parametrize(
+    ("expires_in_s", "said"), [(0, "token expired 0.0 s before the request"), (0.5, "token still valid for 0.5 s")]
+)
+def test_a_token_expiring_at_the_request_is_expired_and_one_expiring_after_it_still_valid(
+    expires_in_s: float, said: str
+) -> None:
+    recorded = {"module.auth.status": 401, "module.auth.token_expires_in_s": expires_in_s}
+    (d,) = diagnose(creation("m-3c", "t3c", 5, 6) + failing_load("m-3c", "t3c", 50, request=recorded)).diagnoses
+    assert (d.cause, d.evidence) == ("auth", ("HTTP 401 at the load", said))
 
 
 def test_a_401_inside_the_load_on_an_http_client_span_is_found() -> None:
@@ -305,78 +291,57 @@ PSYCOPG_POOL = "couldn't get a connection after 30.00 sec (" + "x" * 300 + ")"
 
 
 @pytest.mark.parametrize(
-    ("query", "message", "strength", "detail", "evidence"),
+    ("query", "message", "evidence"),
     [
         pytest.param(
             {"error.type": "TimeoutError"},
             QUEUE_POOL,
-            "exception",
-            "timeout",
             ("pool timeout: TimeoutError " + QUEUE_POOL, "error.type: TimeoutError"),
             id="sqlalchemy-s-message",
         ),
         pytest.param(
             {"error.type": "RuntimeError"},
             PSYCOPG_POOL,
-            "exception",
-            "timeout",
             ("pool timeout: " + ("RuntimeError " + PSYCOPG_POOL)[:200], "error.type: RuntimeError"),
             id="psycopg-pool-s-message-quoted-up-to-200-characters",
         ),
         pytest.param(
             {"error.type": "psycopg_pool.PoolTimeout"},
             "boom",
-            "exception",
-            "timeout",
             ("pool timeout: psycopg_pool.PoolTimeout boom", "error.type: psycopg_pool.PoolTimeout"),
             id="a-pool-error-type",
         ),
         pytest.param(
             {"module.pool.timed_out": True},
             "boom",
-            "exception",
-            "timeout",
             ("timed out waiting for a pooled connection after ? ms",),
             id="a-recorded-timeout-without-its-wait",
         ),
-        pytest.param(
-            {"module.pool.wait_ms": 950.0, "module.pool.timeout_s": 1.0},
-            "boom",
-            "weak",
-            "slow wait",
-            ("waited 950.0 ms for a connection, at least 90% of the 1.0 s pool timeout",),
-            id="a-long-wait-close-to-the-timeout",
-        ),
-        pytest.param(
-            {"module.pool.wait_ms": 1800.0, "module.pool.timeout_s": 2.0},
-            "boom",
-            "weak",
-            "slow wait",
-            ("waited 1800.0 ms for a connection, at least 90% of the 2.0 s pool timeout",),
-            id="a-wait-of-exactly-90-percent",
-        ),
     ],
 )
-def test_pool_evidence_says_what_timed_out_and_how_strongly(
-    query: dict[str, Any], message: str, strength: str, detail: str, evidence: tuple[str, ...]
+def test_a_pool_timeout_is_named_by_the_exception_and_quoted(
+    query: dict[str, Any], message: str, evidence: tuple[str, ...]
 ) -> None:
     spans = creation("m-7", "t7", 5, 6) + failing_load("m-7", "t7", 50, query=query)
     spans[-1] = spans[-1]._replace(status_message=message)
     (d,) = diagnose(spans).diagnoses
-    assert (d.cause, d.strength, d.detail, d.evidence) == ("pool", strength, detail, evidence)
+    assert (d.cause, d.strength, d.detail, d.evidence) == ("pool", "exception", "timeout", evidence)
 
 
 @pytest.mark.parametrize(
-    "query",
-    [
-        pytest.param({"module.pool.wait_ms": 1799.9, "module.pool.timeout_s": 2.0}, id="a-wait-just-under-90-percent"),
-        pytest.param({"module.pool.wait_ms": 10.0, "module.pool.timeout_s": 30.0}, id="a-short-wait"),
-    ],
+    ("wait_ms", "timeout_s", "cause"),
+    [(950.0, 1.0, "pool"), (1800.0, 2.0, "pool"), (1799.9, 2.0, "unknown"), (10.0, 30.0, "unknown")],
+    ids=["a-long-wait-close-to-the-timeout", "exactly-90-percent", "just-under-90-percent", "a-short-wait"],
 )
-def test_a_wait_under_90_percent_of_the_pool_timeout_is_no_pool_evidence(query: dict[str, Any]) -> None:
-    spans = creation("m-8", "t8", 5, 6) + failing_load("m-8", "t8", 50, query=query)
-    (d,) = diagnose(spans).diagnoses
-    assert d.cause == "unknown"
+def test_a_wait_of_at_least_90_percent_of_the_pool_timeout_is_weak_pool_evidence(
+    wait_ms: float, timeout_s: float, cause: str
+) -> None:
+    query = {"module.pool.wait_ms": wait_ms, "module.pool.timeout_s": timeout_s}
+    (d,) = diagnose(creation("m-8", "t8", 5, 6) + failing_load("m-8", "t8", 50, query=query)).diagnoses
+    assert d.cause == cause
+    if cause == "pool":
+        said = f"waited {wait_ms} ms for a connection, at least 90% of the {timeout_s} s pool timeout"
+        assert (d.strength, d.detail, d.evidence) == ("weak", "slow wait", (said,))
 
 
 def test_a_status_message_is_read_up_to_its_300th_character() -> None:
