@@ -369,7 +369,7 @@ def test_a_status_message_is_read_up_to_its_300th_character() -> None:
         ),
     ],
 )
-def test_evidence_on_spans_inside_the_load_counts(
+def test_spans_inside_the_load_are_evidence_and_their_status_message_only_when_they_failed(
     attributes: dict[str, Any], failed: bool, message: str, cause: str
 ) -> None:
     spans = creation("m-8b", "t8b", 5, 6) + failing_load("m-8b", "t8b", 50, duration_ms=10)
