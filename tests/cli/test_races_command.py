@@ -104,6 +104,7 @@ def test_table_lists_each_raced_load_and_a_summary(tmp_path: Path, capsys: pytes
         (["races", "--file", "missing.jsonl"], "no such file"),
         (["races", "--jaeger", "ftp://host"], "must be http(s)"),
         (["nonsense"], "invalid choice"),
+        (["demo", "--modules", "0"], "--modules and --concurrency must be >= 1"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(
