@@ -165,6 +165,8 @@ def test_a_secret_at_the_cut_of_a_long_message_never_reaches_the_span(
     assert len(span.status.description or "") <= MAX_MESSAGE
 
 
+#: A port and a path of 257 characters up to an ``@``: longer than the longest password looked for.
+LONG_PATH = "8443/export?q=" + "x" * 236 + "&to=ops"
 READABLE = [
     pytest.param(
         "postgresql://app:P@SS@db:5432/modules refused; headers {'Authorization': 'token ghp_"
@@ -187,6 +189,11 @@ READABLE = [
         + ",".join(f"m-{i}" for i in range(60))
         + "&to=ops@example.com failed",
         id="an-at-sign-past-the-longest-password-is-not-its-end",
+    ),
+    pytest.param(
+        "https://api.internal:" + LONG_PATH + "@example.com failed",
+        "https://api.internal:" + LONG_PATH + "@example.com failed",
+        id="an-at-sign-257-characters-after-the-colon-ends-no-password",  # 256 ends one: url-256-chars
     ),
     pytest.param(
         "postgresql://app:***@db/modules?user=ops@example.com refused",
