@@ -115,3 +115,15 @@ def test_a_server_span_finds_its_client_among_the_last_window_client_spans_only(
     for span in (c1, c2, c3, s1, s2, s3):  # the oldest client is forgotten when the third comes
         found.add(span)
     assert [found.bound(A.clock, callee.clock) is not None for callee in (X, Y, Z)] == [False, True, True]
+
+
+def test_by_default_a_server_span_finds_its_client_among_the_last_20000_client_spans() -> None:
+    client, server = rpc(A, Z, (0, 10), (5, 8), 0)
+    later = [rpc(A, Z, (0, 10), (5, 8), n)[0] for n in range(1, 20_001)]  # clients whose servers never came
+    held, forgotten = ClockOffsets(), ClockOffsets()
+    for span in (client, *later[:-1], server):  # 20,000 clients: the first is still held
+        held.add(span)
+    for span in (client, *later, server):  # 20,001: the first is forgotten
+        forgotten.add(span)
+    assert held.bound(A.clock, Z.clock) == OffsetBound(-5, 5, 1)
+    assert forgotten.bound(A.clock, Z.clock) is None
