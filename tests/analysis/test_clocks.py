@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from moduletrace.analysis.clocks import ClockBasis, ClockOffsets, Clocks, OffsetBound
-from moduletrace.spans import KIND_CLIENT, KIND_SERVER, Resource, Span
+from moduletrace.spans import KIND_CLIENT, KIND_INTERNAL, KIND_SERVER, Resource, Span
 
 A = Resource("caller", "proc-a", "host-a")
 Z = Resource("callee", "proc-z", "host-z")  # sorts after A: bounds are stored one way round
@@ -79,8 +79,12 @@ def test_across_hosts_a_derived_bound_wins_over_the_tolerance_unless_switched_of
 def test_a_service_without_host_or_process_is_named_in_the_comparison() -> None:
     anonymous = Resource("svc", "", "")
     clocks = Clocks(ClockOffsets(), 5)
-    assert "service svc records no host or process" in clocks.compare(anonymous, A).note
-    assert "service svc records no host or process" in clocks.compare(A, anonymous).note
+    assert clocks.compare(anonymous, A).note == (
+        "service svc records no host or process (host.name, service.instance.id): its spans can share a clock "
+        "with nothing; set them in OTEL_RESOURCE_ATTRIBUTES or enable the SDK's host and process resource detectors"
+    )
+    assert clocks.compare(A, anonymous).note == clocks.compare(anonymous, A).note
+    assert clocks.compare(A, Resource("", "", "")).note.startswith("service ? records no host or process ")
     assert clocks.compare(A, Z).note == ""
 
 
@@ -96,3 +100,30 @@ def test_an_exact_bound_is_not_an_inconsistency_and_a_host_alone_is_an_identity(
     exact = offsets(rpc(A, Z, (0, 10), (10, 12), 1), rpc(A, Z, (100, 110), (100, 130), 2))
     assert exact.inconsistent_pairs() == []
     assert Clocks(ClockOffsets(), 5).compare(Resource("svc", "", "h1"), Resource("svc", "", "h2")).note == ""
+
+
+def test_only_a_server_span_bounds_the_offset_not_a_later_job_its_client_started() -> None:
+    # The call queued a job on Z that ran 490 ns after the call ended: its start is no evidence.
+    client, server = rpc(A, Z, (0, 10), (500, 900), 1)
+    assert offsets([client, server._replace(kind=KIND_INTERNAL)]).bound(A.clock, Z.clock) is None
+
+
+def test_a_server_span_finds_its_client_among_the_last_window_client_spans_only() -> None:
+    X, Y = Resource("callee-x", "proc-x", "host-x"), Resource("callee-y", "proc-y", "host-y")
+    (c1, s1), (c2, s2), (c3, s3) = (rpc(A, callee, (0, 10), (5, 8), n) for n, callee in enumerate((X, Y, Z)))
+    found = ClockOffsets(window=2)
+    for span in (c1, c2, c3, s1, s2, s3):  # the oldest client is forgotten when the third comes
+        found.add(span)
+    assert [found.bound(A.clock, callee.clock) is not None for callee in (X, Y, Z)] == [False, True, True]
+
+
+def test_by_default_a_server_span_finds_its_client_among_the_last_20000_client_spans() -> None:
+    client, server = rpc(A, Z, (0, 10), (5, 8), 0)
+    later = [rpc(A, Z, (0, 10), (5, 8), n)[0] for n in range(1, 20_001)]  # clients whose servers never came
+    held, forgotten = ClockOffsets(), ClockOffsets()
+    for span in (client, *later[:-1], server):  # 20,000 clients: the first is still held
+        held.add(span)
+    for span in (client, *later, server):  # 20,001: the first is forgotten
+        forgotten.add(span)
+    assert held.bound(A.clock, Z.clock) == OffsetBound(-5, 5, 1)
+    assert forgotten.bound(A.clock, Z.clock) is None

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from moduletrace import scan
 from moduletrace.cli.main import main
+from moduletrace.errors import BackendError
 from tests.sources.test_file import line, otlp_span, write_lines
 from tests.support.local_server import LocalServer
 from tests.support.processes import free_port
@@ -24,8 +26,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def racing_file(tmp_path: Path) -> Path:
-    # m-1: the query reads [5.0, 5.1] us, the commit runs [6, 10] us, same process: a race. m-2: clean.
+def racing_file(tmp_path: Path, failed: bool = False) -> Path:
+    # m-1: the query reads [5.0, 5.1] us, the commit runs [6, 10] us, same process: a race (its load failed
+    # when ``failed``). m-2: clean.
     def spans(module: str, trace: str, commit_end: int, query_start: int) -> list[dict[str, Any]]:
         out = [
             otlp_span("module_create_db_commit", "a" + trace[-15:], module=module, start=6_000, end=commit_end),
@@ -43,6 +46,8 @@ def racing_file(tmp_path: Path) -> Path:
         ]
         for span in out:
             span["traceId"] = trace
+        if failed and module == "m-1":
+            out[1]["status"] = {"code": 2}
         return out
 
     return write_lines(
@@ -99,6 +104,7 @@ def test_table_lists_each_raced_load_and_a_summary(tmp_path: Path, capsys: pytes
         (["races", "--file", "missing.jsonl"], "no such file"),
         (["races", "--jaeger", "ftp://host"], "must be http(s)"),
         (["nonsense"], "invalid choice"),
+        (["demo", "--modules", "0"], "--modules and --concurrency must be >= 1"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(
@@ -259,3 +265,87 @@ def test_the_skew_tolerance_flag_decides_a_cross_host_gap(tmp_path: Path, capsys
     assert verdicts("7.8") == (1, ["race"], [])
     assert verdicts("7.9") == (0, [], ["clock"])  # exactly at the bound: undecided
     assert verdicts("10") == (0, [], ["clock"])
+
+
+# --- exit statuses: what each way a scan ends exits with, and the one line it says ------------------
+
+
+def test_no_command_prints_the_usage_on_stderr_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys)
+    assert code == 2 and out == "" and err.startswith("usage: moduletrace")
+
+
+def test_diagnose_exits_1_for_a_failed_load_and_0_without(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(racing_file(tmp_path, failed=True))
+    assert run(capsys, "diagnose", "--file", path, "--module", "m-1")[0] == 1
+    assert run(capsys, "diagnose", "--file", path, "--module", "m-2")[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("command", "module", "code"),
+    [("races", "m-1", 1), ("races", "m-2", 3), ("diagnose", "m-1", 1), ("diagnose", "m-2", 3)],
+)
+def test_a_partial_scan_that_found_something_exits_1_and_one_that_found_nothing_exits_3(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    module: str,
+    code: int,
+) -> None:
+    whole = getattr(scan, command)
+
+    def partial(*args: Any) -> tuple[Any, scan.Scan]:
+        found, read = whole(*args)
+        read.partial.append("Tempo answered HTTP 500 for 2 of 9 windows")
+        return found, read
+
+    monkeypatch.setattr(scan, command, partial)
+    got, _, err = run(capsys, command, "--file", str(racing_file(tmp_path, failed=True)), "--module", module)
+    assert got == code
+    assert err == (
+        ""
+        if code == 1
+        else "moduletrace: error: the scan is partial, so finding nothing proves nothing: "
+        "Tempo answered HTTP 500 for 2 of 9 windows\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "said"),
+    [
+        pytest.param(
+            BackendError("Tempo answered HTTP 401"), 3, "moduletrace: error: Tempo answered HTTP 401", id="backend"
+        ),
+        pytest.param(KeyboardInterrupt(), 130, "moduletrace: interrupted", id="interrupted"),
+        pytest.param(BrokenPipeError(), 0, "", id="the-reader-went-away"),
+        pytest.param(
+            MemoryError(),
+            3,
+            "moduletrace: error: out of memory (narrow the scan: --since, --service, --module)",
+            id="out-of-memory",
+        ),
+        pytest.param(
+            KeyError("x" * 300),
+            3,
+            "moduletrace: error: internal error, please report it: KeyError: '" + "x" * 199,
+            id="a-bug-in-one-line-of-at-most-200-characters",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["races", "diagnose"])
+def test_how_a_scan_ends_decides_the_exit_status_and_the_one_line_said(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    raised: BaseException,
+    code: int,
+    said: str,
+) -> None:
+    def failing(*args: Any) -> None:
+        raise raised
+
+    monkeypatch.setattr(scan, command, failing)
+    got, out, err = run(capsys, command, "--file", str(racing_file(tmp_path)))
+    assert (got, out, err) == (code, "", said + "\n" if said else "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import httpx
 import pytest
@@ -81,9 +82,62 @@ def test_the_sync_loader_refuses_a_coroutine_function() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "cause"), [(401, "auth"), (403, "auth"), (404, "not_found"), (503, "unavailable"), (500, "error")]
+    ("status", "cause"),
+    [
+        (401, "auth"),
+        (403, "auth"),
+        (404, "not_found"),
+        (429, "unavailable"),
+        (502, "unavailable"),
+        (503, "unavailable"),
+        (504, "unavailable"),
+        (500, "error"),
+    ],
 )
 def test_http_statuses_map_to_causes(status: int, cause: str) -> None:
     request = httpx.Request("GET", "http://x")
     error = httpx.HTTPStatusError("x", request=request, response=httpx.Response(status, request=request))
+    assert classify_failure(error) == cause
+
+
+class BackendDown(httpx.ConnectError):
+    """A service's own exception hierarchy over its HTTP client's."""
+
+
+class CanvasDown(BackendDown):
+    pass
+
+
+class Timeout(BaseException):
+    """As gevent's ``Timeout``: a BaseException, not an Exception."""
+
+
+class ExpiredSignatureError(Exception):
+    """As PyJWT's."""
+
+
+class Unprintable(ConnectionRefusedError):
+    def __str__(self) -> str:
+        raise RuntimeError("no __str__ today")
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        pytest.param(httpx.ConnectError("connection refused"), "unavailable", id="connect-error"),
+        pytest.param(CanvasDown("connection refused"), "unavailable", id="named-by-a-base-two-levels-up"),
+        pytest.param(socket.gaierror(-2, "Name or service not known"), "unavailable", id="any-other-os-error"),
+        pytest.param(Unprintable(), "unavailable", id="a-broken-str-the-type-still-names-it"),
+        pytest.param(Timeout(), "timeout", id="a-base-exception-timeout"),
+        pytest.param(ExpiredSignatureError("Signature has expired"), "auth", id="a-token-error-type"),
+        pytest.param(RuntimeError("The token is not yet valid (iat)"), "auth", id="clock-skew-said-in-the-message"),
+        pytest.param(
+            RuntimeError("QueuePool limit of size 5 overflow 10 reached, connection timed out, timeout 30.00"),
+            "pool",
+            id="a-pool-timeout-said-in-the-message",
+        ),
+        pytest.param(RuntimeError("something else"), "error", id="nothing-known"),
+    ],
+)
+def test_exceptions_map_to_causes_by_their_types_and_message(error: BaseException, cause: str) -> None:
     assert classify_failure(error) == cause

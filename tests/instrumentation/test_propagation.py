@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -37,6 +38,22 @@ class CarrierRow:
     tracestate: str | None = None
 
 
+class DetachedRow:
+    """An ORM row whose columns cannot be read any more (its session is closed)."""
+
+    @property
+    def traceparent(self) -> str:
+        raise RuntimeError("instance is not bound to a session")
+
+
+def headers(**fields: str) -> http.client.HTTPMessage:
+    """Response headers as urllib gives them: they have ``items()`` but are no Mapping."""
+    message = http.client.HTTPMessage()
+    for name, value in fields.items():
+        message[name.title()] = value
+    return message
+
+
 class HeaderBag(Mapping[str, str]):
     """A Mapping that is not a dict (as HTTP header classes are)."""
 
@@ -63,6 +80,23 @@ def test_carrier_holds_the_current_traceparent_and_tracestate(spans: Recorded) -
 
 def test_carrier_is_empty_without_a_span(spans: Recorded) -> None:
     assert moduletrace.carrier() == {}
+
+
+def test_carrier_of_a_given_context_holds_that_context_not_the_current_one(spans: Recorded) -> None:
+    creation = SpanContext(
+        0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True, trace_flags=TraceFlags(1)
+    )
+    with trace.get_tracer("http.server").start_as_current_span("POST /modules"):
+        carrier = moduletrace.carrier(trace.set_span_in_context(NonRecordingSpan(creation)))
+    assert carrier == {"traceparent": TRACEPARENT}
+
+
+def test_a_context_the_propagator_cannot_read_gives_an_empty_carrier_and_a_logged_internal_error(
+    spans: Recorded, lenient: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert moduletrace.carrier(object()) == {}  # type: ignore[arg-type]
+    (record,) = caplog.records
+    assert record.getMessage().startswith("moduletrace: internal error in carrier (AttributeError: ")
 
 
 def test_load_with_the_carrier_continues_the_creation_trace_and_links_the_current_request(spans: Recorded) -> None:
@@ -111,6 +145,8 @@ def test_link_mode_keeps_the_load_in_the_current_trace_and_links_the_creation(sp
         lambda sc: AliasedCarrierModel(traceparent=TRACEPARENT),
         lambda sc: CarrierRow(TRACEPARENT),
         lambda sc: types.SimpleNamespace(traceparent=TRACEPARENT, tracestate="vendor=1"),
+        lambda sc: types.SimpleNamespace(traceparent=TRACEPARENT),
+        lambda sc: headers(traceparent=TRACEPARENT),
         lambda sc: HeaderBag({"traceparent": TRACEPARENT}),
         lambda sc: types.MappingProxyType({"traceparent": TRACEPARENT}),
     ],
@@ -124,6 +160,8 @@ def test_link_mode_keeps_the_load_in_the_current_trace_and_links_the_creation(sp
         "pydantic-aliases",
         "dataclass",
         "attributes",
+        "traceparent-attribute-only",
+        "items-but-no-mapping",
         "mapping-class",
         "mapping-proxy",
     ],
@@ -137,6 +175,7 @@ def test_parent_accepts_strings_mappings_contexts_span_contexts_and_spans(spans:
     load = spans.one("module_load_request")
     assert load.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
     assert load.parent.span_id == 0xB7AD6B7169203331
+    assert load.links == ()  # no request was current: nothing to link
 
 
 def test_decorator_reads_the_parent_from_a_parameter(spans: Recorded) -> None:
@@ -167,12 +206,31 @@ def test_continuing_makes_the_creation_current_for_code_that_propagates_itself(s
     assert not trace.get_current_span().get_span_context().is_valid  # detached after the block
 
 
-@pytest.mark.parametrize("bad", [{}, {"traceparent": "garbage"}, "00-000-000-00", 42, CarrierRow(None)])
-def test_an_unusable_carrier_is_logged_once_and_the_load_starts_from_the_current_context(
-    spans: Recorded, bad: object, caplog: pytest.LogCaptureFixture
+def test_an_unusable_carrier_is_logged_once_per_type_and_the_load_starts_from_the_current_context(
+    spans: Recorded, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for _ in range(2):
+    unusable: list[object] = [{}, {"traceparent": "garbage"}, "00-000-000-00", 42, CarrierRow(None)]
+    for bad in unusable * 2:
         with moduletrace.load_request("m-6", parent=bad):  # type: ignore[arg-type]
             pass
-    assert len(spans.named("module_load_request")) == 2
-    assert sum("holds no valid trace context" in r.getMessage() for r in caplog.records) == 1
+    loads = spans.named("module_load_request")
+    assert len(loads) == 10 and all(load.parent is None for load in loads)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"moduletrace: parent={kind} holds no valid trace context; the span starts from the current context "
+        "instead (the detector still matches it by module.id)"
+        for kind in ("dict", "str", "int", "CarrierRow")
+    ]
+
+
+def test_a_carrier_object_whose_attributes_raise_is_logged_and_the_load_still_runs(
+    spans: Recorded, lenient: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with moduletrace.load_request("m-11", parent=DetachedRow()):  # type: ignore[arg-type]
+        pass
+    assert spans.one("module_load_request").parent is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == (
+        "moduletrace: internal error in read carrier (RuntimeError: instance is not bound to a session); "
+        "your code still runs, with less telemetry"
+    )
+    assert messages[1].startswith("moduletrace: parent=DetachedRow holds no valid trace context")

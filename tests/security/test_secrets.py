@@ -12,7 +12,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 import moduletrace
+from moduletrace.instrumentation._failure import MAX_MESSAGE
 from moduletrace.instrumentation.file_exporter import encode_spans
+from moduletrace.redaction import redact
 from tests import conftest
 from tests.conftest import Recorded, find_secrets, install_provider, reset_trace_globals
 
@@ -89,6 +91,11 @@ SHAPES = [
     ("aws_secret_access_key = {}", "WJALRXUTNFEMI/K7MDENG/BPXRFICY+KEY"),
     ("token rejected: {}", "eyJQX7ZZ9WW4.eyJHH5JJ6KK7.QX7ZZ9WW4HH5"),
     ("login with password={} denied", "HX7@Q2/ZZ9+"),
+    ("connect to postgresql://app:{}@[::1]:5432/modules failed", "P@SS-7Q2X"),
+    ("proxy app:{}@8.8.4.4:3128 refused", "P@SS-7Q2X"),
+    ("connect to postgresql://app:{}@db", "P@SS-7Q2X"),
+    ("docs at https://example.com:8443/help; postgresql://app:{}@db:5432 refused", "P@SS-7Q2X"),
+    ("connect to postgresql://app:{}@db failed", "Q7X-" * 64),
 ]
 SHAPE_IDS = [
     "url-at",
@@ -104,6 +111,11 @@ SHAPE_IDS = [
     "aws-secret-spaced",
     "jwt",
     "password-pair",
+    "url-ipv6-host",  # the host after the @ need not look like a name in a URL
+    "bare-userinfo-ip",  # a host that begins with a one-character label
+    "url-at-the-end",  # nothing after the URL: no space or quote ends it
+    "second-url",  # the first URL holds no password, the second does
+    "url-256-chars",  # the longest password looked for
 ]
 
 
@@ -150,21 +162,115 @@ def test_a_secret_at_the_cut_of_a_long_message_never_reaches_the_span(
             raise ValueError(message)
     span = spans.one("module_create_db_commit")
     assert leaked(span, secret) == []
-    assert len(span.status.description or "") <= 1024
+    assert len(span.status.description or "") <= MAX_MESSAGE
 
 
-def test_redaction_keeps_the_rest_of_the_message_readable(spans: Recorded) -> None:
+#: A port and a path of 257 characters up to an ``@``: longer than the longest password looked for.
+LONG_PATH = "8443/export?q=" + "x" * 236 + "&to=ops"
+READABLE = [
+    pytest.param(
+        "postgresql://app:P@SS@db:5432/modules refused; headers {'Authorization': 'token ghp_"
+        + "A" * 36
+        + "'}; aws_secret_access_key=WJALR",
+        "postgresql://app:***@db:5432/modules refused; headers {'Authorization': 'token ***'}; "
+        "aws_secret_access_key=***",
+        id="url-header-pair",
+    ),
+    pytest.param(
+        "postgresql://app:S3CRET@db:5432/modules refused; ask dba@example.com",
+        "postgresql://app:***@db:5432/modules refused; ask dba@example.com",
+        id="the-password-ends-where-the-url-ends",
+    ),
+    pytest.param(
+        "https://app:S3CRET@api.internal/export?ids="
+        + ",".join(f"m-{i}" for i in range(60))
+        + "&to=ops@example.com failed",
+        "https://app:***@api.internal/export?ids="
+        + ",".join(f"m-{i}" for i in range(60))
+        + "&to=ops@example.com failed",
+        id="an-at-sign-past-the-longest-password-is-not-its-end",
+    ),
+    pytest.param(
+        "https://api.internal:" + LONG_PATH + "@example.com failed",
+        "https://api.internal:" + LONG_PATH + "@example.com failed",
+        id="an-at-sign-257-characters-after-the-colon-ends-no-password",  # 256 ends one: url-256-chars
+    ),
+    pytest.param(
+        "postgresql://app:***@db/modules?user=ops@example.com refused",
+        "postgresql://app:***@db/modules?user=ops@example.com refused",
+        id="a-url-the-driver-masked-stays-as-it-is",
+    ),
+    pytest.param(
+        "postgresql://app:@db/modules refused", "postgresql://app:@db/modules refused", id="an-empty-password"
+    ),
+    pytest.param(
+        "dsn template app:{password}@{host} was never formatted",
+        "dsn template app:{password}@{host} was never formatted",
+        id="no-host-after-the-at-sign-is-no-userinfo",
+    ),
+    pytest.param(
+        "login failed for user=app password=******** (masked by the driver)",
+        "login failed for user=app password=******** (masked by the driver)",
+        id="a-value-the-host-masked-stays-as-it-is",
+    ),
+    pytest.param(
+        "settings {'password': 'HX7-Q2-ZZ9', 'user': 'app'}",
+        "settings {'password': '***', 'user': 'app'}",
+        id="a-quoted-value-keeps-its-quotes",
+    ),
+    pytest.param("password=XYZZY-42 rejected", "password=*** rejected", id="an-unquoted-value-gets-no-quotes"),
+]
+
+
+@pytest.mark.parametrize(("message", "description"), READABLE)
+def test_redaction_keeps_the_rest_of_the_message_readable(spans: Recorded, message: str, description: str) -> None:
     with pytest.raises(ConnectionError):
         with moduletrace.db_commit("m-42"):
-            raise ConnectionError(
-                "postgresql://app:P@SS@db:5432/modules refused; headers {'Authorization': 'token ghp_"
-                + "A" * 36
-                + "'}; aws_secret_access_key=WJALR"
-            )
-    assert spans.one("module_create_db_commit").status.description == (
-        "postgresql://app:***@db:5432/modules refused; headers {'Authorization': 'token ***'}; "
-        "aws_secret_access_key=***"
-    )
+            raise ConnectionError(message)
+    assert spans.one("module_create_db_commit").status.description == description
+
+
+# --- the cut: at most the limit, whole words, never the first half of a token ---------------------
+
+
+def test_a_message_of_exactly_the_limit_is_kept_whole_and_one_character_more_is_cut(spans: Recorded) -> None:
+    whole = ("word " * 300)[:MAX_MESSAGE]  # ends with a whole word
+    for message in (whole, whole + "s"):
+        with pytest.raises(ValueError):
+            with moduletrace.db_commit("m-44"):
+                raise ValueError(message)
+    kept, cut = (span.status.description for span in spans.named("module_create_db_commit"))
+    assert kept == whole
+    assert cut == whole[: MAX_MESSAGE - len("word")] + "\u2026"  # the cut word goes, an ellipsis says so
+    assert len(cut) <= MAX_MESSAGE
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "cut"),
+    [
+        pytest.param("alpha beta gamma", 16, "alpha beta gamma", id="exactly-the-limit"),
+        pytest.param("alpha beta gamma", 11, "alpha beta\u2026", id="the-cut-falls-on-a-space"),
+        pytest.param("alpha beta gamma", 15, "alpha beta \u2026", id="the-cut-word-goes"),
+        pytest.param("one two three", 12, "one two \u2026", id="back-to-the-last-space"),
+        pytest.param("one\ntwo\nthree", 12, "one\ntwo\n\u2026", id="back-to-the-last-newline"),
+        pytest.param("one\ttwo\tthree", 12, "one\ttwo\t\u2026", id="back-to-the-last-tab"),
+        pytest.param(" " + "x" * 300, 100, " \u2026", id="back-to-a-leading-space"),
+        pytest.param("x" * 300, 257, "\u2026", id="a-cut-token-of-256-characters-goes-whole"),
+        pytest.param("x" * 300, 258, "x" * 257 + "\u2026", id="a-cut-token-of-257-characters-is-no-secret"),
+        pytest.param("intro " + "x" * 400, 300, "intro " + "x" * 293 + "\u2026", id="a-space-257-back-is-too-far"),
+        pytest.param("intro\n" + "x" * 400, 300, "intro\n" + "x" * 293 + "\u2026", id="a-newline-257-back-too"),
+        pytest.param("intro\t" + "x" * 400, 300, "intro\t" + "x" * 293 + "\u2026", id="a-tab-257-back-too"),
+    ],
+)
+def test_a_cut_keeps_whole_words_and_drops_a_short_token_it_cuts(text: str, limit: int, cut: str) -> None:
+    assert redact(text, limit) == cut
+
+
+def test_a_message_that_redaction_shortens_below_the_limit_keeps_its_words() -> None:
+    token = "eyJ" + "QX7ZZ9" * 8 + ".eyJ" + "HH5JJ6" * 8 + ".WW4"
+    text = redact("token rejected: " + token + " by the gateway", limit=60)
+    assert text.startswith("token rejected: *** by the") and len(text) <= 60
+    assert "QX7ZZ9" not in text and "HH5JJ6" not in text
 
 
 # --- property: wherever a secret sits in whatever text, no piece of it reaches a span ------------

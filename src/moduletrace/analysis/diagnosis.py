@@ -128,19 +128,16 @@ class Diagnoser:
         attributes = span.attributes
         kept = {k: v for k, v in attributes.items() if k in _EVIDENCE_KEYS or k.startswith(EVIDENCE_PREFIXES)}
         failed = span.status_code == STATUS_ERROR
-        status = attributes.get(HTTP_RESPONSE_STATUS_CODE)
-        http_error = isinstance(status, int) and status >= 400
-        if not (kept or failed or http_error):
+        if not (kept or failed):  # an HTTP status is kept: an HTTP error is never dropped here
             return
         if failed and span.status_message:
             kept["status.message"] = span.status_message[:300]
-        kept["span.duration_ms"] = (span.end_ns - span.start_ns) / 1e6
         evidence = self._traces.get(span.trace_id)
         if evidence is None:
             evidence = self._traces[span.trace_id] = _Evidence()
         if span.name in LIFECYCLE_SPAN_NAMES:
             evidence.by_span[span.span_id] = kept
-        elif failed or http_error or kept:
+        else:
             evidence.errors.append((span.start_ns, span.end_ns, span.name, kept))
 
     def add_all(self, spans: Iterable[Span]) -> None:
@@ -351,10 +348,3 @@ def _auth(seen: list[dict[str, Any]]) -> tuple[str, list[str], str] | None:
         if classify(str(attributes.get(ERROR_TYPE, ""))) == "auth":
             return "exception", [f"authentication error {attributes[ERROR_TYPE]} at {where}"], "expired"
     return None
-
-
-def _older(observed: Any, committed: Any) -> bool:
-    try:
-        return bool(observed < committed)
-    except TypeError:
-        return str(observed) != str(committed)

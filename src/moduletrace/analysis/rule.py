@@ -145,4 +145,4 @@ def _explain(
 
 def _ms(value: float) -> str:
     """Milliseconds as people write them: 5, 0.25, 0.000001."""
-    return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
+    return f"{value:.6f}".rstrip("0").rstrip(".")  # "0.000000" -> "0"
