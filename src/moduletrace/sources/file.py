@@ -165,7 +165,9 @@ class FileSource:
                         raise FormatError(f"longer than {MAX_RECORD_BYTES // 2**20} MiB (the limit), not read")
                     # The typed decoder takes the usual JSON line; it leaves anything else (and
                     # anything it finds unusual: None) to the parser and the generic decoder.
-                    spans = typed.decode(record) if typed is not None and record[:1] == b"{" else None
+                    spans: list[Span] | None = (
+                        typed.decode(record) if typed is not None and record[:1] == b"{" else None
+                    )
                     if spans is None:
                         spans = decode(_payload(record), self.resources, wanted)
                 except _RECORD_ERRORS as exc:

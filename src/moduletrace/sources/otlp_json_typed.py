@@ -20,7 +20,7 @@ import msgspec
 from msgspec import UNSET, Raw, Struct, UnsetType
 
 from moduletrace.sources.otlp_json import _STATUS, _enum, decode_id
-from moduletrace.spans import BARE, Link, Resource, ResourceCache, Span, Wanted
+from moduletrace.spans import BARE, CheckedSpans, Link, Resource, ResourceCache, Span, Wanted
 
 # JSON integers in int64 (orjson makes floats of those past 64 bits, json.loads keeps them exact):
 # outside it the generic decoder's parser decides.
@@ -92,6 +92,8 @@ _NO_ATTRIBUTES: dict[str, Any] = {}
 #: practice; a writer that puts ids in span names stops adding here, and ``wanted`` is asked).
 _MAX_DECISIONS = 4096
 _new_span = tuple.__new__  # Span's own __new__ is a Python function: a frame per span
+_HEX_DIGITS = b"0123456789abcdef"
+_MAX_NS = 2**64 - 1  # as the scan: OTLP times are unsigned 64-bit nanoseconds
 
 
 class _Unusual(Exception):
@@ -106,8 +108,12 @@ class LineDecoder:
         self.wanted = wanted
         self._decisions: list[dict[str, object]] = [{} for _ in range(6)]
 
-    def decode(self, line: bytes) -> list[Span] | None:
-        """The wanted spans of one line, as the generic decoder would give them; None: ask it."""
+    def decode(self, line: bytes) -> CheckedSpans | None:
+        """The wanted spans of one line, as the generic decoder would give them; None: ask it.
+
+        Spans it gives are also as the scan wants them (times in range, ids lower-case hex): a line
+        with one that is not goes to the generic decoder too, and the scan says which it rejects.
+        """
         try:
             payload = _payload(line)
             entries = payload.resourceSpans
@@ -115,14 +121,27 @@ class LineDecoder:
                 entries = payload.batches
                 if entries is None:
                     return None
-            out: list[Span] = []
+            out = CheckedSpans()
+            ids: list[str] = []
             for entry in entries:
-                self._entry(entry, out)
+                self._entry(entry, out, ids)
+            # Lengths were checked span by span; the characters here, all at once.
+            if "".join(ids).encode("ascii").translate(None, _HEX_DIGITS):
+                return None
             return out
-        except (_DecodeError, _Unusual, KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError):
+        except (
+            _DecodeError,
+            _Unusual,
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            OverflowError,
+            RecursionError,
+        ):  # UnicodeEncodeError is a ValueError
             return None
 
-    def _entry(self, entry: _ResourceSpans, out: list[Span]) -> None:
+    def _entry(self, entry: _ResourceSpans, out: list[Span], ids: list[str]) -> None:
         resource: Resource | None = None
         decisions = self._decisions
         append = out.append
@@ -141,34 +160,21 @@ class LineDecoder:
                 trace_id = raw.traceId
                 span_id = raw.spanId
                 parent = raw.parentSpanId
-                start = raw.startTimeUnixNano
-                end = raw.endTimeUnixNano
+                start = int(raw.startTimeUnixNano)  # type: ignore[arg-type]  # UNSET (absent): TypeError
+                end = int(raw.endTimeUnixNano)  # type: ignore[arg-type]
                 if (
                     len(trace_id) != 32
                     or len(span_id) != 16
                     or (parent and len(parent) != 16)
-                    or start is UNSET
-                    or end is UNSET
+                    or not 0 <= start <= end <= _MAX_NS
                 ):
-                    raise _Unusual  # base64 or shortened ids, a missing time
-                if want is BARE:  # as the generic decoder: the parent id as written
+                    raise _Unusual  # base64 or shortened ids, a time the scan would reject
+                ids += (trace_id, span_id, parent)  # lower-case hex, checked once per line: no .lower()
+                if want is BARE:
                     append(
                         _new_span(
                             Span,
-                            (
-                                trace_id.lower(),
-                                span_id.lower(),
-                                parent,
-                                name,
-                                kind,
-                                int(start),
-                                int(end),
-                                0,
-                                "",
-                                _NO_ATTRIBUTES,
-                                resource,
-                                (),
-                            ),
+                            (trace_id, span_id, parent, name, kind, start, end, 0, "", _NO_ATTRIBUTES, resource, ()),
                         )
                     )
                     continue
@@ -187,13 +193,13 @@ class LineDecoder:
                     _new_span(
                         Span,
                         (
-                            trace_id.lower(),
-                            span_id.lower(),
-                            parent.lower(),
+                            trace_id,
+                            span_id,
+                            parent,
                             name,
                             kind,
-                            int(start),
-                            int(end),
+                            start,
+                            end,
                             code,
                             message,
                             _attributes(attributes) if attributes else {},
