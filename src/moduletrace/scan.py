@@ -300,10 +300,15 @@ def incident(
     from moduletrace.analysis.diagnosis import wanted as diagnosis_wanted
 
     start, end = options.window()
-    diagnoser = Diagnoser(RaceDetector(options.skew_tolerance_ms, derive_bounds=options.derive_bounds))
+    detector = RaceDetector(
+        options.skew_tolerance_ms,
+        derive_bounds=options.derive_bounds,
+        settle_after_s=options.settle_after_s,
+        scope=LoadScope(options.module, options.service, start, end),
+    )
+    diagnoser = Diagnoser(detector)
     scan = read(open_sources(options, warn), diagnoser, diagnosis_wanted, options, tick, warn, claim)
-    diagnosis = diagnoser.report(module=options.module, service=options.service, start_ns=start, end_ns=end)
-    races = diagnoser.detector.report(module=options.module, service=options.service, start_ns=start, end_ns=end)
+    diagnosis, races = diagnoser.reports()
     _require_loads(races.loads, scan, options, claim)
     return diagnosis, races, scan
 

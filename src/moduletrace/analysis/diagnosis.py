@@ -29,8 +29,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from moduletrace.analysis.races import Judgement, Load, RaceDetector
-from moduletrace.analysis.report import RaceVerdict, Unmatched
+from moduletrace.analysis.races import Judgement, Load, RaceDetector, module_id_of
+from moduletrace.analysis.report import RaceReport, RaceVerdict, Unmatched
 from moduletrace.causes import classify, is_clock_skew, says_not_found
 from moduletrace.conventions import (
     AUTH_ERROR,
@@ -45,6 +45,7 @@ from moduletrace.conventions import (
     HTTP_RESPONSE_STATUS_CODE,
     LIFECYCLE_SPAN_NAMES,
     LOAD_DB_QUERY,
+    LOAD_REQUEST,
     POOL_IN_USE,
     POOL_SIZE,
     POOL_TIMED_OUT,
@@ -59,6 +60,9 @@ CAUSES: tuple[Cause, ...] = ("auth", "pool", "race", "not_found", "unknown")
 
 #: Attributes kept from the spans of a failed load (never free text beyond the redacted status).
 _EVIDENCE_KEYS = (ERROR_TYPE, HTTP_RESPONSE_STATUS_CODE, EXCEPTION_TYPE)
+_LOAD_SPAN_NAMES = frozenset((SPAN_NAMES[LOAD_REQUEST], SPAN_NAMES[LOAD_DB_QUERY]))
+#: The HTTP statuses a cause reads (``_auth``): of a span that did not fail, nothing else is kept.
+_AUTH_STATUSES = (401, 403)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,8 @@ class _Evidence:
 
     by_span: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: list[tuple[int, int, str, dict[str, Any]]] = field(default_factory=list)  # start, end, name, attrs
+    loads: int = 0  # load spans in this trace of modules not judged yet (settling): kept while any
+    bucket: int = -1  # the time bucket of its latest span (settling)
 
 
 def wanted(name: str, kind: int) -> object:
@@ -109,36 +115,122 @@ def wanted(name: str, kind: int) -> object:
     return True
 
 
+#: Distinct attribute keys remembered as evidence or not (a writer with ids in its keys stops it).
+_MAX_KEYS = 10_000
+
+
 class Diagnoser:
-    """Feeds the race detector and keeps the failure evidence of each trace (compactly)."""
+    """Feeds the race detector and keeps the failure evidence of each trace (compactly).
+
+    With a settling detector (``settle_after_s``), memory follows the modules in flight, as the
+    detector's does: the failed loads of a module are diagnosed when it settles, with the evidence
+    read by then; the evidence of a trace is kept while a load of it awaits judgement, else until
+    the data has moved ``settle_after_s`` past the trace's latest span. A span of evidence that
+    comes later than that (further out of time order than the collector writes) is not seen by the
+    diagnosis of a load already judged, and a load arriving that late is diagnosed with the
+    evidence of its trace read since (its module's creation is kept, as for ``races``).
+    """
 
     def __init__(self, detector: RaceDetector | None = None) -> None:
         self.detector = detector or RaceDetector()
+        self.detector.on_settled = self._settled
         self._traces: dict[str, _Evidence] = {}
+        self._flags: dict[str, bool] = {}  # attribute key -> whether it is evidence
+        self._diagnoses: list[Diagnosis] = []  # the failed loads of settled modules
+        self._loads = 0  # the loads of settled modules
+        settle = self.detector.settle_after_ns
+        self._settle_ns = settle
+        self._bucket_ns = max(1_000_000_000, settle // 8) if settle is not None else 0
+        self._buckets: dict[int, list[str]] = {}  # traces by the time bucket of their latest span
+        self._module_traces: dict[str, list[str]] = {}  # module not judged yet -> its load spans' traces
+        self._spans = 0
 
     def add(self, span: Span) -> None:
         self.detector.add(span)
-        attributes = span.attributes
-        kept = {k: v for k, v in attributes.items() if k in _EVIDENCE_KEYS or k.startswith(EVIDENCE_PREFIXES)}
-        failed = span.status_code == STATUS_ERROR
-        status = attributes.get(HTTP_RESPONSE_STATUS_CODE)
-        http_error = isinstance(status, int) and status >= 400
-        if not (kept or failed or http_error):
+        trace_id, span_id, _, name, _, start_ns, end_ns, status_code, status_message, attributes, _, _ = span
+        evidence = None
+        if self._settle_ns is not None:
+            self._spans += 1
+            if not self._spans & 0xFFF:
+                self._sweep()
+            if name in _LOAD_SPAN_NAMES:  # its trace's evidence waits for the load's judgement
+                module_id = module_id_of(attributes)
+                if module_id is not None:
+                    evidence = self._evidence(trace_id, end_ns)
+                    evidence.loads += 1
+                    self._module_traces.setdefault(module_id, []).append(trace_id)
+        kept = self._kept(attributes)
+        failed = status_code == STATUS_ERROR
+        if not (kept or failed):
             return
-        if failed and span.status_message:
-            kept["status.message"] = span.status_message[:300]
-        kept["span.duration_ms"] = (span.end_ns - span.start_ns) / 1e6
-        evidence = self._traces.get(span.trace_id)
+        lifecycle = name in LIFECYCLE_SPAN_NAMES
+        if not (lifecycle or failed) and len(kept) == 1 and attributes.get(HTTP_RESPONSE_STATUS_CODE) is not None:
+            # A span that did not fail and says nothing but its HTTP status: only a 401 or a 403 names
+            # a cause (auth). The others (most HTTP spans: 200s) are not kept.
+            if attributes[HTTP_RESPONSE_STATUS_CODE] not in _AUTH_STATUSES:
+                return
+        if failed and status_message:
+            kept["status.message"] = status_message[:300]
+        kept["span.duration_ms"] = (end_ns - start_ns) / 1e6
         if evidence is None:
-            evidence = self._traces[span.trace_id] = _Evidence()
-        if span.name in LIFECYCLE_SPAN_NAMES:
-            evidence.by_span[span.span_id] = kept
-        elif failed or http_error or kept:
-            evidence.errors.append((span.start_ns, span.end_ns, span.name, kept))
+            evidence = self._evidence(trace_id, end_ns)
+        if lifecycle:
+            evidence.by_span[span_id] = kept
+        else:
+            evidence.errors.append((start_ns, end_ns, name, kept))
 
     def add_all(self, spans: Iterable[Span]) -> None:
         for span in spans:
             self.add(span)
+
+    def _kept(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
+        """The attributes that are evidence (each key classified once)."""
+        flags = self._flags
+        if not flags.keys() >= attributes.keys():
+            if len(flags) > _MAX_KEYS:
+                return {k: v for k, v in attributes.items() if _is_evidence(k)}
+            for key in attributes:
+                if key not in flags:
+                    flags[key] = _is_evidence(key)
+        return {k: v for k, v in attributes.items() if flags[k]}
+
+    def _evidence(self, trace_id: str, end_ns: int) -> _Evidence:
+        evidence = self._traces.get(trace_id)
+        if evidence is None:
+            evidence = self._traces[trace_id] = _Evidence()
+        if self._settle_ns is not None:
+            bucket = end_ns // self._bucket_ns
+            if bucket > evidence.bucket:
+                evidence.bucket = bucket
+                self._buckets.setdefault(bucket, []).append(trace_id)
+        return evidence
+
+    def _cutoff(self) -> int:
+        assert self._settle_ns is not None
+        return (self.detector.watermark_ns - self._settle_ns) // self._bucket_ns
+
+    def _sweep(self) -> None:
+        """Forget the evidence of traces the data has moved past and no load in flight needs."""
+        cutoff = self._cutoff()
+        for bucket in sorted(b for b in self._buckets if b < cutoff):
+            for trace_id in self._buckets.pop(bucket):
+                evidence = self._traces.get(trace_id)
+                if evidence is not None and evidence.bucket == bucket and not evidence.loads:
+                    del self._traces[trace_id]
+
+    def _settled(self, module_id: str, judgements: list[Judgement]) -> None:
+        """A module the detector judged early: diagnose its failed loads now, then let its traces go."""
+        for judgement in judgements:
+            self._loads += 1
+            if judgement.load.failed:
+                self._diagnoses.append(self._diagnose(judgement))
+        cutoff = self._cutoff()
+        for trace_id in self._module_traces.pop(module_id, ()):
+            evidence = self._traces.get(trace_id)
+            if evidence is not None:
+                evidence.loads -= 1
+                if not evidence.loads and evidence.bucket < cutoff:  # swept already: no bucket holds it
+                    del self._traces[trace_id]
 
     def modules_without_creation(self) -> list[str]:
         return self.detector.modules_without_creation()
@@ -154,24 +246,21 @@ class Diagnoser:
         start_ns: int | None = None,
         end_ns: int | None = None,
     ) -> DiagnosisReport:
-        report = DiagnosisReport()
+        report = DiagnosisReport(diagnoses=list(self._diagnoses), loads=self._loads)
         for judgement in self.detector.judgements(module, service, start_ns, end_ns):
-            report.loads += 1
-            if judgement.load.failed:
-                report.diagnoses.append(self._diagnose(judgement))
-        durations: dict[str, list[float]] = {cause: [] for cause in CAUSES}
-        for diagnosis in report.diagnoses:
-            durations[diagnosis.cause].append(diagnosis.duration_ms)
-        for cause, values in durations.items():
-            values.sort()
-            report.by_cause[cause] = CauseSummary(
-                count=len(values),
-                share=round(len(values) / report.failed_loads, 4) if report.failed_loads else 0.0,
-                median_ms=round(values[len(values) // 2], 3) if values else None,
-                p95_ms=round(values[min(len(values) - 1, int(len(values) * 0.95))], 3) if values else None,
-            )
-        report.diagnoses.sort(key=lambda d: (d.load_start_ns, d.module_id))
-        return report
+            self._count(report, judgement)
+        return _summarised(report)
+
+    def reports(self) -> tuple[DiagnosisReport, RaceReport]:
+        """The diagnosis and the race report, every load judged once (in the detector's scope)."""
+        report = DiagnosisReport(diagnoses=list(self._diagnoses), loads=self._loads)
+        races = self.detector.report(each=lambda judgement: self._count(report, judgement))
+        return _summarised(report), races
+
+    def _count(self, report: DiagnosisReport, judgement: Judgement) -> None:
+        report.loads += 1
+        if judgement.load.failed:
+            report.diagnoses.append(self._diagnose(judgement))
 
     def _diagnose(self, judgement: Judgement) -> Diagnosis:
         load = judgement.load
@@ -282,6 +371,27 @@ class Diagnoser:
         return hints
 
 
+def _summarised(report: DiagnosisReport) -> DiagnosisReport:
+    """The report with its counts, shares and durations by cause, its diagnoses in time order."""
+    durations: dict[str, list[float]] = {cause: [] for cause in CAUSES}
+    for diagnosis in report.diagnoses:
+        durations[diagnosis.cause].append(diagnosis.duration_ms)
+    for cause, values in durations.items():
+        values.sort()
+        report.by_cause[cause] = CauseSummary(
+            count=len(values),
+            share=round(len(values) / report.failed_loads, 4) if report.failed_loads else 0.0,
+            median_ms=round(values[len(values) // 2], 3) if values else None,
+            p95_ms=round(values[min(len(values) - 1, int(len(values) * 0.95))], 3) if values else None,
+        )
+    report.diagnoses.sort(key=lambda d: (d.load_start_ns, d.module_id))
+    return report
+
+
+def _is_evidence(key: str) -> bool:
+    return key in _EVIDENCE_KEYS or key.startswith(EVIDENCE_PREFIXES)
+
+
 def _text(attributes: Mapping[str, Any]) -> str:
     return " ".join(str(attributes.get(k, "")) for k in (ERROR_TYPE, "status.message", EXCEPTION_TYPE))
 
@@ -326,7 +436,7 @@ def _auth(seen: list[dict[str, Any]]) -> tuple[str, list[str], str] | None:
                 ],
                 "clock skew",
             )
-        if status in (401, 403) or error or attributes.get(AUTH_TOKEN_EXPIRED) is True:
+        if status in _AUTH_STATUSES or error or attributes.get(AUTH_TOKEN_EXPIRED) is True:
             kind = "scope" if status == 403 or error == "insufficient_scope" else "expired"
             lines = [f"HTTP {status} at {where}" if status else f"token rejected at {where}"]
             if error:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from sys import intern
 from typing import Any, NamedTuple
@@ -63,6 +63,8 @@ _STATEMENT_KEYS = ("db.operation.name", "db.operation", "db.query.text", "db.sta
 _MAX_HEADS = 4096
 _MAX_HEAD_TEXT = 256
 _NOTHING_SEEN: Mapping[str, Any] = {}
+#: Builds a named tuple from all its fields without the Python frame of its __new__ (per span).
+_new = tuple.__new__
 _READ_SOURCES = {
     "db": "database client span",
     LOAD_DB_QUERY: SPAN_NAMES[LOAD_DB_QUERY],
@@ -162,6 +164,14 @@ class _Module:
     bucket: int = -1  # the time bucket of its latest lifecycle span (settling)
 
 
+def module_id_of(attributes: Mapping[str, Any]) -> str | None:
+    """A lifecycle span's module id as the detector keys modules by (None: it has none)."""
+    raw_id = attributes.get(MODULE_ID)
+    if raw_id is None or raw_id == "":
+        return None
+    return raw_id if raw_id.__class__ is str else str(raw_id)
+
+
 def wanted(name: str, kind: int) -> object:
     """What the detector reads: lifecycle spans and client spans whole (a database client span narrows
     a read); server spans' timing only, for clock bounds."""
@@ -205,10 +215,22 @@ class RaceDetector:
         self._settled = RaceReport()  # verdicts of loads already judged
         self._summaries: dict[str, tuple[Creation, ...]] = {}  # settled modules: their creations only
         self._settled_modules: set[str] = set()
+        #: Told the id and the judgements (in the scope) of each module as it settles: what a consumer
+        #: around the detector (the diagnoser) needs of loads it will not see in ``judgements()``.
+        self.on_settled: Callable[[str, list[Judgement]], None] | None = None
 
     @property
     def lifecycle_spans(self) -> int:
         return self._lifecycle
+
+    @property
+    def settle_after_ns(self) -> int | None:
+        return self._settle_after_ns
+
+    @property
+    def watermark_ns(self) -> int:
+        """The latest end of a lifecycle span read: how far the data has moved (settling only)."""
+        return self._watermark
 
     # -- input ------------------------------------------------------------------------------
 
@@ -227,11 +249,10 @@ class RaceDetector:
         stage = STAGES.get(name)
         if stage is None:
             return
-        raw_id = attributes.get(MODULE_ID)
-        if raw_id is None or raw_id == "":
+        module_id = module_id_of(attributes)
+        if module_id is None:
             self._without_id += 1
             return
-        module_id = raw_id if raw_id.__class__ is str else str(raw_id)
         module = self._modules.get(module_id)
         if module is None:
             module = self._modules[module_id] = _Module()
@@ -259,7 +280,9 @@ class RaceDetector:
             seen = None
             if DATA_FOUND in attributes or DATA_OBSERVED_VERSION in attributes or CACHE_HIT in attributes:
                 seen = {k: attributes[k] for k in _SEEN_KEYS if k in attributes}
-            record = Load(trace_id, span_id, parent_span_id, start_ns, end_ns, failed, resource, linked, seen)
+            record = _new(
+                Load, (trace_id, span_id, parent_span_id, start_ns, end_ns, failed, resource, linked, seen, "")
+            )
             if stage == LOAD_REQUEST:
                 module.requests.append(record)
             else:
@@ -285,7 +308,7 @@ class RaceDetector:
             else None
         )
         (creation.commits if stage == DB_COMMIT else creation.caches).append(
-            StageSpan(span_id, start_ns, end_ns, not failed, resource, error, version, lag)
+            _new(StageSpan, (span_id, start_ns, end_ns, not failed, resource, error, version, lag))
         )
 
     def add_all(self, spans: Iterable[Span]) -> None:
@@ -359,8 +382,11 @@ class RaceDetector:
         if module_id not in self._settled_modules and self.scope.module in (None, module_id):
             self._settled_modules.add(module_id)
             settled.failed_commits.extend(_failed_commits(module_id, state))
-        for judgement in self._judge_module(module_id, state, self.scope):
+        judgements = list(self._judge_module(module_id, state, self.scope))
+        for judgement in judgements:
             settled.tally(judgement.outcome, judgement.load.failed)
+        if self.on_settled is not None:
+            self.on_settled(module_id, judgements)
         # Keep of each creation only what a later load is judged against.
         self._summaries[module_id] = tuple(_compact(c) for c in state.creations.values())
         for query in state.queries:
@@ -382,11 +408,13 @@ class RaceDetector:
         service: str | None = None,
         start_ns: int | None = None,
         end_ns: int | None = None,
+        each: Callable[[Judgement], None] | None = None,
     ) -> RaceReport:
         """Verdicts for every load (optionally: of one module, served by one service, in a window).
 
         With settling on, the scope is fixed at construction (``scope=``): loads judged early were
-        judged in it, so a report for another scope would be wrong.
+        judged in it, so a report for another scope would be wrong. ``each`` is told every load
+        judged for this report (those still in flight), so that a consumer judges them only once.
         """
         scope = self._scope_for(module, service, start_ns, end_ns)
         self.clocks.forget()  # per report: the data may have grown
@@ -414,6 +442,8 @@ class RaceDetector:
             report.failed_commits.extend(_failed_commits(module_id, self._modules[module_id]))
         for judgement in self.judgements(module, service, start_ns, end_ns):
             report.tally(judgement.outcome, judgement.load.failed)
+            if each is not None:
+                each(judgement)
         report.sort()
         return report
 

@@ -146,8 +146,9 @@ def _scan_arguments(parser: argparse.ArgumentParser) -> None:
         "--settle-after",
         default="1h",
         metavar="DURATION",
-        help="races: judge a module's loads once the data is this far past its last lifecycle span, keeping only "
-        "a summary of its creation (bounds memory on large archives; 'never' to keep everything; default 1h)",
+        help="judge a module's loads (diagnose: their causes too) once the data is this far past its last "
+        "lifecycle span, keeping only a summary of its creation (bounds memory on large archives; 'never' to keep "
+        "everything; default 1h)",
     )
     rule.add_argument(
         "--no-derived-bounds",
