@@ -88,7 +88,7 @@ class Span(NamedTuple):
     end_ns: int
     status_code: int
     status_message: str
-    attributes: Mapping[str, Any]
+    attributes: Mapping[str, Any]  # read only: spans may share one (the typed decoder's)
     resource: Resource
     links: tuple[Link, ...] = ()
 

@@ -3,6 +3,8 @@
 One msgspec call per line decodes into :class:`msgspec.Struct` types that hold only what
 :func:`moduletrace.sources.otlp_json.decode` reads; the rest of the line is skipped without being
 built, and a span is turned into a :class:`~moduletrace.spans.Span` only when the consumer wants it.
+A span's attributes are decoded then, once per distinct text: spans with the same attributes (a
+database client's system and operation) share one dict, which no consumer writes to.
 
 The generic decoder stays the reference. This one takes the common shape only (ids of the hex
 length, integer kinds 0-5, times present, attribute values that are not arrays or key-value lists)
@@ -61,7 +63,7 @@ class _Span(Struct, gc=False):
     kind: Literal[0, 1, 2, 3, 4, 5] = 0
     startTimeUnixNano: str | _Int64 | UnsetType = UNSET
     endTimeUnixNano: str | _Int64 | UnsetType = UNSET
-    attributes: list[_KeyValue] | None = None
+    attributes: Raw = Raw(b"")  # decoded only for spans wanted whole, once per distinct text
     status: _Status | None = None
     links: list[_Link] | None = None
 
@@ -86,11 +88,15 @@ class _Payload(Struct, gc=False):
 
 
 _payload = msgspec.json.Decoder(_Payload).decode
+_key_values = msgspec.json.Decoder(list[_KeyValue]).decode
 _DecodeError = msgspec.DecodeError  # ValidationError is a DecodeError
 _NO_ATTRIBUTES: dict[str, Any] = {}
 #: Distinct span names remembered per kind with what ``wanted`` said of them (names are few in
 #: practice; a writer that puts ids in span names stops adding here, and ``wanted`` is asked).
 _MAX_DECISIONS = 4096
+#: Attribute texts remembered with their decoded dict, and the longest remembered.
+_MAX_ATTRIBUTE_TEXTS = 4096
+_MAX_ATTRIBUTE_TEXT = 512
 _new_span = tuple.__new__  # Span's own __new__ is a Python function: a frame per span
 _HEX_DIGITS = b"0123456789abcdef"
 _MAX_NS = 2**64 - 1  # as the scan: OTLP times are unsigned 64-bit nanoseconds
@@ -107,6 +113,7 @@ class LineDecoder:
         self.resources = resources
         self.wanted = wanted
         self._decisions: list[dict[str, object]] = [{} for _ in range(6)]
+        self._attributes: dict[bytes, dict[str, Any]] = {}
 
     def decode(self, line: bytes) -> CheckedSpans | None:
         """The wanted spans of one line, as the generic decoder would give them; None: ask it.
@@ -144,6 +151,7 @@ class LineDecoder:
     def _entry(self, entry: _ResourceSpans, out: list[Span], ids: list[str]) -> None:
         resource: Resource | None = None
         decisions = self._decisions
+        known = self._attributes
         append = out.append
         for scope in entry.scopeSpans or entry.instrumentationLibrarySpans or ():
             for raw in scope.spans or ():
@@ -187,7 +195,18 @@ class LineDecoder:
                     if code.__class__ is not int:
                         code = _enum(code, _STATUS)
                     message = status.message
-                attributes = raw.attributes
+                encoded = raw.attributes
+                if encoded:
+                    # Spans of one kind often carry the same attributes (a database client's
+                    # system and operation): one dict for each text, shared (a Mapping: read only).
+                    text = bytes(encoded)
+                    decoded = known.get(text)
+                    if decoded is None:
+                        decoded = _attributes(_key_values(text))
+                        if len(known) < _MAX_ATTRIBUTE_TEXTS and len(text) <= _MAX_ATTRIBUTE_TEXT:
+                            known[text] = decoded
+                else:
+                    decoded = _NO_ATTRIBUTES
                 links = raw.links
                 append(
                     _new_span(
@@ -202,7 +221,7 @@ class LineDecoder:
                             end,
                             code,
                             message,
-                            _attributes(attributes) if attributes else {},
+                            decoded,
                             resource,
                             _links(links) if links else (),
                         ),
