@@ -14,7 +14,8 @@ from __future__ import annotations
 import gc
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter, le
@@ -166,33 +167,30 @@ def read(
     an empty answer is no evidence of ``claim``."""
     scan = Scan(sources)
     start, _ = options.window()
-    # The scan builds only acyclic data (tuples, dicts of strings): reference counting frees it,
-    # and the cyclic collector's passes over a growing heap would cost a third of the scan.
-    gc.disable()
     try:
-        try:
-            add = sink.add
-            for source in sources:
-                for batch in source.batches(wanted):
-                    for span in _admitted(batch, scan, tick):
-                        add(span)
-            missing = sink.modules_without_creation()
-            if missing and start is not None:
-                since = start - int(options.lookback_s * 1e9)
+        with _collector_paused():
+            try:
+                add = sink.add
                 for source in sources:
-                    for span in source.spans_for_modules(missing[:MAX_MODULE_LOOKUPS], since, wanted):
-                        for admitted in _admitted([span], scan):
-                            add(admitted)
-                if len(missing) > MAX_MODULE_LOOKUPS and options.from_backend:
-                    scan.partial.append(
-                        f"creation searched by module id for {MAX_MODULE_LOOKUPS} of {len(missing)} modules only"
-                    )
-        except BudgetExhausted as exc:  # what was read is judged, as a partial scan
-            scan.partial.append(str(exc))
+                    for batch in source.batches(wanted):
+                        for span in _admitted(batch, scan, tick):
+                            add(span)
+                missing = sink.modules_without_creation()
+                if missing and start is not None:
+                    since = start - int(options.lookback_s * 1e9)
+                    for source in sources:
+                        for span in source.spans_for_modules(missing[:MAX_MODULE_LOOKUPS], since, wanted):
+                            for admitted in _admitted([span], scan):
+                                add(admitted)
+                    if len(missing) > MAX_MODULE_LOOKUPS and options.from_backend:
+                        scan.partial.append(
+                            f"creation searched by module id for {MAX_MODULE_LOOKUPS} of {len(missing)} modules only"
+                        )
+            except BudgetExhausted as exc:  # what was read is judged, as a partial scan
+                scan.partial.append(str(exc))
         for source in sources:
             scan.partial.extend(source.partial)
     finally:
-        gc.enable()
         for source in sources:
             source.close()
     for reason, (count, first) in scan.rejected.items():
@@ -207,6 +205,23 @@ def read(
             f"nothing was judged, so this is no evidence of '{claim}'"
         )
     return scan
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused; resumed by the outermost pause only.
+
+    A scan builds only acyclic data (tuples, dicts of strings): reference counting frees it, and
+    the collector's passes over a growing heap would cost a third of the scan. Its first pass once
+    resumed walks every object made while paused: the commands let the scan's state go first.
+    """
+    resume = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if resume:
+            gc.enable()
 
 
 def _admitted(batch: list[Span], scan: Scan, tick: Callable[[Scan], None] | None = None) -> list[Span]:
@@ -275,8 +290,10 @@ def races(
         settle_after_s=options.settle_after_s,
         scope=LoadScope(options.module, options.service, start, end),
     )
-    scan = read(open_sources(options, warn), detector, race_wanted, options, tick, warn)
-    report = detector.report()
+    with _collector_paused():
+        scan = read(open_sources(options, warn), detector, race_wanted, options, tick, warn)
+        report = detector.report()
+        del detector  # freed here, by reference counting, before the collector resumes
     _require_loads(report.loads, scan, options)
     return report, scan
 
@@ -306,9 +323,11 @@ def incident(
         settle_after_s=options.settle_after_s,
         scope=LoadScope(options.module, options.service, start, end),
     )
-    diagnoser = Diagnoser(detector)
-    scan = read(open_sources(options, warn), diagnoser, diagnosis_wanted, options, tick, warn, claim)
-    diagnosis, races = diagnoser.reports()
+    with _collector_paused():
+        diagnoser = Diagnoser(detector)
+        scan = read(open_sources(options, warn), diagnoser, diagnosis_wanted, options, tick, warn, claim)
+        diagnosis, races = diagnoser.reports()
+        del diagnoser, detector  # freed here, by reference counting, before the collector resumes
     _require_loads(races.loads, scan, options, claim)
     return diagnosis, races, scan
 
