@@ -283,13 +283,7 @@ def races(
     options: ScanOptions, warn: Callable[[str], None] = lambda _: None, tick: Callable[[Scan], None] | None = None
 ) -> tuple[RaceReport, Scan]:
     """The race rule over every load the options select."""
-    start, end = options.window()
-    detector = RaceDetector(
-        options.skew_tolerance_ms,
-        derive_bounds=options.derive_bounds,
-        settle_after_s=options.settle_after_s,
-        scope=LoadScope(options.module, options.service, start, end),
-    )
+    detector = _detector(options)
     with _collector_paused():
         scan = read(open_sources(options, warn), detector, race_wanted, options, tick, warn)
         report = detector.report()
@@ -316,13 +310,7 @@ def incident(
     from moduletrace.analysis.diagnosis import Diagnoser
     from moduletrace.analysis.diagnosis import wanted as diagnosis_wanted
 
-    start, end = options.window()
-    detector = RaceDetector(
-        options.skew_tolerance_ms,
-        derive_bounds=options.derive_bounds,
-        settle_after_s=options.settle_after_s,
-        scope=LoadScope(options.module, options.service, start, end),
-    )
+    detector = _detector(options)
     with _collector_paused():
         diagnoser = Diagnoser(detector)
         scan = read(open_sources(options, warn), diagnoser, diagnosis_wanted, options, tick, warn, claim)
@@ -330,6 +318,17 @@ def incident(
         del diagnoser, detector  # freed here, by reference counting, before the collector resumes
     _require_loads(races.loads, scan, options, claim)
     return diagnosis, races, scan
+
+
+def _detector(options: ScanOptions) -> RaceDetector:
+    """The race detector the options ask for: its rule's flags, its settling, the loads in scope."""
+    start, end = options.window()
+    return RaceDetector(
+        options.skew_tolerance_ms,
+        derive_bounds=options.derive_bounds,
+        settle_after_s=options.settle_after_s,
+        scope=LoadScope(options.module, options.service, start, end),
+    )
 
 
 def _require_loads(loads: int, scan: Scan, options: ScanOptions, claim: str = "no race") -> None:
