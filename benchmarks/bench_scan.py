@@ -1,6 +1,7 @@
 """What a user waits for: ``moduletrace races --file`` and ``diagnose --file`` against their baselines.
 
     python benchmarks/bench_scan.py [--spans 140000 1000000] [--runs 5] [--data DIR] [--file F ...]
+                                    [--compare OTHER/src]   # another checkout's code, in the same rounds
 
 Each command runs as a whole process (interpreter start, imports and exit included), on the same
 file, interleaved round by round (the order rotates each round), so a noisy machine slows all of
@@ -48,7 +49,7 @@ RACES = "races --format json"
 GENERIC_RACES = "races, generic decoder (no msgspec)"
 
 
-def commands(path: str, duckdb_threads: int | None) -> dict[str, list[str]]:
+def commands(path: str, duckdb_threads: int | None, compare: str | None = None) -> dict[str, list[str]]:
     py = sys.executable
     out = {
         RACES: [py, "-m", "moduletrace", "races", "--file", path, "--format", "json"],
@@ -60,7 +61,14 @@ def commands(path: str, duckdb_threads: int | None) -> dict[str, list[str]]:
     }
     if duckdb_threads is not None:
         out["duckdb peer"] += ["--threads", str(duckdb_threads)]
+    if compare:
+        for name in (RACES, "diagnose"):
+            out[f"{name} @ {compare}"] = [*ENV_FROM, f"PYTHONPATH={compare}", *out[name]]
     return out
+
+
+#: Runs a command with another PYTHONPATH (``--compare``): env(1), in the same rounds as the others.
+ENV_FROM = ["/usr/bin/env"]
 
 
 @dataclass
@@ -145,8 +153,14 @@ def check_answers(path: str) -> list[str]:
     return problems
 
 
-def bench(path: str, runs: int, names: list[str], duckdb_threads: int | None) -> dict[str, Timings]:
-    argvs = {name: argv for name, argv in commands(path, duckdb_threads).items() if name in names}
+def bench(
+    path: str, runs: int, names: list[str], duckdb_threads: int | None, compare: str | None = None
+) -> dict[str, Timings]:
+    argvs = {
+        name: argv
+        for name, argv in commands(path, duckdb_threads, compare).items()
+        if name in names or (compare and name.endswith(f" @ {compare}"))
+    }
     results = {name: Timings() for name in argvs}
     order = list(argvs)
     for round_ in range(runs):
@@ -167,7 +181,7 @@ def bench(path: str, runs: int, names: list[str], duckdb_threads: int | None) ->
 def table(results: dict[str, Timings]) -> list[dict[str, Any]]:
     rows = []
     print(
-        f"  {'command':36s} {'CPU s':>7s} {'CPU/json':>8s} {'(min-max)':>13s} {'wall s':>7s} {'wall/json':>9s}"
+        f"  {'command':44s} {'CPU s':>7s} {'CPU/json':>8s} {'(min-max)':>13s} {'wall s':>7s} {'wall/json':>9s}"
         f" {'(min-max)':>13s} {'RSS MiB':>8s} {'CPU/races':>9s}"
     )
     for name, t in results.items():
@@ -188,7 +202,7 @@ def table(results: dict[str, Timings]) -> list[dict[str, Any]]:
         }
         rows.append(row)
         print(
-            f"  {name:36s} {cpu:7.2f} {row['cpu_ratio']:7.2f}x {_range(row['cpu_ratio_range']):>13s} {wall:7.2f}"
+            f"  {name:44s} {cpu:7.2f} {row['cpu_ratio']:7.2f}x {_range(row['cpu_ratio_range']):>13s} {wall:7.2f}"
             f" {row['wall_ratio']:8.2f}x {_range(row['wall_ratio_range']):>13s} {rss:8.0f}"
             + (f" {row['cpu_vs_races']:8.2f}x" if row["cpu_vs_races"] is not None else "")
         )
@@ -246,6 +260,7 @@ def main() -> None:
     parser.add_argument("--duckdb-threads", type=int, default=None, help="DuckDB's threads (default: all cores)")
     parser.add_argument("--no-check", action="store_true", help="skip checking that the answers agree")
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--compare", metavar="SRC", help="also time races and diagnose with this PYTHONPATH")
     args = parser.parse_args()
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
@@ -260,7 +275,7 @@ def main() -> None:
         print(f"\n{path}: {spans:,} spans, {size:.0f} MB, {args.runs} interleaved rounds, medians")
         if not args.no_check:
             check_answers(path)
-        rows = table(bench(path, args.runs, names, args.duckdb_threads))
+        rows = table(bench(path, args.runs, names, args.duckdb_threads, args.compare))
         targets(rows, spans)
         figures[path] = {"spans": spans, "mb": size, "rows": rows}
     if args.json:
