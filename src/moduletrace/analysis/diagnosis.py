@@ -61,6 +61,7 @@ CAUSES: tuple[Cause, ...] = ("auth", "pool", "race", "not_found", "unknown")
 #: Attributes kept from the spans of a failed load (never free text beyond the redacted status).
 _EVIDENCE_KEYS = (ERROR_TYPE, HTTP_RESPONSE_STATUS_CODE, EXCEPTION_TYPE)
 _LOAD_SPAN_NAMES = frozenset((SPAN_NAMES[LOAD_REQUEST], SPAN_NAMES[LOAD_DB_QUERY]))
+_CREATION_SPAN_NAMES = LIFECYCLE_SPAN_NAMES - _LOAD_SPAN_NAMES
 #: The HTTP statuses a cause reads (``_auth``): of a span that did not fail, nothing else is kept.
 _AUTH_STATUSES = (401, 403)
 
@@ -115,7 +116,7 @@ def wanted(name: str, kind: int) -> object:
     return True
 
 
-#: Distinct attribute keys remembered as evidence or not (a writer with ids in its keys stops it).
+#: Distinct attribute keys remembered as no evidence (a writer with ids in its keys stops it).
 _MAX_KEYS = 10_000
 
 
@@ -135,7 +136,9 @@ class Diagnoser:
         self.detector = detector or RaceDetector()
         self.detector.on_settled = self._settled
         self._traces: dict[str, _Evidence] = {}
-        self._flags: dict[str, bool] = {}  # attribute key -> whether it is evidence
+        self._plain: set[str] = set()  # attribute keys known not to be evidence
+        self._evidence_keys: set[str] = set()  # and known to be
+        self._plain_or_status = {HTTP_RESPONSE_STATUS_CODE}  # the first, and the HTTP status
         self._diagnoses: list[Diagnosis] = []  # the failed loads of settled modules
         self._loads = 0  # the loads of settled modules
         settle = self.detector.settle_after_ns
@@ -147,23 +150,47 @@ class Diagnoser:
 
     def add(self, span: Span) -> None:
         self.detector.add(span)
-        trace_id, span_id, _, name, _, start_ns, end_ns, status_code, status_message, attributes, _, _ = span
-        evidence = None
         if self._settle_ns is not None:
             self._spans += 1
             if not self._spans & 0xFFF:
                 self._sweep()
-            if name in _LOAD_SPAN_NAMES:  # its trace's evidence waits for the load's judgement
-                module_id = module_id_of(attributes)
-                if module_id is not None:
-                    evidence = self._evidence(trace_id, end_ns)
-                    evidence.loads += 1
-                    self._module_traces.setdefault(module_id, []).append(trace_id)
+            if span.name in _LOAD_SPAN_NAMES:
+                self._hold(span)
+        # Shortcuts, in C, for what _keep would not keep: most spans did not fail and carry no key of
+        # evidence, or only an HTTP status other than 401/403; a creation stage's own evidence is
+        # never read (a load's is, by its span id).
+        name = span.name
+        if name in _CREATION_SPAN_NAMES:
+            return
+        if span.status_code != STATUS_ERROR:
+            attributes = span.attributes
+            if self._plain.issuperset(attributes):
+                return
+            if name not in _LOAD_SPAN_NAMES and self._plain_or_status.issuperset(attributes):
+                status = attributes.get(HTTP_RESPONSE_STATUS_CODE)
+                if status is not None and status not in _AUTH_STATUSES:
+                    return
+        self._keep(span)
+
+    def add_all(self, spans: Iterable[Span]) -> None:
+        for span in spans:
+            self.add(span)
+
+    def _hold(self, load: Span) -> None:
+        """A load span (settling): its trace's evidence is kept until its module is judged."""
+        module_id = module_id_of(load.attributes)
+        if module_id is not None:
+            self._evidence(load.trace_id, load.end_ns).loads += 1
+            self._module_traces.setdefault(module_id, []).append(load.trace_id)
+
+    def _keep(self, span: Span) -> None:
+        """What a span that failed, or carries a key of evidence, says: kept with its trace."""
+        trace_id, span_id, _, name, _, start_ns, end_ns, status_code, status_message, attributes, _, _ = span
         kept = self._kept(attributes)
         failed = status_code == STATUS_ERROR
         if not (kept or failed):
             return
-        lifecycle = name in LIFECYCLE_SPAN_NAMES
+        lifecycle = name in LIFECYCLE_SPAN_NAMES  # a load's: the others are not read
         if not (lifecycle or failed) and len(kept) == 1 and attributes.get(HTTP_RESPONSE_STATUS_CODE) is not None:
             # A span that did not fail and says nothing but its HTTP status: only a 401 or a 403 names
             # a cause (auth). The others (most HTTP spans: 200s) are not kept.
@@ -172,27 +199,24 @@ class Diagnoser:
         if failed and status_message:
             kept["status.message"] = status_message[:300]
         kept["span.duration_ms"] = (end_ns - start_ns) / 1e6
-        if evidence is None:
-            evidence = self._evidence(trace_id, end_ns)
+        evidence = self._evidence(trace_id, end_ns)
         if lifecycle:
             evidence.by_span[span_id] = kept
         else:
             evidence.errors.append((start_ns, end_ns, name, kept))
 
-    def add_all(self, spans: Iterable[Span]) -> None:
-        for span in spans:
-            self.add(span)
-
     def _kept(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
-        """The attributes that are evidence (each key classified once)."""
-        flags = self._flags
-        if not flags.keys() >= attributes.keys():
-            if len(flags) > _MAX_KEYS:
-                return {k: v for k, v in attributes.items() if _is_evidence(k)}
-            for key in attributes:
-                if key not in flags:
-                    flags[key] = _is_evidence(key)
-        return {k: v for k, v in attributes.items() if flags[k]}
+        """The attributes that are evidence (each key classified once, a bounded number of keys)."""
+        evidence = self._evidence_keys
+        plain = self._plain
+        for key in attributes:
+            if key not in plain and key not in evidence and len(plain) + len(evidence) < _MAX_KEYS:
+                if _is_evidence(key):
+                    evidence.add(key)
+                else:
+                    plain.add(key)
+                    self._plain_or_status.add(key)
+        return {k: v for k, v in attributes.items() if k in evidence or (k not in plain and _is_evidence(k))}
 
     def _evidence(self, trace_id: str, end_ns: int) -> _Evidence:
         evidence = self._traces.get(trace_id)
