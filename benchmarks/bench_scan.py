@@ -1,6 +1,7 @@
 """What a user waits for: ``moduletrace races --file`` and ``diagnose --file`` against their baselines.
 
     python benchmarks/bench_scan.py [--spans 140000 1000000] [--runs 5] [--data DIR] [--file F ...]
+                                    [--compare OTHER/src]   # another checkout's code, in the same rounds
 
 Each command runs as a whole process (interpreter start, imports and exit included), on the same
 file, interleaved round by round (the order rotates each round), so a noisy machine slows all of
@@ -11,9 +12,14 @@ range. Targets (the performance issue): races <= 1.0x the json.loads loop in CPU
 slower than the DuckDB peer; <= 2.0x at 140k; diagnose within 1.2x of races; peak RSS <= 400 MiB at 1M.
 
 Before timing, the answers are checked: the DuckDB peer must list the same loads as ``races`` (a
-difference is printed, by list), and the msgspec prototype must print the same report, byte for byte.
+difference is printed, by list), and the command without the typed (msgspec) decoder, as it runs
+where msgspec is not installed, must print the same report, byte for byte.
 
 Archives come from benchmarks/archive.py (seed 1) and are kept in ``--data`` for the next run.
+
+The package's byte-code is compiled first (and ``--compare``'s), as pip does when it installs it:
+with PYTHONDONTWRITEBYTECODE set and no __pycache__, every run would compile the package's source
+again (about 50 ms here), which no installed command does.
 """
 
 from __future__ import annotations
@@ -37,11 +43,17 @@ import archive  # noqa: E402
 
 JSON_LOOP = "import json,sys\nwith open(sys.argv[1],'rb') as f:\n    for line in f: json.loads(line)\n"
 ORJSON_LOOP = "import orjson,sys\nwith open(sys.argv[1],'rb') as f:\n    for line in f: orjson.loads(line)\n"
+#: The command as it runs where msgspec is not installed (the generic decoder only).
+GENERIC = (
+    "import sys\nimport moduletrace.sources.file as f\nf._LineDecoder = None\n"
+    "from moduletrace.cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
+)
 BASELINE = "json.loads loop"
 RACES = "races --format json"
+GENERIC_RACES = "races, generic decoder (no msgspec)"
 
 
-def commands(path: str, duckdb_threads: int | None) -> dict[str, list[str]]:
+def commands(path: str, duckdb_threads: int | None, compare: str | None = None) -> dict[str, list[str]]:
     py = sys.executable
     out = {
         RACES: [py, "-m", "moduletrace", "races", "--file", path, "--format", "json"],
@@ -49,19 +61,18 @@ def commands(path: str, duckdb_threads: int | None) -> dict[str, list[str]]:
         "duckdb peer": [py, str(HERE / "duckdb_races.py"), path],
         "diagnose": [py, "-m", "moduletrace", "diagnose", "--file", path],
         "orjson.loads loop": [py, "-c", ORJSON_LOOP, path],
-        "races, msgspec decoder (prototype)": [
-            py,
-            str(HERE / "msgspec_decode.py"),
-            "races",
-            "--file",
-            path,
-            "--format",
-            "json",
-        ],
+        GENERIC_RACES: [py, "-c", GENERIC, "races", "--file", path, "--format", "json"],
     }
     if duckdb_threads is not None:
         out["duckdb peer"] += ["--threads", str(duckdb_threads)]
+    if compare:
+        for name in (RACES, "diagnose"):
+            out[f"{name} @ {compare}"] = [*ENV_FROM, f"PYTHONPATH={compare}", *out[name]]
     return out
+
+
+#: Runs a command with another PYTHONPATH (``--compare``): env(1), in the same rounds as the others.
+ENV_FROM = ["/usr/bin/env"]
 
 
 @dataclass
@@ -104,7 +115,7 @@ def run_once(argv: list[str]) -> Sample:
 
 
 def check_answers(path: str) -> list[str]:
-    """The peer and the prototype must answer what the command answers; returns what differs."""
+    """The peer and the generic decoder must answer what the command answers; returns what differs."""
     import duckdb_races
 
     problems = []
@@ -127,27 +138,33 @@ def check_answers(path: str) -> list[str]:
                 if name != "loads"
             )
         )
-    prototype = subprocess.run(
-        [sys.executable, str(HERE / "msgspec_decode.py"), "races", "--file", path, "--format", "json"],
+    generic = subprocess.run(
+        [sys.executable, "-c", GENERIC, "races", "--file", path, "--format", "json"],
         capture_output=True,
         env=env,
         check=False,
     ).stdout
-    if prototype != ours:
-        problems.append("the msgspec prototype's report differs from the command's")
+    if generic != ours:
+        problems.append("the report with the generic decoder differs from the command's")
     s = report["summary"]
     print(
         f"  answers: {s['loads']:,} loads, {s['races']:,} races, {s['stale_reads']:,} stale reads, "
         f"{s['ambiguous']:,} ambiguous, {s['unmatched']:,} unmatched"
-        + ("" if problems else "; the DuckDB peer and the msgspec prototype agree exactly")
+        + ("" if problems else "; the DuckDB peer and the generic decoder's run agree exactly")
     )
     for problem in problems:
         print(f"  !! {problem}")
     return problems
 
 
-def bench(path: str, runs: int, names: list[str], duckdb_threads: int | None) -> dict[str, Timings]:
-    argvs = {name: argv for name, argv in commands(path, duckdb_threads).items() if name in names}
+def bench(
+    path: str, runs: int, names: list[str], duckdb_threads: int | None, compare: str | None = None
+) -> dict[str, Timings]:
+    argvs = {
+        name: argv
+        for name, argv in commands(path, duckdb_threads, compare).items()
+        if name in names or (compare and name.endswith(f" @ {compare}"))
+    }
     results = {name: Timings() for name in argvs}
     order = list(argvs)
     for round_ in range(runs):
@@ -168,7 +185,7 @@ def bench(path: str, runs: int, names: list[str], duckdb_threads: int | None) ->
 def table(results: dict[str, Timings]) -> list[dict[str, Any]]:
     rows = []
     print(
-        f"  {'command':36s} {'CPU s':>7s} {'CPU/json':>8s} {'(min-max)':>13s} {'wall s':>7s} {'wall/json':>9s}"
+        f"  {'command':44s} {'CPU s':>7s} {'CPU/json':>8s} {'(min-max)':>13s} {'wall s':>7s} {'wall/json':>9s}"
         f" {'(min-max)':>13s} {'RSS MiB':>8s} {'CPU/races':>9s}"
     )
     for name, t in results.items():
@@ -189,7 +206,7 @@ def table(results: dict[str, Timings]) -> list[dict[str, Any]]:
         }
         rows.append(row)
         print(
-            f"  {name:36s} {cpu:7.2f} {row['cpu_ratio']:7.2f}x {_range(row['cpu_ratio_range']):>13s} {wall:7.2f}"
+            f"  {name:44s} {cpu:7.2f} {row['cpu_ratio']:7.2f}x {_range(row['cpu_ratio_range']):>13s} {wall:7.2f}"
             f" {row['wall_ratio']:8.2f}x {_range(row['wall_ratio_range']):>13s} {rss:8.0f}"
             + (f" {row['cpu_vs_races']:8.2f}x" if row["cpu_vs_races"] is not None else "")
         )
@@ -227,6 +244,17 @@ def targets(rows: list[dict[str, Any]], spans: int) -> None:
         )
 
 
+def compile_bytecode(compare: str | None) -> None:
+    """What an installed package has: its modules' byte-code cached."""
+    import compileall
+    import importlib.util
+
+    spec = importlib.util.find_spec("moduletrace")
+    assert spec is not None and spec.submodule_search_locations
+    for folder in [*spec.submodule_search_locations, *([os.path.join(compare, "moduletrace")] if compare else [])]:
+        compileall.compile_dir(folder, quiet=1)
+
+
 def archive_for(data: Path, spans: int) -> str:
     path = data / f"archive-{spans}-s1.jsonl"
     if not path.exists():
@@ -247,10 +275,12 @@ def main() -> None:
     parser.add_argument("--duckdb-threads", type=int, default=None, help="DuckDB's threads (default: all cores)")
     parser.add_argument("--no-check", action="store_true", help="skip checking that the answers agree")
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--compare", metavar="SRC", help="also time races and diagnose with this PYTHONPATH")
     args = parser.parse_args()
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
     paths = args.file or [archive_for(data, n) for n in args.spans]
+    compile_bytecode(args.compare)
     names = list(commands("", None))
     if args.only:
         names = [n for n in names if n == BASELINE or any(o in n for o in args.only)]
@@ -261,7 +291,7 @@ def main() -> None:
         print(f"\n{path}: {spans:,} spans, {size:.0f} MB, {args.runs} interleaved rounds, medians")
         if not args.no_check:
             check_answers(path)
-        rows = table(bench(path, args.runs, names, args.duckdb_threads))
+        rows = table(bench(path, args.runs, names, args.duckdb_threads, args.compare))
         targets(rows, spans)
         figures[path] = {"spans": spans, "mb": size, "rows": rows}
     if args.json:

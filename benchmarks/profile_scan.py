@@ -3,9 +3,10 @@
     python benchmarks/profile_scan.py ARCHIVE [--repeat 3] [--cprofile]
 
 Stages are measured cumulatively in one process, each pass over the whole file, with the cyclic
-GC off as the command runs: read lines; + parse (orjson/json loads); + decode to ``Span`` (with the
-command's ``wanted`` filter); + the whole scan as the command runs it (``scan.read``: counting,
-detector ``add``); then ``report()`` and the JSON rendering. A stage's cost is the difference
+GC off as the command runs: read lines; + parse and decode to ``Span`` as the file source does it
+(the typed msgspec decoder when installed, else orjson/json and the generic decoder; with the
+command's ``wanted`` filter); + the whole scan as the command runs it (``scan.read``: the span
+checks, detector ``add``); then ``report()`` and the rendering. A stage's cost is the difference
 between consecutive passes (median of ``--repeat``). Interpreter start and imports are measured
 as child processes: ``python -c pass`` and ``python -c 'import <what the command imports>'``.
 ``--cprofile`` adds the top functions of one full races run (cProfile inflates call-heavy code:
@@ -34,8 +35,8 @@ from moduletrace.analysis.races import RaceDetector
 from moduletrace.analysis.races import wanted as race_wanted
 from moduletrace.cli.render import as_json
 from moduletrace.sources import file as file_source
-from moduletrace.sources.otlp_json import decode
-from moduletrace.spans import ResourceCache
+from moduletrace.sources.file import FileSource
+from moduletrace.spans import Wanted
 
 IMPORTS = "import moduletrace.cli.main, moduletrace.scan, moduletrace.sources.file, moduletrace.analysis.races"
 
@@ -63,19 +64,9 @@ def read_lines(path: str) -> None:
             pass
 
 
-def parse(path: str) -> None:
-    loads = file_source._payload
-    with open(path, "rb") as f:
-        for _number, line, _last in file_source._lines(f):
-            loads(line)
-
-
-def decode_all(path: str, wanted: object) -> None:
-    loads = file_source._payload
-    resources = ResourceCache()
-    with open(path, "rb") as f:
-        for _number, line, _last in file_source._lines(f):
-            decode(loads(line), resources, wanted)  # type: ignore[arg-type]
+def decode_all(path: str, wanted: Wanted) -> None:
+    for _batch in FileSource([path], print).batches(wanted):
+        pass
 
 
 def main() -> None:
@@ -116,7 +107,6 @@ def main() -> None:
 
     passes: dict[str, Callable[[], object]] = {
         "read lines": lambda: read_lines(path),
-        "+ parse (loads)": lambda: parse(path),
         "+ decode to Span (races' wanted)": lambda: decode_all(path, race_wanted),
         "+ decode to Span (every span whole: diagnose)": lambda: decode_all(path, diagnosis_wanted),
         "races: whole scan (+ detector add)": races_scan,
@@ -140,16 +130,14 @@ def main() -> None:
         ("interpreter start", start_s),
         ("imports", import_s),
         ("read lines", t["read lines"]),
-        ("parse (loads)", t["+ parse (loads)"] - t["read lines"]),
-        ("decode to Span", t["+ decode to Span (races' wanted)"] - t["+ parse (loads)"]),
-        ("detector add (+ counting)", t["races: whole scan (+ detector add)"] - t["+ decode to Span (races' wanted)"]),
+        ("parse + decode to Span", t["+ decode to Span (races' wanted)"] - t["read lines"]),
+        ("detector add (+ checks)", t["races: whole scan (+ detector add)"] - t["+ decode to Span (races' wanted)"]),
         ("report()", t["races: report()"]),
         ("render JSON", t["races: render JSON"]),
     ]
     diag_rows = [
         ("interpreter start + imports", start_s + import_s),
-        ("read + parse", t["+ parse (loads)"]),
-        ("decode to Span (all spans whole)", t["+ decode to Span (every span whole: diagnose)"] - t["+ parse (loads)"]),
+        ("read + parse + decode (all whole)", t["+ decode to Span (every span whole: diagnose)"]),
         (
             "diagnoser add",
             t["diagnose: whole scan (+ diagnoser add)"] - t["+ decode to Span (every span whole: diagnose)"],
@@ -157,6 +145,8 @@ def main() -> None:
         ("reports", t["diagnose: reports"]),
         ("render table", t["diagnose: render table"]),
     ]
+    typed = "typed (msgspec)" if file_source._LineDecoder is not None else "generic"
+    print(f"decoder: {typed}")
     for title, rows in (("races --format json", races_rows), ("diagnose", diag_rows)):
         total = sum(v for _, v in rows)
         print(f"\n{title}: {total:.2f} s CPU in all (median of {args.repeat}), by stage")

@@ -26,6 +26,25 @@ def reset_trace_globals() -> None:
     trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--generic-decoder",
+        action="store_true",
+        help="read files with the generic OTLP JSON decoder only, as where msgspec is not installed",
+    )
+
+
+@pytest.fixture(autouse=True)
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which decoder reads OTLP JSON files in this run: "typed" (msgspec), or "generic" (--generic-decoder)."""
+    if request.config.getoption("--generic-decoder"):
+        from moduletrace.sources import file as file_source
+
+        monkeypatch.setattr(file_source, "_LineDecoder", None)
+        return "generic"
+    return "typed"
+
+
 @pytest.fixture(autouse=True)
 def strict_internal_errors() -> Iterator[None]:
     """A moduletrace bug raises in our own tests instead of being logged and hidden."""

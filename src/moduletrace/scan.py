@@ -15,14 +15,17 @@ import gc
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter, le
 from typing import TYPE_CHECKING, Protocol
 
 from moduletrace.analysis.races import DEFAULT_SKEW_TOLERANCE_MS, LoadScope, RaceDetector
 from moduletrace.analysis.races import wanted as race_wanted
 from moduletrace.analysis.report import RaceReport
 from moduletrace.errors import BudgetExhausted, EmptyScanError, InputError
-from moduletrace.spans import Span, Wanted
+from moduletrace.spans import CheckedSpans, Span, Wanted
 
 if TYPE_CHECKING:
     from moduletrace.analysis.database import DatabaseMetrics
@@ -37,6 +40,8 @@ _HOUR_NS = 3600 * 10**9
 _MAX_NS = 2**64 - 1
 _TRACE_ID = re.compile(r"[0-9a-f]{32}").fullmatch
 _SPAN_ID = re.compile(r"[0-9a-f]{16}").fullmatch
+_HEX_DIGITS = b"0123456789abcdef"
+_TRACE, _SPAN, _PARENT, _START, _END = (itemgetter(i) for i in (0, 1, 2, 5, 6))  # Span's fields
 
 
 @dataclass(frozen=True)
@@ -164,31 +169,30 @@ def read(
     an empty answer is no evidence of ``claim``."""
     scan = Scan(sources)
     start, _ = options.window()
-    # The scan builds only acyclic data (tuples, dicts of strings): reference counting frees it,
-    # and the cyclic collector's passes over a growing heap would cost a third of the scan.
-    gc.disable()
     try:
-        try:
-            add = sink.add
-            for source in sources:
-                for span in _counted(source.spans(wanted), scan, tick):
-                    add(span)
-            missing = sink.modules_without_creation()
-            if missing and start is not None:
-                since = start - int(options.lookback_s * 1e9)
+        with _collector_paused():
+            try:
+                add = sink.add
                 for source in sources:
-                    for span in _counted(source.spans_for_modules(missing[:MAX_MODULE_LOOKUPS], since, wanted), scan):
-                        add(span)
-                if len(missing) > MAX_MODULE_LOOKUPS and options.from_backend:
-                    scan.partial.append(
-                        f"creation searched by module id for {MAX_MODULE_LOOKUPS} of {len(missing)} modules only"
-                    )
-        except BudgetExhausted as exc:  # what was read is judged, as a partial scan
-            scan.partial.append(str(exc))
+                    for batch in source.batches(wanted):
+                        for span in _admitted(batch, scan, tick):
+                            add(span)
+                missing = sink.modules_without_creation()
+                if missing and start is not None:
+                    since = start - int(options.lookback_s * 1e9)
+                    for source in sources:
+                        for span in source.spans_for_modules(missing[:MAX_MODULE_LOOKUPS], since, wanted):
+                            for admitted in _admitted([span], scan):
+                                add(admitted)
+                    if len(missing) > MAX_MODULE_LOOKUPS and options.from_backend:
+                        scan.partial.append(
+                            f"creation searched by module id for {MAX_MODULE_LOOKUPS} of {len(missing)} modules only"
+                        )
+            except BudgetExhausted as exc:  # what was read is judged, as a partial scan
+                scan.partial.append(str(exc))
         for source in sources:
             scan.partial.extend(source.partial)
     finally:
-        gc.enable()
         for source in sources:
             source.close()
     for reason, (count, first) in scan.rejected.items():
@@ -205,22 +209,63 @@ def read(
     return scan
 
 
-def _counted(spans: Iterator[Span], scan: Scan, tick: Callable[[Scan], None] | None = None) -> Iterator[Span]:
-    """The spans, counted, without those no clock or id could have produced (counted apart)."""
-    count = scan.spans_read
-    for span in spans:
-        count += 1
-        if tick is not None and not count & 0xFFF:
-            scan.spans_read = count
-            tick(scan)
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused; resumed by the outermost pause only.
+
+    A scan builds only acyclic data (tuples, dicts of strings): reference counting frees it, and
+    the collector's passes over a growing heap would cost a third of the scan. Its first pass once
+    resumed walks every object made while paused: the commands let the scan's state go first.
+    """
+    resume = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if resume:
+            gc.enable()
+
+
+def _admitted(batch: list[Span], scan: Scan, tick: Callable[[Scan], None] | None = None) -> list[Span]:
+    """The spans, counted, without those no clock or id could have produced (counted apart).
+
+    A batch is checked whole first, in C (id lengths as sets, the joined ids' characters, times by
+    min/max), and span by span only when that check fails: the usual batch costs no Python per span.
+    """
+    before = scan.spans_read
+    scan.spans_read = count = before + len(batch)
+    if tick is not None and count >> 12 != before >> 12:  # every 4096 spans
+        tick(scan)
+    if batch.__class__ is CheckedSpans or _admissible(batch):
+        return batch
+    kept = []
+    for span in batch:
         start_ns, end_ns = span.start_ns, span.end_ns
         if 0 <= start_ns <= end_ns <= _MAX_NS and _TRACE_ID(span.trace_id) and _SPAN_ID(span.span_id):
             parent = span.parent_span_id
             if not parent or _SPAN_ID(parent):
-                yield span
+                kept.append(span)
                 continue
         _reject(scan, span)
-    scan.spans_read = count
+    return kept
+
+
+def _admissible(batch: list[Span]) -> bool:
+    """Whether every span of the batch has times in 0 <= start <= end <= 2**64-1 and lower-case hex ids."""
+    if not batch:
+        return True
+    try:
+        starts = list(map(_START, batch))
+        ends = list(map(_END, batch))
+        if not (min(starts) >= 0 and max(ends) <= _MAX_NS and all(map(le, starts, ends))):
+            return False
+        traces, spans, parents = list(map(_TRACE, batch)), list(map(_SPAN, batch)), list(map(_PARENT, batch))
+        if {*map(len, traces)} != {32} or {*map(len, spans)} != {16} or not {*map(len, parents)} <= {0, 16}:
+            return False
+        # Every character a lower-case hex digit: nothing left once they are deleted.
+        return not "".join(chain(traces, spans, parents)).encode("ascii").translate(None, _HEX_DIGITS)
+    except (TypeError, UnicodeEncodeError):  # not ints, not strings, not ASCII: span by span says which
+        return False
 
 
 def _reject(scan: Scan, span: Span) -> None:
@@ -240,15 +285,11 @@ def races(
     options: ScanOptions, warn: Callable[[str], None] = lambda _: None, tick: Callable[[Scan], None] | None = None
 ) -> tuple[RaceReport, Scan]:
     """The race rule over every load the options select."""
-    start, end = options.window()
-    detector = RaceDetector(
-        options.skew_tolerance_ms,
-        derive_bounds=options.derive_bounds,
-        settle_after_s=options.settle_after_s,
-        scope=LoadScope(options.module, options.service, start, end),
-    )
-    scan = read(open_sources(options, warn), detector, race_wanted, options, tick, warn)
-    report = detector.report()
+    detector = _detector(options)
+    with _collector_paused():
+        scan = read(open_sources(options, warn), detector, race_wanted, options, tick, warn)
+        report = detector.report()
+        del detector  # freed here, by reference counting, before the collector resumes
     _require_loads(report.loads, scan, options)
     return report, scan
 
@@ -273,15 +314,16 @@ def incident(
 
     # The metrics first: a bad --metrics is bad input, said before a long read of the spans.
     database = _database(options.metrics, warn) if options.metrics else None
-    start, end = options.window()
-    diagnoser = Diagnoser(RaceDetector(options.skew_tolerance_ms, derive_bounds=options.derive_bounds))
-    scan = read(open_sources(options, warn), diagnoser, diagnosis_wanted, options, tick, warn, claim)
-    diagnosis = diagnoser.report(module=options.module, service=options.service, start_ns=start, end_ns=end)
+    detector = _detector(options)
+    with _collector_paused():
+        diagnoser = Diagnoser(detector)
+        scan = read(open_sources(options, warn), diagnoser, diagnosis_wanted, options, tick, warn, claim)
+        diagnosis, races = diagnoser.reports()
+        del diagnoser, detector  # freed here, by reference counting, before the collector resumes
     if database is not None:
         from moduletrace.analysis.database import attach
 
         attach(diagnosis, database)
-    races = diagnoser.detector.report(module=options.module, service=options.service, start_ns=start, end_ns=end)
     _require_loads(races.loads, scan, options, claim)
     return diagnosis, races, scan
 
@@ -298,6 +340,17 @@ def _database(patterns: Sequence[str], warn: Callable[[str], None]) -> DatabaseM
         )
         return None
     return metrics
+
+
+def _detector(options: ScanOptions) -> RaceDetector:
+    """The race detector the options ask for: its rule's flags, its settling, the loads in scope."""
+    start, end = options.window()
+    return RaceDetector(
+        options.skew_tolerance_ms,
+        derive_bounds=options.derive_bounds,
+        settle_after_s=options.settle_after_s,
+        scope=LoadScope(options.module, options.service, start, end),
+    )
 
 
 def _require_loads(loads: int, scan: Scan, options: ScanOptions, claim: str = "no race") -> None:

@@ -38,6 +38,9 @@ class Resource:
     service_name: str = ""
     instance_id: str = ""  # service.instance.id: one process
     host: str = ""  # host.id, else host.name: one clock
+    #: A key naming this resource's clock: its host, else its process, else its service. Computed
+    #: once, a plain attribute: the analysis reads it for every client and server span.
+    clock: str = field(init=False, repr=False, compare=False)
 
     @classmethod
     def from_attributes(cls, attributes: Mapping[str, Any]) -> Resource:
@@ -48,20 +51,14 @@ class Resource:
             instance = f"{host}/pid {pid}"  # what an agent's resource carries: a process on a host
         return cls(service_name=str(attributes.get(SERVICE_NAME) or ""), instance_id=instance, host=host)
 
-    @property
-    def clock(self) -> str:
-        """A key naming this resource's clock: its host, else its process, else its service."""
-        return self._clock  # type: ignore[no-any-return, attr-defined]
-
     def __post_init__(self) -> None:
-        # Computed once: the analysis asks for it for every client/server span.
         if self.host:
             clock = f"host:{self.host}"
         elif self.instance_id:
             clock = f"process:{self.instance_id}"
         else:
             clock = f"service:{self.service_name}"
-        object.__setattr__(self, "_clock", clock)
+        object.__setattr__(self, "clock", clock)
 
     def shares_clock_with(self, other: Resource) -> str | None:
         """``"same process"`` or ``"same host"`` when timestamps compare exactly, else None."""
@@ -91,9 +88,16 @@ class Span(NamedTuple):
     end_ns: int
     status_code: int
     status_message: str
-    attributes: Mapping[str, Any]
+    attributes: Mapping[str, Any]  # read only: spans may share one (the typed decoder's)
     resource: Resource
     links: tuple[Link, ...] = ()
+
+
+class CheckedSpans(list[Span]):
+    """Spans a source has already checked as the scan checks every span (times in 0..2**64-1, start
+    before end, ids lower-case hex of 32/16 characters): the scan takes them as they come."""
+
+    __slots__ = ()
 
 
 def normalise_trace_id(value: str) -> str:

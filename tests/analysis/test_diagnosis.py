@@ -498,3 +498,32 @@ def test_diagnosis_asks_the_sources_for_every_span_whole() -> None:
     for name in ("GET /modules/{id}", "SELECT", "connect", *LIFECYCLE_SPAN_NAMES):
         for kind in (KIND_INTERNAL, KIND_SERVER, KIND_CLIENT):
             assert wanted(name, kind) is True
+
+
+def test_http_calls_that_did_not_fail_and_say_only_their_status_are_not_kept_unless_401_or_403() -> None:
+    spans = creation("m-9", "t9", 5, 6) + failing_load("m-9", "t9", 50, duration_ms=10)
+
+    def call(status: int, failed: bool = False) -> Span:
+        return Span(
+            "t9".rjust(32, "0"),
+            format(status * 10 + failed, "016x"),
+            spans[-1].span_id,
+            "GET",
+            KIND_CLIENT,
+            ns(52),
+            ns(55),
+            STATUS_ERROR if failed else 0,
+            "",
+            {"http.response.status_code": status},
+            PROCESS_A,
+        )
+
+    diagnoser = Diagnoser()
+    diagnoser.add_all([*spans, call(200), call(404), call(500), call(302)])
+    assert diagnoser._traces["t9".rjust(32, "0")].errors == []  # noqa: SLF001 - what is kept is the point
+    (quiet,) = diagnoser.report().diagnoses
+    assert quiet == diagnose(spans).diagnoses[0] and quiet.cause == "unknown"
+    for telling in (call(401), call(403), call(500, failed=True)):
+        diagnoser = Diagnoser()
+        diagnoser.add_all([*spans, telling])
+        assert len(diagnoser._traces["t9".rjust(32, "0")].errors) == 1  # noqa: SLF001

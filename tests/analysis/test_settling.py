@@ -1,4 +1,5 @@
-"""Settling: loads judged once the data has moved past their module, with a summary kept for late loads."""
+"""Settling: loads judged (and failed loads diagnosed) once the data has moved past their module, with a summary
+kept for late loads."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from moduletrace.analysis.diagnosis import Diagnoser
 from moduletrace.analysis.races import LoadScope, RaceDetector, RaceReport
 from moduletrace.spans import Span
 from tests.support.builders import PROCESS_A, PROCESS_B, creation, load, span
@@ -156,3 +158,71 @@ def test_the_scope_is_fixed_once_loads_were_judged_early() -> None:
 def test_any_time_ordered_incident_gives_the_same_report_settled_or_not(seed: int, modules: int, horizon: int) -> None:
     spans = incident(modules, seed)
     assert outcome(report(spans, horizon)) == outcome(report(spans, None))
+
+
+def failures(modules: int, seed: int) -> list[Span]:
+    """Modules one minute apart whose loads fail in every way diagnose tells apart: a race, a pool
+    timeout on the query, a 401 on an HTTP call inside the load (another span of its trace), no
+    creation at all, or nothing known; some loads come in a trace of their own, by module id."""
+    rng = random.Random(seed)
+    spans: list[Span] = []
+    for n in range(modules):
+        at = n * MINUTE_MS
+        module, trace = f"m-{n}", f"t{n}"
+        spans += creation(module, trace, commit_end_ms=at + 20, cache_end_ms=at + 30)
+        way = rng.choice(["race", "pool", "auth", "none", "clean"])
+        load_trace = trace if rng.random() < 0.7 else f"l{n}"
+        query: dict[str, object] = {"error.type": "ModuleNotFound"} if way == "race" else {}
+        if way == "pool":
+            query = {"module.pool.timed_out": True, "module.pool.wait_ms": 5000.0, "module.pool.size": 5}
+        loaded = load(
+            module,
+            load_trace,
+            at + (10 if way == "race" else 50),
+            resource=rng.choice([PROCESS_A, PROCESS_B]),
+            failed=way != "clean",
+            query_attributes=query,
+        )
+        if way == "auth":
+            call = span("load_request", None, load_trace, at + 50, at + 52, parent=loaded[0].span_id)
+            spans.append(call._replace(name="GET", kind=3, attributes={"http.response.status_code": 401}))
+        spans += loaded
+        if n % 9 == 0:  # no creation: not found, and never settled
+            spans += load(f"orphan-{n}", f"o{n}", at + 5, failed=True)
+    return sorted(spans, key=lambda s: s.end_ns)
+
+
+def diagnosis(spans: list[Span], settle_after_s: float | None) -> tuple[Diagnoser, tuple[object, ...]]:
+    diagnoser = Diagnoser(RaceDetector(settle_after_s=settle_after_s))
+    diagnoser.add_all(spans)
+    report, races = diagnoser.reports()
+    return diagnoser, (
+        [
+            (d.module_id, d.load_span_id, d.cause, d.strength, d.evidence, d.secondary, d.missing, d.detail)
+            for d in report.diagnoses
+        ],
+        report.loads,
+        report.by_cause,
+        outcome(races),
+    )
+
+
+def test_a_settling_diagnosis_gives_the_same_report_as_keeping_everything_on_time_ordered_data() -> None:
+    spans = failures(1500, seed=4)
+    kept, everything = diagnosis(spans, None)
+    settled, bounded = diagnosis(spans, settle_after_s=10)
+    assert bounded == everything
+    causes = {d[2] for d in everything[0]}  # type: ignore[index]
+    assert causes == {"race", "pool", "auth", "not_found", "unknown"}
+    # Memory follows the modules in flight: the evidence of most traces is gone, the orphans' kept.
+    assert len(kept._traces) > 1000 and len(settled._traces) < 300  # noqa: SLF001 - the point of the test
+    assert all(e.loads for e in settled._traces.values() if e.bucket < settled._cutoff())  # noqa: SLF001
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), modules=st.integers(1, 60), horizon=st.sampled_from([5, 30, 50]))
+def test_any_time_ordered_incident_gives_the_same_diagnosis_settled_or_not(
+    seed: int, modules: int, horizon: int
+) -> None:
+    spans = failures(modules, seed)
+    assert diagnosis(spans, horizon)[1] == diagnosis(spans, None)[1]

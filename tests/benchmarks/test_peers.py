@@ -1,4 +1,4 @@
-"""The benchmarks' peers answer what moduletrace answers: the DuckDB query and the msgspec decoder prototype.
+"""The benchmarks' peer answers what moduletrace answers: the DuckDB query.
 
 The benchmark compares their speed; that comparison means something only if both find exactly the
 same races, stale reads, ambiguous loads and unmatched loads, by load span id.
@@ -78,22 +78,6 @@ def test_without_derived_bounds_the_tolerance_decides_and_duckdb_differs_only_th
     ours = moduletrace_races(generated, "--no-derived-bounds")
     theirs = peer.races(str(generated))
     assert peer.differences(ours, theirs) != {}
-
-
-def test_the_msgspec_prototype_decodes_every_line_as_the_shipped_decoder_does(generated: Path) -> None:
-    pytest.importorskip("msgspec")
-    from moduletrace.analysis.races import wanted as race_wanted
-    from moduletrace.sources.file import _payload
-    from moduletrace.sources.otlp_json import decode
-    from moduletrace.spans import ResourceCache
-
-    prototype = _load("msgspec_decode")
-    with open(generated, "rb") as lines:
-        for line in lines:
-            for wanted in (None, race_wanted):
-                assert prototype.decode_line(line, ResourceCache(), wanted) == decode(
-                    _payload(line), ResourceCache(), wanted
-                )
 
 
 def test_duckdb_and_moduletrace_agree_on_an_archive_of_more_than_50000_database_statements(

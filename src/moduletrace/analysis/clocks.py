@@ -55,26 +55,36 @@ class ClockOffsets:
 
     def add(self, span: Span) -> None:
         if span.kind == KIND_CLIENT:
-            client = (span.resource.clock, span.start_ns, span.end_ns)
-            self._remember(self._clients, span.span_id, client)  # 64 random bits: unique enough
-            for server in self._servers.pop(span.span_id, ()):
-                self._pair(client, server)
+            self.add_client(span.span_id, span.resource.clock, span.start_ns, span.end_ns)
         elif span.kind == KIND_SERVER and span.parent_span_id:
-            server = (span.resource.clock, span.start_ns)
-            found = self._clients.get(span.parent_span_id)
-            if found is not None:
-                self._pair(found, server)
-            else:
-                pending = self._servers.get(span.parent_span_id)
-                if pending is None:
-                    self._remember(self._servers, span.parent_span_id, [server])
-                else:
-                    pending.append(server)
+            self.add_server(span.parent_span_id, span.resource.clock, span.start_ns)
 
-    def _remember(self, table: OrderedDict, key: str, value: object) -> None:  # type: ignore[type-arg]
-        table[key] = value
-        if len(table) > self._window:
-            table.popitem(last=False)
+    def add_client(self, span_id: str, clock: str, start_ns: int, end_ns: int) -> None:
+        """A CLIENT span (its fields, not the span: the detector has them unpacked already)."""
+        client = (clock, start_ns, end_ns)
+        clients = self._clients
+        clients[span_id] = client  # 64 random bits: unique enough
+        if len(clients) > self._window:
+            clients.popitem(last=False)
+        if self._servers:
+            for server in self._servers.pop(span_id, ()):
+                self._pair(client, server)
+
+    def add_server(self, parent_span_id: str, clock: str, start_ns: int) -> None:
+        """A SERVER span with a parent: paired with its client now, or when the client comes."""
+        server = (clock, start_ns)
+        found = self._clients.get(parent_span_id)
+        if found is not None:
+            self._pair(found, server)
+            return
+        pending = self._servers.get(parent_span_id)
+        if pending is None:
+            servers = self._servers
+            servers[parent_span_id] = [server]
+            if len(servers) > self._window:
+                servers.popitem(last=False)
+        else:
+            pending.append(server)
 
     def _pair(self, client: tuple[str, int, int], server: tuple[str, int]) -> None:
         a, client_start, client_end = client

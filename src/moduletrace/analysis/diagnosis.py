@@ -29,8 +29,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from moduletrace.analysis.races import Judgement, Load, RaceDetector
-from moduletrace.analysis.report import RaceVerdict, Unmatched
+from moduletrace.analysis.races import Judgement, Load, RaceDetector, module_id_of
+from moduletrace.analysis.report import RaceReport, RaceVerdict, Unmatched
 from moduletrace.causes import SERVER_FULL, classify, is_clock_skew, says_not_found
 from moduletrace.conventions import (
     AUTH_ERROR,
@@ -45,6 +45,7 @@ from moduletrace.conventions import (
     HTTP_RESPONSE_STATUS_CODE,
     LIFECYCLE_SPAN_NAMES,
     LOAD_DB_QUERY,
+    LOAD_REQUEST,
     POOL_IN_USE,
     POOL_SIZE,
     POOL_TIMED_OUT,
@@ -59,6 +60,10 @@ CAUSES: tuple[Cause, ...] = ("auth", "pool", "race", "not_found", "unknown")
 
 #: Attributes kept from the spans of a failed load (never free text beyond the redacted status).
 _EVIDENCE_KEYS = (ERROR_TYPE, HTTP_RESPONSE_STATUS_CODE, EXCEPTION_TYPE)
+_LOAD_SPAN_NAMES = frozenset((SPAN_NAMES[LOAD_REQUEST], SPAN_NAMES[LOAD_DB_QUERY]))
+_CREATION_SPAN_NAMES = LIFECYCLE_SPAN_NAMES - _LOAD_SPAN_NAMES
+#: The HTTP statuses a cause reads (``_auth``): of a span that did not fail, nothing else is kept.
+_AUTH_STATUSES = (401, 403)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +114,8 @@ class _Evidence:
 
     by_span: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: list[tuple[int, int, str, dict[str, Any]]] = field(default_factory=list)  # start, end, name, attrs
+    loads: int = 0  # load spans in this trace of modules not judged yet (settling): kept while any
+    bucket: int = -1  # the time bucket of its latest span (settling)
 
 
 def wanted(name: str, kind: int) -> object:
@@ -116,33 +123,144 @@ def wanted(name: str, kind: int) -> object:
     return True
 
 
+#: Distinct attribute keys remembered as no evidence (a writer with ids in its keys stops it).
+_MAX_KEYS = 10_000
+
+
 class Diagnoser:
-    """Feeds the race detector and keeps the failure evidence of each trace (compactly)."""
+    """Feeds the race detector and keeps the failure evidence of each trace (compactly).
+
+    With a settling detector (``settle_after_s``), memory follows the modules in flight, as the
+    detector's does: the failed loads of a module are diagnosed when it settles, with the evidence
+    read by then; the evidence of a trace is kept while a load of it awaits judgement, else until
+    the data has moved ``settle_after_s`` past the trace's latest span. A span of evidence that
+    comes later than that (further out of time order than the collector writes) is not seen by the
+    diagnosis of a load already judged, and a load arriving that late is diagnosed with the
+    evidence of its trace read since (its module's creation is kept, as for ``races``).
+    """
 
     def __init__(self, detector: RaceDetector | None = None) -> None:
         self.detector = detector or RaceDetector()
+        self.detector.on_settled = self._settled
         self._traces: dict[str, _Evidence] = {}
+        self._plain: set[str] = set()  # attribute keys known not to be evidence
+        self._evidence_keys: set[str] = set()  # and known to be
+        self._plain_or_status = {HTTP_RESPONSE_STATUS_CODE}  # the first, and the HTTP status
+        self._diagnoses: list[Diagnosis] = []  # the failed loads of settled modules
+        self._loads = 0  # the loads of settled modules
+        settle = self.detector.settle_after_ns
+        self._settle_ns = settle
+        self._bucket_ns = max(1_000_000_000, settle // 8) if settle is not None else 0
+        self._buckets: dict[int, list[str]] = {}  # traces by the time bucket of their latest span
+        self._module_traces: dict[str, list[str]] = {}  # module not judged yet -> its load spans' traces
+        self._spans = 0
 
     def add(self, span: Span) -> None:
         self.detector.add(span)
-        attributes = span.attributes
-        kept = {k: v for k, v in attributes.items() if k in _EVIDENCE_KEYS or k.startswith(EVIDENCE_PREFIXES)}
-        failed = span.status_code == STATUS_ERROR
-        if not (kept or failed):  # an HTTP status is kept: an HTTP error is never dropped here
+        if self._settle_ns is not None:
+            self._spans += 1
+            if not self._spans & 0xFFF:
+                self._sweep()
+            if span.name in _LOAD_SPAN_NAMES:
+                self._hold(span)
+        # Shortcuts, in C, for what _keep would not keep: most spans did not fail and carry no key of
+        # evidence, or only an HTTP status other than 401/403; a creation stage's own evidence is
+        # never read (a load's is, by its span id).
+        name = span.name
+        if name in _CREATION_SPAN_NAMES:
             return
-        if failed and span.status_message:
-            kept["status.message"] = span.status_message[:300]
-        evidence = self._traces.get(span.trace_id)
-        if evidence is None:
-            evidence = self._traces[span.trace_id] = _Evidence()
-        if span.name in LIFECYCLE_SPAN_NAMES:
-            evidence.by_span[span.span_id] = kept
-        else:
-            evidence.errors.append((span.start_ns, span.end_ns, span.name, kept))
+        if span.status_code != STATUS_ERROR:
+            attributes = span.attributes
+            if self._plain.issuperset(attributes):
+                return
+            if name not in _LOAD_SPAN_NAMES and self._plain_or_status.issuperset(attributes):
+                status = attributes.get(HTTP_RESPONSE_STATUS_CODE)
+                if status is not None and status not in _AUTH_STATUSES:
+                    return
+        self._keep(span)
 
     def add_all(self, spans: Iterable[Span]) -> None:
         for span in spans:
             self.add(span)
+
+    def _hold(self, load: Span) -> None:
+        """A load span (settling): its trace's evidence is kept until its module is judged."""
+        module_id = module_id_of(load.attributes)
+        if module_id is not None:
+            self._evidence(load.trace_id, load.end_ns).loads += 1
+            self._module_traces.setdefault(module_id, []).append(load.trace_id)
+
+    def _keep(self, span: Span) -> None:
+        """What a span that failed, or carries a key of evidence, says: kept with its trace."""
+        trace_id, span_id, _, name, _, start_ns, end_ns, status_code, status_message, attributes, _, _ = span
+        kept = self._kept(attributes)
+        failed = status_code == STATUS_ERROR
+        if not (kept or failed):
+            return
+        lifecycle = name in LIFECYCLE_SPAN_NAMES  # a load's: the others are not read
+        if not (lifecycle or failed) and len(kept) == 1 and attributes.get(HTTP_RESPONSE_STATUS_CODE) is not None:
+            # A span that did not fail and says nothing but its HTTP status: only a 401 or a 403 names
+            # a cause (auth). The others (most HTTP spans: 200s) are not kept.
+            if attributes[HTTP_RESPONSE_STATUS_CODE] not in _AUTH_STATUSES:
+                return
+        if failed and status_message:
+            kept["status.message"] = status_message[:300]
+        evidence = self._evidence(trace_id, end_ns)
+        if lifecycle:
+            evidence.by_span[span_id] = kept
+        else:
+            evidence.errors.append((start_ns, end_ns, name, kept))
+
+    def _kept(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
+        """The attributes that are evidence (each key classified once, a bounded number of keys)."""
+        evidence = self._evidence_keys
+        plain = self._plain
+        for key in attributes:
+            if key not in plain and key not in evidence and len(plain) + len(evidence) < _MAX_KEYS:
+                if _is_evidence(key):
+                    evidence.add(key)
+                else:
+                    plain.add(key)
+                    self._plain_or_status.add(key)
+        return {k: v for k, v in attributes.items() if k in evidence or (k not in plain and _is_evidence(k))}
+
+    def _evidence(self, trace_id: str, end_ns: int) -> _Evidence:
+        evidence = self._traces.get(trace_id)
+        if evidence is None:
+            evidence = self._traces[trace_id] = _Evidence()
+        if self._settle_ns is not None:
+            bucket = end_ns // self._bucket_ns
+            if bucket > evidence.bucket:
+                evidence.bucket = bucket
+                self._buckets.setdefault(bucket, []).append(trace_id)
+        return evidence
+
+    def _cutoff(self) -> int:
+        assert self._settle_ns is not None
+        return (self.detector.watermark_ns - self._settle_ns) // self._bucket_ns
+
+    def _sweep(self) -> None:
+        """Forget the evidence of traces the data has moved past and no load in flight needs."""
+        cutoff = self._cutoff()
+        for bucket in sorted(b for b in self._buckets if b < cutoff):
+            for trace_id in self._buckets.pop(bucket):
+                evidence = self._traces.get(trace_id)
+                if evidence is not None and evidence.bucket == bucket and not evidence.loads:
+                    del self._traces[trace_id]
+
+    def _settled(self, module_id: str, judgements: list[Judgement]) -> None:
+        """A module the detector judged early: diagnose its failed loads now, then let its traces go."""
+        for judgement in judgements:
+            self._loads += 1
+            if judgement.load.failed:
+                self._diagnoses.append(self._diagnose(judgement))
+        cutoff = self._cutoff()
+        for trace_id in self._module_traces.pop(module_id, ()):
+            evidence = self._traces.get(trace_id)
+            if evidence is not None:
+                evidence.loads -= 1
+                if not evidence.loads and evidence.bucket < cutoff:  # swept already: no bucket holds it
+                    del self._traces[trace_id]
 
     def modules_without_creation(self) -> list[str]:
         return self.detector.modules_without_creation()
@@ -158,24 +276,21 @@ class Diagnoser:
         start_ns: int | None = None,
         end_ns: int | None = None,
     ) -> DiagnosisReport:
-        report = DiagnosisReport()
+        report = DiagnosisReport(diagnoses=list(self._diagnoses), loads=self._loads)
         for judgement in self.detector.judgements(module, service, start_ns, end_ns):
-            report.loads += 1
-            if judgement.load.failed:
-                report.diagnoses.append(self._diagnose(judgement))
-        durations: dict[str, list[float]] = {cause: [] for cause in CAUSES}
-        for diagnosis in report.diagnoses:
-            durations[diagnosis.cause].append(diagnosis.duration_ms)
-        for cause, values in durations.items():
-            values.sort()
-            report.by_cause[cause] = CauseSummary(
-                count=len(values),
-                share=round(len(values) / report.failed_loads, 4) if report.failed_loads else 0.0,
-                median_ms=round(values[len(values) // 2], 3) if values else None,
-                p95_ms=round(values[min(len(values) - 1, int(len(values) * 0.95))], 3) if values else None,
-            )
-        report.diagnoses.sort(key=lambda d: (d.load_start_ns, d.module_id))
-        return report
+            self._count(report, judgement)
+        return _summarised(report)
+
+    def reports(self) -> tuple[DiagnosisReport, RaceReport]:
+        """The diagnosis and the race report, every load judged once (in the detector's scope)."""
+        report = DiagnosisReport(diagnoses=list(self._diagnoses), loads=self._loads)
+        races = self.detector.report(each=lambda judgement: self._count(report, judgement))
+        return _summarised(report), races
+
+    def _count(self, report: DiagnosisReport, judgement: Judgement) -> None:
+        report.loads += 1
+        if judgement.load.failed:
+            report.diagnoses.append(self._diagnose(judgement))
 
     def _diagnose(self, judgement: Judgement) -> Diagnosis:
         load = judgement.load
@@ -286,6 +401,27 @@ class Diagnoser:
         return hints
 
 
+def _summarised(report: DiagnosisReport) -> DiagnosisReport:
+    """The report with its counts, shares and durations by cause, its diagnoses in time order."""
+    durations: dict[str, list[float]] = {cause: [] for cause in CAUSES}
+    for diagnosis in report.diagnoses:
+        durations[diagnosis.cause].append(diagnosis.duration_ms)
+    for cause, values in durations.items():
+        values.sort()
+        report.by_cause[cause] = CauseSummary(
+            count=len(values),
+            share=round(len(values) / report.failed_loads, 4) if report.failed_loads else 0.0,
+            median_ms=round(values[len(values) // 2], 3) if values else None,
+            p95_ms=round(values[min(len(values) - 1, int(len(values) * 0.95))], 3) if values else None,
+        )
+    report.diagnoses.sort(key=lambda d: (d.load_start_ns, d.module_id))
+    return report
+
+
+def _is_evidence(key: str) -> bool:
+    return key in _EVIDENCE_KEYS or key.startswith(EVIDENCE_PREFIXES)
+
+
 def _text(attributes: Mapping[str, Any]) -> str:
     return " ".join(str(attributes.get(k, "")) for k in (ERROR_TYPE, "status.message", EXCEPTION_TYPE))
 
@@ -332,7 +468,7 @@ def _auth(seen: list[dict[str, Any]]) -> tuple[str, list[str], str] | None:
                 ],
                 "clock skew",
             )
-        if status in (401, 403) or error or attributes.get(AUTH_TOKEN_EXPIRED) is True:
+        if status in _AUTH_STATUSES or error or attributes.get(AUTH_TOKEN_EXPIRED) is True:
             kind = "scope" if status == 403 or error == "insufficient_scope" else "expired"
             lines = [f"HTTP {status} at {where}" if status else f"token rejected at {where}"]
             if error:

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from sys import intern
 from typing import Any, NamedTuple
 
-from moduletrace.analysis.clocks import ClockOffsets, Clocks
+from moduletrace.analysis.clocks import ClockBasis, ClockOffsets, Clocks
 from moduletrace.analysis.report import ConsumerLag, FailedCommit, Outcome, RaceReport, RaceVerdict, Unmatched
-from moduletrace.analysis.rule import StageCheck, Window, judge_stage
+from moduletrace.analysis.rule import StageCheck, Window, decide, judge_stage
 from moduletrace.conventions import (
     CACHE_HIT,
     CACHE_UPDATE,
@@ -58,7 +58,15 @@ DEFAULT_SKEW_TOLERANCE_MS = 5.0
 _MAX_PENDING_STATEMENTS = 50_000
 _SEEN_KEYS = (DATA_FOUND, DATA_OBSERVED_VERSION, CACHE_HIT, DB_REPLICA_AS_OF_NS, DB_REPLICA_LAG_MS)
 #: Statements that are not the read: a transaction's control, a session setting, a pool's connect.
-_NOT_A_READ = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "SET", "START", "CONNECT", "SHOW")
+_NOT_A_READ = frozenset(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "SET", "START", "CONNECT", "SHOW"))
+#: Where a database span says its statement, first found wins (else its name).
+_STATEMENT_KEYS = ("db.operation.name", "db.operation", "db.query.text", "db.statement")
+#: Statement texts whose first word is remembered, and the longest remembered.
+_MAX_HEADS = 4096
+_MAX_HEAD_TEXT = 256
+_NOTHING_SEEN: Mapping[str, Any] = {}
+#: Builds a named tuple from all its fields without the Python frame of its __new__ (per span).
+_new = tuple.__new__
 _READ_SOURCES = {
     "db": "database client span",
     LOAD_DB_QUERY: SPAN_NAMES[LOAD_DB_QUERY],
@@ -158,6 +166,14 @@ class _Module:
     bucket: int = -1  # the time bucket of its latest lifecycle span (settling)
 
 
+def module_id_of(attributes: Mapping[str, Any]) -> str | None:
+    """A lifecycle span's module id as the detector keys modules by (None: it has none)."""
+    raw_id = attributes.get(MODULE_ID)
+    if raw_id is None or raw_id == "":
+        return None
+    return raw_id if raw_id.__class__ is str else str(raw_id)
+
+
 def wanted(name: str, kind: int) -> object:
     """What the detector reads: lifecycle spans and client spans whole (a database client span narrows
     a read); server spans' timing only, for clock bounds."""
@@ -189,6 +205,7 @@ class RaceDetector:
         self._queries: set[str] = set()  # span ids of the query spans in flight
         self._statements: dict[str, tuple[int, int]] = {}  # query span id -> its first statement
         self._pending: OrderedDict[str, tuple[int, int]] = OrderedDict()  # parent span id -> first statement
+        self._heads: dict[str, str] = {}  # statement text -> its first word
         self._lifecycle = 0
         self._without_id = 0
         self._duplicates = 0
@@ -200,10 +217,22 @@ class RaceDetector:
         self._settled = RaceReport()  # verdicts of loads already judged
         self._summaries: dict[str, tuple[Creation, ...]] = {}  # settled modules: their creations only
         self._settled_modules: set[str] = set()
+        #: Told the id and the judgements (in the scope) of each module as it settles: what a consumer
+        #: around the detector (the diagnoser) needs of loads it will not see in ``judgements()``.
+        self.on_settled: Callable[[str, list[Judgement]], None] | None = None
 
     @property
     def lifecycle_spans(self) -> int:
         return self._lifecycle
+
+    @property
+    def settle_after_ns(self) -> int | None:
+        return self._settle_after_ns
+
+    @property
+    def watermark_ns(self) -> int:
+        """The latest end of a lifecycle span read: how far the data has moved (settling only)."""
+        return self._watermark
 
     # -- input ------------------------------------------------------------------------------
 
@@ -212,29 +241,31 @@ class RaceDetector:
         trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, _, attributes, resource, links = (
             span
         )
-        if kind == KIND_CLIENT or kind == KIND_SERVER:
+        if kind == KIND_CLIENT:
             if self.derive_bounds:
-                self.offsets.add(span)
-            if kind == KIND_CLIENT and parent_span_id and (DB_SYSTEM_NAME in attributes or DB_SYSTEM in attributes):
-                self._add_db_read(span)
+                self.offsets.add_client(span_id, resource.clock, start_ns, end_ns)
+            if parent_span_id and (DB_SYSTEM_NAME in attributes or DB_SYSTEM in attributes):
+                self._add_db_read(parent_span_id, start_ns, end_ns, self._statement_head(name, attributes))
+        elif kind == KIND_SERVER and parent_span_id and self.derive_bounds:
+            self.offsets.add_server(parent_span_id, resource.clock, start_ns)
         stage = STAGES.get(name)
         if stage is None:
             return
-        raw_id = attributes.get(MODULE_ID)
-        if raw_id is None or raw_id == "":
+        module_id = module_id_of(attributes)
+        if module_id is None:
             self._without_id += 1
             return
-        module_id = raw_id if raw_id.__class__ is str else str(raw_id)
         module = self._modules.get(module_id)
         if module is None:
             module = self._modules[module_id] = _Module()
             summary = self._summaries.pop(module_id, None)
             if summary is not None:  # a late span of a settled module: it comes back in flight
                 module.creations = {c.trace_id: c for c in summary}
-        if span_id in module.span_ids:
+        span_ids = module.span_ids
+        if span_id in span_ids:
             self._duplicates += 1
             return
-        module.span_ids.add(span_id)
+        span_ids.add(span_id)
         self._lifecycle += 1
         if self._settle_after_ns is not None:
             self._track(module_id, module, end_ns)
@@ -256,7 +287,9 @@ class RaceDetector:
                 or DB_REPLICA_AS_OF_NS in attributes
             ):
                 seen = {k: attributes[k] for k in _SEEN_KEYS if k in attributes}
-            record = Load(trace_id, span_id, parent_span_id, start_ns, end_ns, failed, resource, linked, seen)
+            record = _new(
+                Load, (trace_id, span_id, parent_span_id, start_ns, end_ns, failed, resource, linked, seen, "")
+            )
             if stage == LOAD_REQUEST:
                 module.requests.append(record)
             else:
@@ -282,26 +315,42 @@ class RaceDetector:
             else None
         )
         (creation.commits if stage == DB_COMMIT else creation.caches).append(
-            StageSpan(span_id, start_ns, end_ns, not failed, resource, error, version, lag)
+            _new(StageSpan, (span_id, start_ns, end_ns, not failed, resource, error, version, lag))
         )
 
     def add_all(self, spans: Iterable[Span]) -> None:
         for span in spans:
             self.add(span)
 
-    def _add_db_read(self, span: Span) -> None:
+    def _add_db_read(self, parent: str, start_ns: int, end_ns: int, head: str) -> None:
         """Remember the first statement under each parent that is a read, not a transaction's control."""
-        if _statement_head(span) in _NOT_A_READ:
+        if head in _NOT_A_READ:
             return
-        parent = span.parent_span_id
         table = self._statements if parent in self._queries else self._pending
         known = table.get(parent)
-        if known is None or span.start_ns < known[0]:
-            table[parent] = (span.start_ns, span.end_ns)
+        if known is None or start_ns < known[0]:
+            table[parent] = (start_ns, end_ns)
             # Pending statements wait only for their own query span, which an archive holds within a
             # few lines (most never match: statements under commits, cache writes, other requests).
             if table is self._pending and len(self._pending) > _MAX_PENDING_STATEMENTS:
                 self._pending.popitem(last=False)
+
+    def _statement_head(self, name: str, attributes: Mapping[str, Any]) -> str:
+        """The first word of a database span's statement (or of its name): BEGIN, SELECT, connect, ..."""
+        text = name
+        for key in _STATEMENT_KEYS:
+            value = attributes.get(key)
+            if isinstance(value, str) and value:
+                text = value
+                break
+        heads = self._heads  # statements repeat: each text is cut once
+        head = heads.get(text)
+        if head is None:
+            words = text.lstrip(" (").split(None, 1)
+            head = words[0].rstrip(";").upper() if words else ""
+            if len(heads) < _MAX_HEADS and len(text) <= _MAX_HEAD_TEXT:
+                heads[text] = head
+        return head
 
     def _add_query(self, span_id: str) -> None:
         self._queries.add(span_id)
@@ -340,8 +389,11 @@ class RaceDetector:
         if module_id not in self._settled_modules and self.scope.module in (None, module_id):
             self._settled_modules.add(module_id)
             settled.failed_commits.extend(_failed_commits(module_id, state))
-        for judgement in self._judge_module(module_id, state, self.scope):
+        judgements = list(self._judge_module(module_id, state, self.scope))
+        for judgement in judgements:
             settled.tally(judgement.outcome, judgement.load.failed)
+        if self.on_settled is not None:
+            self.on_settled(module_id, judgements)
         # Keep of each creation only what a later load is judged against.
         self._summaries[module_id] = tuple(_compact(c) for c in state.creations.values())
         for query in state.queries:
@@ -363,11 +415,13 @@ class RaceDetector:
         service: str | None = None,
         start_ns: int | None = None,
         end_ns: int | None = None,
+        each: Callable[[Judgement], None] | None = None,
     ) -> RaceReport:
         """Verdicts for every load (optionally: of one module, served by one service, in a window).
 
         With settling on, the scope is fixed at construction (``scope=``): loads judged early were
-        judged in it, so a report for another scope would be wrong.
+        judged in it, so a report for another scope would be wrong. ``each`` is told every load
+        judged for this report (those still in flight), so that a consumer judges them only once.
         """
         scope = self._scope_for(module, service, start_ns, end_ns)
         self.clocks.forget()  # per report: the data may have grown
@@ -395,6 +449,8 @@ class RaceDetector:
             report.failed_commits.extend(_failed_commits(module_id, self._modules[module_id]))
         for judgement in self.judgements(module, service, start_ns, end_ns):
             report.tally(judgement.outcome, judgement.load.failed)
+            if each is not None:
+                each(judgement)
         report.sort()
         return report
 
@@ -456,6 +512,11 @@ class RaceDetector:
                 children.setdefault(query.parent_span_id, []).append(query)
             else:
                 strays.setdefault(query.trace_id, []).append(query)
+        if not strays:  # the usual module: each query under its request
+            for request in requests:
+                candidates = children.get(request.span_id)
+                yield self._read(request, min(candidates, key=_start) if candidates else None)
+            return
         # A request takes the earliest stray of its trace that starts inside it; every stray inside
         # a request is claimed. Sorted by start (stable: ties keep their order) and searched by
         # bisection, with the claimed ranges merged once: linear in the loads, not quadratic.
@@ -490,19 +551,32 @@ class RaceDetector:
                     yield self._read(query, query)
 
     def _read(self, load: Load, query: Load | None) -> Read:
-        seen = dict(load.seen or {})
         if query is None:
+            seen = load.seen or _NOTHING_SEEN
             return Read(load, Window(load.start_ns, load.end_ns), load.resource, _READ_SOURCES[LOAD_REQUEST], seen)
-        if query is not load:
-            seen.update(query.seen or {})
-            load = load._replace(failed=load.failed or query.failed, query_span_id=query.span_id)
+        if query is load:
+            seen = load.seen or _NOTHING_SEEN
+        else:
+            seen = {**load.seen, **query.seen} if load.seen and query.seen else load.seen or query.seen or _NOTHING_SEEN
+            load = Load(
+                load.trace_id,
+                load.span_id,
+                load.parent_span_id,
+                load.start_ns,
+                load.end_ns,
+                load.failed or query.failed,
+                load.resource,
+                load.linked_traces,
+                load.seen,
+                query.span_id,
+            )
         statement = self._statements.get(query.span_id)
         if statement is not None:
             return Read(load, Window(*statement), query.resource, _READ_SOURCES["db"], seen)
         return Read(load, Window(query.start_ns, query.end_ns), query.resource, _READ_SOURCES[LOAD_DB_QUERY], seen)
 
     def _judge(self, module_id: str, state: _Module, read: Read) -> Outcome:
-        """The verdict for one load; None when it is clean (most loads: kept cheap)."""
+        """The verdict for one load; None when it is clean (most loads: decided without the evidence)."""
         load = read.load
 
         def unmatched(reason: str) -> Unmatched:
@@ -511,10 +585,12 @@ class RaceDetector:
 
         if not state.creations:
             return unmatched("no creation spans for this module in the data")
-        creation, matched_by = _creation_for(state, load, read.window.start_ns)
-        checks: list[StageCheck] = []
-        lags: list[ConsumerLag] = []
+        read_start, read_end = read.window
+        creation, matched_by = _creation_for(state, load, read_start)
+        compare = self.clocks.compare
+        stages: list[tuple[str, StageSpan, ClockBasis, bool | None, str]] = []
         missing = []
+        clean = True
         for stage in (DB_COMMIT, CACHE_UPDATE):
             record = creation.first_ok(stage)
             if record is None:
@@ -522,7 +598,20 @@ class RaceDetector:
                 missing.append(f"its {stage} failed" if failed_any else f"no {stage} span")
                 continue
             saw, detail = _saw(stage, read.seen, record, self.clocks.tolerance.high_ns)
-            clock = self.clocks.compare(record.resource, read.resource)
+            clock = compare(record.resource, read.resource)
+            if clean:
+                verdict, _, contradicted = decide(
+                    record.start_ns, record.end_ns, read_start, read_end, clock.bound, saw
+                )
+                clean = verdict == "clean" and not contradicted
+            stages.append((stage, record, clock, saw, detail))
+        if not stages:
+            return unmatched(f"creation in trace {creation.trace_id} is partial: " + ", ".join(missing))
+        if clean:
+            return None
+        checks: list[StageCheck] = []
+        lags: list[ConsumerLag] = []
+        for stage, record, clock, saw, detail in stages:
             written = Window(record.start_ns, record.end_ns)
             check = judge_stage(
                 stage, record.span_id, written, read.window, clock, saw, detail, record.resource.service_name
@@ -531,8 +620,6 @@ class RaceDetector:
                 lags.append(record.lag)
                 check = replace(check, explanation=f"{check.explanation}; {record.lag.describe()}")
             checks.append(check)
-        if not checks:
-            return unmatched(f"creation in trace {creation.trace_id} is partial: " + ", ".join(missing))
         verdicts = {c.verdict for c in checks}
         reason = ""
         if "race" in verdicts:
@@ -542,20 +629,18 @@ class RaceDetector:
         elif "ambiguous" in verdicts:
             verdict = "ambiguous"
             reason = "overlap" if any(c.reason == "overlap" for c in checks) else "clock"
-        elif any(c.clocks_contradicted for c in checks):
+        else:  # clean, and the clocks contradicted what a load recorded
             verdict = "clean"
-        else:
-            return None
         return RaceVerdict(
             module_id=module_id,
             trace_id=load.trace_id,
             load_span_id=load.span_id,
             load_service=load.resource.service_name,
-            read_start_ns=read.window.start_ns,
-            read_end_ns=read.window.end_ns,
+            read_start_ns=read_start,
+            read_end_ns=read_end,
             read_source=read.source,
             load_failed=load.failed,
-            verdict=verdict,  # type: ignore[arg-type]
+            verdict=verdict,
             reason=reason,  # type: ignore[arg-type]
             same_trace=creation.trace_id == load.trace_id,
             matched_by=matched_by,
@@ -630,18 +715,6 @@ def _older(observed: Any, committed: Any) -> bool:
         return bool(observed < committed)
     except TypeError:
         return str(observed) != str(committed)
-
-
-def _statement_head(span: Span) -> str:
-    """The first word of a database span's statement (or of its name): BEGIN, SELECT, connect, ..."""
-    text = span.name
-    for key in ("db.operation.name", "db.operation", "db.query.text", "db.statement"):
-        value = span.attributes.get(key)
-        if isinstance(value, str) and value:
-            text = value
-            break
-    head = text.lstrip(" (").split(None, 1)
-    return head[0].rstrip(";").upper() if head else ""
 
 
 def _start(record: StageSpan | Load) -> int:

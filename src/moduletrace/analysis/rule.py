@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from moduletrace.analysis.clocks import ClockBasis
+from moduletrace.analysis.clocks import ClockBasis, OffsetBound
 
 Verdict = Literal["race", "stale_read", "ambiguous", "clean"]
 Reason = Literal["overlap", "clock", ""]
@@ -66,24 +66,8 @@ def judge_stage(
     margin = written.start_ns - read.end_ns  # > 0: the read ended before the stage began
     after = read.start_ns - written.end_ns  # > 0: the read began after the stage ended
     bound = clock.bound
-    low, high = (bound.low_ns, bound.high_ns) if bound is not None else (0, 0)
-    surely_before = margin + low > 0
-    surely_after = after - high > 0
-    reason: Reason = ""
-    contradicted = False
-    if saw is True:
-        verdict: Verdict = "clean"
-        contradicted = surely_before
-    elif saw is False:
-        verdict = "stale_read" if surely_after else "race"
-    elif surely_before:
-        verdict = "race"
-    elif surely_after:
-        verdict = "clean"
-    else:
-        verdict = "ambiguous"
-        reason = "clock" if (margin + high > 0 or after - low > 0) else "overlap"
-    bound_ms = (round(low / 1e6, 6), round(high / 1e6, 6)) if bound is not None else None
+    verdict, reason, contradicted = decide(written.start_ns, written.end_ns, read.start_ns, read.end_ns, bound, saw)
+    bound_ms = (round(bound.low_ns / 1e6, 6), round(bound.high_ns / 1e6, 6)) if bound is not None else None
     return StageCheck(
         stage=stage,
         verdict=verdict,
@@ -98,6 +82,32 @@ def judge_stage(
         clocks_contradicted=contradicted,
         explanation=_explain(stage, stage_span_id, verdict, reason, margin, after, clock, bound_ms, saw, seen_detail),
     )
+
+
+def decide(
+    written_start: int,
+    written_end: int,
+    read_start: int,
+    read_end: int,
+    bound: OffsetBound | None,
+    saw: bool | None = None,
+) -> tuple[Verdict, Reason, bool]:
+    """The rule's decision alone: (verdict, reason, clocks contradicted), as :func:`judge_stage` gives
+    them, without the evidence (most loads are clean: the detector asks this first)."""
+    margin = written_start - read_end
+    after = read_start - written_end
+    low, high = (bound.low_ns, bound.high_ns) if bound is not None else (0, 0)
+    surely_before = margin + low > 0
+    surely_after = after - high > 0
+    if saw is True:
+        return "clean", "", surely_before
+    if saw is False:
+        return ("stale_read" if surely_after else "race"), "", False
+    if surely_before:
+        return "race", "", False
+    if surely_after:
+        return "clean", "", False
+    return "ambiguous", ("clock" if (margin + high > 0 or after - low > 0) else "overlap"), False
 
 
 def _explain(

@@ -16,14 +16,16 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from moduletrace._version import __version__
 from moduletrace.analysis.races import DEFAULT_SKEW_TOLERANCE_MS
 from moduletrace.cli.render import as_json, as_table, printable
 from moduletrace.errors import InputError, ModuleTraceError
 from moduletrace.scan import Scan, ScanOptions
+
+if TYPE_CHECKING:  # pathlib imports urllib.parse and ipaddress: not for races and diagnose
+    from pathlib import Path
 
 EXIT_OK, EXIT_RACES, EXIT_USAGE, EXIT_BACKEND = 0, 1, 2, 3
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -160,8 +162,9 @@ def _scan_arguments(parser: argparse.ArgumentParser) -> None:
         "--settle-after",
         default="1h",
         metavar="DURATION",
-        help="races: judge a module's loads once the data is this far past its last lifecycle span, keeping only "
-        "a summary of its creation (bounds memory on large archives; 'never' to keep everything; default 1h)",
+        help="judge a module's loads (diagnose: their causes too) once the data is this far past its last "
+        "lifecycle span, keeping only a summary of its creation (bounds memory on large archives; 'never' to keep "
+        "everything; default 1h)",
     )
     rule.add_argument(
         "--no-derived-bounds",

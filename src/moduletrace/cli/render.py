@@ -7,10 +7,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from moduletrace.analysis.diagnosis import Diagnosis, DiagnosisReport
 from moduletrace.analysis.report import ConsumerLag, FailedCommit, RaceReport, RaceVerdict, Unmatched
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: `races` does not load the diagnosis
+    from moduletrace.analysis.diagnosis import Diagnosis, DiagnosisReport
     from moduletrace.demo.runner import DemoOptions, DemoResult
 
 #: Given a trace id, the URL of that trace in a backend's UI (None: no link).

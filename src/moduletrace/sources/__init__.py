@@ -26,6 +26,10 @@ class Source(Protocol):
         """Every span in the source's window that ``wanted`` asks for."""
         ...
 
+    def batches(self, wanted: Wanted | None = None) -> Iterator[list[Span]]:
+        """The same spans in lists (a file's record, or one span): what a scan reads, a list at a time."""
+        ...
+
     def spans_for_modules(
         self, module_ids: Sequence[str], since_ns: int, wanted: Wanted | None = None
     ) -> Iterator[Span]:

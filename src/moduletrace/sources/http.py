@@ -21,7 +21,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -30,7 +30,7 @@ import httpx
 
 from moduletrace.errors import BackendError, BudgetExhausted
 from moduletrace.redaction import redact
-from moduletrace.spans import ResourceCache
+from moduletrace.spans import ResourceCache, Span, Wanted
 
 _loads: Callable[[bytes], Any]
 try:  # as in the file source: orjson when installed (moduletrace[fast])
@@ -340,6 +340,14 @@ class BackendSource:
 
     def progress(self) -> str:
         return ""
+
+    def spans(self, wanted: Wanted | None = None) -> Iterator[Span]:
+        raise NotImplementedError
+
+    def batches(self, wanted: Wanted | None = None) -> Iterator[list[Span]]:
+        """One span at a time: a request budget may end the read in the middle of an answer."""
+        for span in self.spans(wanted):
+            yield [span]
 
     def close(self) -> None:
         self.backend.close()

@@ -1,0 +1,65 @@
+"""The scan's span checks: a batch checked at once admits and rejects exactly what span-by-span checks do."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from moduletrace.scan import Scan, _admitted
+from moduletrace.spans import Resource, Span
+
+HEX = "0123456789abcdef"
+MAX_NS = 2**64 - 1
+
+
+def ids(length: int) -> st.SearchStrategy[str]:
+    good = st.text(HEX, min_size=length, max_size=length)
+    return st.one_of(
+        good,
+        good,
+        good.map(str.upper),
+        st.text(HEX, min_size=length - 1, max_size=length + 1),
+        st.text(HEX + "g ,é\n", min_size=length, max_size=length),
+        st.just(""),
+    )
+
+
+times = st.one_of(st.integers(0, 2**40), st.integers(-5, 5), st.integers(MAX_NS - 2, MAX_NS + 2))
+spans = st.builds(
+    lambda trace, span, parent, start, end: Span(trace, span, parent, "s", 1, start, end, 0, "", {}, Resource()),
+    ids(32),
+    ids(16),
+    st.one_of(st.just(""), ids(16)),
+    times,
+    times,
+)
+
+
+def one_by_one(span: Span) -> bool:
+    """What the scan admits, written plainly: the specification."""
+    return (
+        0 <= span.start_ns <= span.end_ns <= MAX_NS
+        and re.fullmatch("[0-9a-f]{32}", span.trace_id) is not None
+        and re.fullmatch("[0-9a-f]{16}", span.span_id) is not None
+        and (span.parent_span_id == "" or re.fullmatch("[0-9a-f]{16}", span.parent_span_id) is not None)
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(batch=st.lists(spans, max_size=8))
+def test_a_batch_admits_and_counts_exactly_what_span_by_span_checks_do(batch: list[Span]) -> None:
+    scan = Scan([])
+    assert _admitted(list(batch), scan) == [s for s in batch if one_by_one(s)]
+    assert scan.spans_read == len(batch)
+    assert sum(count for count, _ in scan.rejected.values()) == sum(not one_by_one(s) for s in batch)
+
+
+def test_progress_ticks_once_per_4096_spans_read() -> None:
+    scan = Scan([])
+    ticks: list[int] = []
+    span = Span("a" * 32, "b" * 16, "", "s", 1, 1, 2, 0, "", {}, Resource())
+    for _ in range(100):
+        _admitted([span] * 250, scan, lambda s: ticks.append(s.spans_read))
+    assert ticks == [4250, 8250, 12500, 16500, 20500, 24750]  # the first count past each multiple of 4096
