@@ -232,7 +232,12 @@ def test_auth_evidence_says_what_was_refused_and_how_strongly(
 
 
 @pytest.mark.parametrize(
-    ("expires_in_s", "said"), [(0, "token expired 0.0 s before the request"), (0.5, "token still valid for 0.5 s")]
+    ("expires_in_s", "said"),
+    [
+        (0, "token expired 0.0 s before the request"),
+        (0.0, "token expired 0.0 s before the request"),  # never "-0.0"
+        (0.5, "token still valid for 0.5 s"),
+    ],
 )
 def test_a_token_expiring_at_the_request_is_expired_and_one_expiring_after_it_still_valid(
     expires_in_s: float, said: str
@@ -449,6 +454,8 @@ def test_a_read_that_found_nothing_within_the_skew_margin_stays_a_possible_race_
     assert d.evidence[0].startswith(f"the read overlapped db_commit span {spans[1].span_id} ")
     assert d.evidence[0].endswith(": undecided, inside the clock bound")
     assert not any("cache_update" in line for line in d.evidence)
+    assert "the read found nothing; the clocks cannot tell whether it came after the stages" in d.evidence
+    assert not any("although it came after" in line for line in d.evidence)
 
 
 def test_successful_loads_are_not_diagnosed_and_timing_is_summarised_per_cause() -> None:

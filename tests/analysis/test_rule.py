@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from moduletrace.analysis.clocks import ClockBasis, OffsetBound
-from moduletrace.analysis.rule import Window, judge_stage
+from moduletrace.analysis.rule import Window, _ms, judge_stage
 
 SAME = ClockBasis("same process", None)
 TOLERANCE = ClockBasis("tolerance", OffsetBound(-5, 5, 0))  # +-5 ns, to keep the arithmetic visible
@@ -197,3 +197,10 @@ def test_explanations_give_long_gaps_in_milliseconds() -> None:
     assert late.explanation.startswith("the read began 2000.000 ms after db_commit span c ended")
     early = judge_stage("db_commit", "c", Window(3 * second, 4 * second), Window(0, second), SAME)
     assert early.explanation.startswith("the read ended 2000.000 ms before db_commit span c began")
+
+
+@pytest.mark.parametrize(
+    ("value", "written"), [(-0.0, "0"), (-0.0000004, "0"), (-0.0000006, "-0.000001"), (0.25, "0.25")]
+)
+def test_milliseconds_are_written_as_people_write_them_and_never_as_minus_zero(value: float, written: str) -> None:
+    assert _ms(value) == written

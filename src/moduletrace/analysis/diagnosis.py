@@ -317,10 +317,13 @@ class Diagnoser:
                 detail = "possible race"
                 lines.extend(c.explanation for c in outcome.checks if c.verdict == "ambiguous")
             if any(says_not_found(_text(a)) for a in seen):
-                lines.append(
-                    "the read found nothing although it came after the commit and the cache update: "
-                    "a wrong key, a tenant filter, or rows hidden by authorisation"
-                )
+                if detail == "possible race":  # undecided: it may have overlapped a stage
+                    lines.append("the read found nothing; the clocks cannot tell whether it came after the stages")
+                else:
+                    lines.append(
+                        "the read found nothing although it came after the commit and the cache update: "
+                        "a wrong key, a tenant filter, or rows hidden by authorisation"
+                    )
             missing = self._missing(judgement, seen)
             secondary: tuple[Cause, ...] = ()
         else:
@@ -476,7 +479,7 @@ def _auth(seen: list[dict[str, Any]]) -> tuple[str, list[str], str] | None:
             expires_in = attributes.get(AUTH_TOKEN_EXPIRES_IN_S)
             if isinstance(expires_in, (int, float)):
                 lines.append(
-                    f"token expired {-expires_in:.1f} s before the request"
+                    f"token expired {abs(expires_in):.1f} s before the request"
                     if expires_in <= 0
                     else f"token still valid for {expires_in:.1f} s"
                 )

@@ -155,4 +155,4 @@ def _explain(
 
 def _ms(value: float) -> str:
     """Milliseconds as people write them: 5, 0.25, 0.000001."""
-    return f"{value:.6f}".rstrip("0").rstrip(".")  # "0.000000" -> "0"
+    return f"{round(value, 6) + 0.0:.6f}".rstrip("0").rstrip(".")  # "0.000000" -> "0"; + 0.0: never "-0"
