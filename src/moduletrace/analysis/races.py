@@ -251,10 +251,12 @@ class RaceDetector:
         stage = STAGES.get(name)
         if stage is None:
             return
-        module_id = module_id_of(attributes)
-        if module_id is None:
+        module_id = attributes.get(MODULE_ID)  # as module_id_of, inline: per lifecycle span
+        if module_id is None or module_id == "":
             self._without_id += 1
             return
+        if module_id.__class__ is not str:
+            module_id = str(module_id)
         module = self._modules.get(module_id)
         if module is None:
             module = self._modules[module_id] = _Module()
@@ -442,15 +444,17 @@ class RaceDetector:
             duplicates=self._duplicates,
             inconsistent_clocks=self.offsets.inconsistent_pairs(),
         )
+        settled_modules = self._settled_modules
+        tally = report.tally
         for module_id in self._selected(scope.module):
-            if module_id in self._settled_modules:
-                continue  # counted, and its failed commits reported, when it settled
-            report.modules += 1
-            report.failed_commits.extend(_failed_commits(module_id, self._modules[module_id]))
-        for judgement in self.judgements(module, service, start_ns, end_ns):
-            report.tally(judgement.outcome, judgement.load.failed)
-            if each is not None:
-                each(judgement)
+            state = self._modules[module_id]
+            if module_id not in settled_modules:  # else counted, its failed commits reported, as it settled
+                report.modules += 1
+                report.failed_commits.extend(_failed_commits(module_id, state))
+            for judgement in self._judge_module(module_id, state, scope):
+                tally(judgement.outcome, judgement.load.failed)
+                if each is not None:
+                    each(judgement)
         report.sort()
         return report
 
