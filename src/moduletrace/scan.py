@@ -319,7 +319,10 @@ def incident(
         diagnoser = Diagnoser(detector)
         scan = read(open_sources(options, warn), diagnoser, diagnosis_wanted, options, tick, warn, claim)
         diagnosis, races = diagnoser.reports()
-        del diagnoser, detector  # freed here, by reference counting, before the collector resumes
+        # Freed here, by reference counting, before the collector resumes: the detector's hook to
+        # the diagnoser is the one cycle between them.
+        detector.on_settled = None
+        del diagnoser, detector
     if database is not None:
         from moduletrace.analysis.database import attach
 
