@@ -91,14 +91,12 @@ def main() -> None:
         json.dumps(as_json(state["report"]), indent=2)  # type: ignore[arg-type]
 
     def diagnose_scan() -> None:
-        diagnoser = Diagnoser(RaceDetector())
+        diagnoser = Diagnoser(RaceDetector(settle_after_s=options.settle_after_s))
         scan.read(scan.open_sources(options, print), diagnoser, diagnosis_wanted, options)
         state["diagnoser"] = diagnoser
 
     def diagnose_report() -> None:
-        diagnoser = state["diagnoser"]
-        state["diagnosis"] = diagnoser.report()  # type: ignore[attr-defined]
-        diagnoser.detector.report()  # type: ignore[attr-defined]
+        state["diagnosis"], _ = state["diagnoser"].reports()  # type: ignore[attr-defined]
 
     def diagnose_render() -> None:
         from moduletrace.cli.render import diagnosis_table
