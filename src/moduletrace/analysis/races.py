@@ -678,17 +678,16 @@ def _saw(stage: str, seen: Mapping[str, Any], record: StageSpan, tolerance_ns: i
         written = record.version
         found = seen.get(DATA_FOUND)
         observed = seen.get(DATA_OBSERVED_VERSION)
-        replica = _replica_detail(seen, record)
         if found is False:
-            return False, f"{DATA_FOUND}=false{replica}"
+            return False, f"{DATA_FOUND}=false{_replica_detail(seen, record)}"
         if observed is not None and written is not None:
             older = _older(observed, written)
-            return not older, f"observed version {observed}, committed {written}{replica}"
+            return not older, f"observed version {observed}, committed {written}{_replica_detail(seen, record)}"
         if found is True:
             return True, f"{DATA_FOUND}=true"
         as_of = seen.get(DB_REPLICA_AS_OF_NS)
         if isinstance(as_of, int) and as_of < record.start_ns - tolerance_ns:
-            return False, f"the replica it read had not applied the commit{replica}"
+            return False, f"the replica it read had not applied the commit{_replica_detail(seen, record)}"
         return None, ""
     hit = seen.get(CACHE_HIT)
     if isinstance(hit, bool):
