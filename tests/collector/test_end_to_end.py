@@ -15,15 +15,15 @@ from tests.support.processes import wait_until
 pytestmark = pytest.mark.peers
 
 
-def races(*args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+def races(*args: str, allowed: tuple[int, ...] = (0, 1)) -> tuple[int, dict]:  # type: ignore[type-arg]
     result = subprocess.run(
         [sys.executable, "-m", "moduletrace.cli.main", "races", "--format", "json", *args],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert result.returncode in (0, 1), result.stderr
-    return result.returncode, json.loads(result.stdout)
+    assert result.returncode in allowed, result.stderr
+    return result.returncode, json.loads(result.stdout) if result.stdout else {}
 
 
 def raced_modules(report: dict) -> list[str]:  # type: ignore[type-arg]
@@ -129,7 +129,13 @@ def test_the_demo_sent_to_the_collector_shows_the_same_races_in_jaeger(pipeline:
     assert result.matches
 
     def from_jaeger() -> list[str]:
-        _, report = races("--jaeger", pipeline.jaeger.query_url, "--since", "15m", "--service", "canvas-service")
+        # The tail sampler holds each trace for its decision wait: until the first ones reach Jaeger,
+        # the scan finds no lifecycle span and says so with exit 3 (nothing judged), which is not a failure here.
+        code, report = races(
+            "--jaeger", pipeline.jaeger.query_url, "--since", "15m", "--service", "canvas-service", allowed=(0, 1, 3)
+        )
+        if code == 3:
+            return []
         return sorted(r["module_id"] for r in report["races"] if r["module_id"].startswith("mod-21-"))
 
-    assert wait_until(lambda: from_jaeger() == sorted(result.injected_races), timeout=30), from_jaeger()
+    assert wait_until(lambda: from_jaeger() == sorted(result.injected_races), timeout=60), from_jaeger()
