@@ -53,8 +53,10 @@ def incident(modules: int, seed: int) -> list[Span]:
     return sorted(spans, key=lambda s: s.end_ns)
 
 
-def report(spans: list[Span], settle_after_s: float | None, scope: LoadScope | None = None) -> RaceReport:
-    detector = RaceDetector(settle_after_s=settle_after_s, scope=scope)
+def report(
+    spans: list[Span], settle_after_s: float | None, scope: LoadScope | None = None, in_memory: int = 50_000
+) -> RaceReport:
+    detector = RaceDetector(settle_after_s=settle_after_s, scope=scope, settled_in_memory=in_memory)
     detector.add_all(spans)
     return detector.report()
 
@@ -157,7 +159,39 @@ def test_the_scope_is_fixed_once_loads_were_judged_early() -> None:
 @given(seed=st.integers(0, 10_000), modules=st.integers(1, 80), horizon=st.sampled_from([5, 30, 50]))
 def test_any_time_ordered_incident_gives_the_same_report_settled_or_not(seed: int, modules: int, horizon: int) -> None:
     spans = incident(modules, seed)
-    assert outcome(report(spans, horizon)) == outcome(report(spans, None))
+    kept = outcome(report(spans, None))
+    assert outcome(report(spans, horizon)) == kept
+    assert outcome(report(spans, horizon, in_memory=2)) == kept  # most summaries on disk
+
+
+def test_summaries_beyond_the_bound_go_to_disk_and_memory_stays_flat() -> None:
+    detector = RaceDetector(settle_after_s=10, settled_in_memory=100)
+    held = []
+    for n, piece in enumerate(_chunks(incident(3000, seed=5), 500)):
+        detector.add_all(piece)
+        if n % 4 == 3:
+            held.append(len(detector._summaries._memory))  # noqa: SLF001 - the point of the test
+    assert max(held) <= 100 and detector._summaries.on_disk > 2000  # noqa: SLF001
+    assert len(detector._summaries) > 2300  # noqa: SLF001 - none forgotten
+
+
+def _chunks(spans: list[Span], size: int) -> list[list[Span]]:
+    return [spans[i : i + size] for i in range(0, len(spans), size)]
+
+
+@pytest.mark.parametrize(("read_ms", "raced"), [(50, False), (5, True)])
+def test_a_late_load_finds_its_module_summary_on_disk(read_ms: int, raced: bool) -> None:
+    spans = creation("m-d", "td", commit_end_ms=20, cache_end_ms=30) + fillers(120 * MINUTE_MS)
+    detector = RaceDetector(settle_after_s=60, settled_in_memory=10)
+    detector.add_all(spans)
+    summaries = detector._summaries  # noqa: SLF001 - the point of the test
+    assert summaries.on_disk > 200 and "m-d" not in summaries._memory  # noqa: SLF001 - m-d's on disk
+    detector.add_all(load("m-d", "t-late", read_ms))  # two hours later, another trace, by module id
+    result = detector.report()
+    assert [r.module_id for r in result.races] == (["m-d"] if raced else [])
+    assert result.unmatched == [] and result.loads == 301 and result.modules == 301
+    if raced:
+        assert result.races[0].matched_by == "module.id" and result.races[0].creation_trace_id.endswith("td")
 
 
 def failures(modules: int, seed: int) -> list[Span]:

@@ -8,7 +8,9 @@ judged against and the stage windows, and keeps memory bounded:
 - state is kept per module, compactly: memory follows modules, not spans;
 - with ``settle_after_s``, a module whose data lies that far behind the newest span read is judged
   early and reduced to a summary of its creation (the first successful commit and cache update), so
-  memory follows the modules in flight.
+  memory follows the modules in flight;
+- the summaries, which a late load is judged against, stay in memory up to a bound and go to disk
+  beyond it (:mod:`moduletrace.analysis.settled`): memory stays flat in the modules already judged.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, NamedTuple
 from moduletrace.analysis.clocks import ClockBasis, ClockOffsets, Clocks
 from moduletrace.analysis.report import ConsumerLag, FailedCommit, Outcome, RaceReport, RaceVerdict, Unmatched
 from moduletrace.analysis.rule import StageCheck, Window, decide, judge_stage
+from moduletrace.analysis.settled import DEFAULT_IN_MEMORY, SettledCreations
 from moduletrace.conventions import (
     CACHE_HIT,
     CACHE_UPDATE,
@@ -164,6 +167,7 @@ class _Module:
     queries: list[Load] = field(default_factory=list)
     span_ids: set[str] = field(default_factory=set)  # duplicates (a re-exported batch) are dropped
     bucket: int = -1  # the time bucket of its latest lifecycle span (settling)
+    counted: bool = False  # settled before: counted, its failed commits reported (then)
 
 
 def module_id_of(attributes: Mapping[str, Any]) -> str | None:
@@ -191,10 +195,12 @@ class RaceDetector:
         derive_bounds: bool = True,
         settle_after_s: float | None = None,
         scope: LoadScope | None = None,
+        settled_in_memory: int = DEFAULT_IN_MEMORY,
     ) -> None:
         """``settle_after_s``: judge a module's loads once the data has moved that far past its last
         lifecycle span, keeping only a summary of its creation; None keeps everything to the end.
-        ``scope``: which loads to report."""
+        ``scope``: which loads to report. ``settled_in_memory``: summaries kept in memory, the older
+        ones on disk (:class:`~moduletrace.analysis.settled.SettledCreations`)."""
         self.derive_bounds = derive_bounds
         self.offsets = ClockOffsets()
         self.clocks = Clocks(self.offsets, int(skew_tolerance_ms * 1_000_000), derive_bounds)
@@ -215,8 +221,9 @@ class RaceDetector:
         self._buckets: dict[int, list[str]] = {}
         self._watermark = 0
         self._settled = RaceReport()  # verdicts of loads already judged
-        self._summaries: dict[str, tuple[Creation, ...]] = {}  # settled modules: their creations only
-        self._settled_modules: set[str] = set()
+        self._summaries = SettledCreations(settled_in_memory)  # settled modules: their creations only
+        self._settled_modules = 0  # counted as they settled (in the scope)
+        self._settled_any = False
         #: Told the id and the judgements (in the scope) of each module as it settles: what a consumer
         #: around the detector (the diagnoser) needs of loads it will not see in ``judgements()``.
         self.on_settled: Callable[[str, list[Judgement]], None] | None = None
@@ -260,9 +267,11 @@ class RaceDetector:
         module = self._modules.get(module_id)
         if module is None:
             module = self._modules[module_id] = _Module()
-            summary = self._summaries.pop(module_id, None)
-            if summary is not None:  # a late span of a settled module: it comes back in flight
-                module.creations = {c.trace_id: c for c in summary}
+            if self._settled_any:
+                summary = self._summaries.pop(module_id)
+                if summary is not None:  # a late span of a settled module: it comes back in flight
+                    module.creations = {c.trace_id: c for c in summary}
+                    module.counted = True
         span_ids = module.span_ids
         if span_id in span_ids:
             self._duplicates += 1
@@ -388,8 +397,9 @@ class RaceDetector:
 
     def _settle(self, module_id: str, state: _Module) -> None:
         settled = self._settled
-        if module_id not in self._settled_modules and self.scope.module in (None, module_id):
-            self._settled_modules.add(module_id)
+        self._settled_any = True
+        if not state.counted and self.scope.module in (None, module_id):
+            self._settled_modules += 1
             settled.failed_commits.extend(_failed_commits(module_id, state))
         judgements = list(self._judge_module(module_id, state, self.scope))
         for judgement in judgements:
@@ -397,7 +407,7 @@ class RaceDetector:
         if self.on_settled is not None:
             self.on_settled(module_id, judgements)
         # Keep of each creation only what a later load is judged against.
-        self._summaries[module_id] = tuple(_compact(c) for c in state.creations.values())
+        self._summaries.put(module_id, tuple(_compact(c) for c in state.creations.values()))
         for query in state.queries:
             self._queries.discard(query.span_id)
             self._statements.pop(query.span_id, None)
@@ -438,17 +448,16 @@ class RaceDetector:
             clean=settled.clean,
             loads=settled.loads,
             failed_loads=settled.failed_loads,
-            modules=len(self._settled_modules),
+            modules=self._settled_modules,
             lifecycle_spans=self._lifecycle,
             spans_without_module_id=self._without_id,
             duplicates=self._duplicates,
             inconsistent_clocks=self.offsets.inconsistent_pairs(),
         )
-        settled_modules = self._settled_modules
         tally = report.tally
         for module_id in self._selected(scope.module):
             state = self._modules[module_id]
-            if module_id not in settled_modules:  # else counted, its failed commits reported, as it settled
+            if not state.counted:  # else counted, its failed commits reported, as it settled
                 report.modules += 1
                 report.failed_commits.extend(_failed_commits(module_id, state))
             for judgement in self._judge_module(module_id, state, scope):
@@ -492,7 +501,7 @@ class RaceDetector:
         asked = LoadScope(module, service, start_ns, end_ns)
         if asked == LoadScope():
             return self.scope
-        if (self._settled_modules or self._summaries) and asked != self.scope:
+        if self._settled_any and asked != self.scope:
             raise ValueError("loads were judged early in the detector's scope; give the scope at construction")
         return asked
 

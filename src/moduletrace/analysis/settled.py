@@ -1,0 +1,78 @@
+"""The creations of settled modules, kept for the late loads that may still come: memory stays flat.
+
+When a module settles, the detector keeps a summary of its creations (each one's first successful
+commit and cache update): a load that arrives later, after the settle window, is judged against it.
+Summaries grow with the modules already judged, so the newest ``in_memory`` stay in a dict and the
+older ones move, in batches, to a private temporary SQLite database (``sqlite3.connect("")``: a
+file in ``SQLITE_TMPDIR`` or ``TMPDIR``, else /var/tmp or /tmp, that SQLite unlinks as it opens it,
+so nothing is left behind even by a killed process; its page cache is bounded). Nothing is ever
+forgotten: a late load finds its module's summary wherever it lies, at the price of one indexed
+lookup per module that was not in flight when its span came.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from moduletrace.analysis._spill import Disk
+    from moduletrace.analysis.races import Creation
+
+#: Summaries kept in memory (about 0.5 KB each) before the oldest half moves to disk.
+DEFAULT_IN_MEMORY = 50_000
+
+
+class SettledCreations:
+    """Module id -> the summary of its creations; in memory up to ``in_memory``, then spilled to disk."""
+
+    def __init__(self, in_memory: int = DEFAULT_IN_MEMORY) -> None:
+        if in_memory < 1:
+            raise ValueError("in_memory must be at least 1")
+        self._in_memory = in_memory
+        self._memory: dict[str, tuple[Creation, ...]] = {}
+        self._disk: Disk | None = None
+        self._on_disk = 0
+
+    def __len__(self) -> int:
+        return len(self._memory) + self._on_disk
+
+    @property
+    def on_disk(self) -> int:
+        """How many summaries lie on disk now."""
+        return self._on_disk
+
+    def put(self, module_id: str, creations: tuple[Creation, ...]) -> None:
+        """Keep a settled module's summary (a module settles again after a late span: replaced)."""
+        memory = self._memory
+        memory[module_id] = creations
+        if len(memory) > self._in_memory:
+            self._spill()
+
+    def pop(self, module_id: str) -> tuple[Creation, ...] | None:
+        """Take a module's summary out (its module comes back in flight), or None if it has none."""
+        found = self._memory.pop(module_id, None)
+        if found is None and self._on_disk:
+            assert self._disk is not None
+            found = self._disk.pop(module_id)
+            if found is not None:
+                self._on_disk -= 1
+        return found
+
+    def close(self) -> None:
+        """Drop everything (the disk file with it)."""
+        self._memory = {}
+        if self._disk is not None:
+            self._disk.close()
+            self._disk = None
+        self._on_disk = 0
+
+    def _spill(self) -> None:
+        """Move the oldest half (settling order: the data's time order) to disk."""
+        memory = self._memory
+        moving = list(islice(memory, len(memory) // 2 or 1))
+        if self._disk is None:
+            from moduletrace.analysis._spill import Disk  # pickle and sqlite3: only once a scan spills
+
+            self._disk = Disk()
+        self._on_disk += self._disk.put((module_id, memory.pop(module_id)) for module_id in moving)
