@@ -45,3 +45,17 @@ def test_a_module_back_in_flight_settles_again_with_its_new_summary() -> None:
 def test_the_bound_is_at_least_one() -> None:
     with pytest.raises(ValueError):
         SettledCreations(in_memory=0)
+
+
+def test_a_summary_the_disk_cannot_keep_stays_in_memory() -> None:
+    class Version:  # a caller's own object as a recorded version: marshal does not keep it
+        pass
+
+    odd = Version()
+    store = SettledCreations(in_memory=2)
+    store.put("m-odd", (Creation("f" * 32, 1, [StageSpan("a" * 16, 1, 2, True, PROCESS_A, "", odd, None)], []),))
+    for n in range(10):
+        store.put(f"m-{n}", summary(n))
+    assert len(store) == 11 and store.on_disk == 8  # 2 in memory, 1 held back
+    back = store.pop("m-odd")
+    assert back is not None and back[0].commits[0].version is odd

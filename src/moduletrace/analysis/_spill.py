@@ -1,16 +1,21 @@
-"""The disk side of :class:`~moduletrace.analysis.settled.SettledCreations`: pickled summaries in SQLite."""
+"""The disk side of :class:`~moduletrace.analysis.settled.SettledCreations`: summaries in SQLite.
+
+A summary is stored as plain tuples in :mod:`marshal`'s format (a stage's recorded version is an
+attribute value: strings, numbers, booleans, lists and dicts of them, all of which marshal keeps),
+its resources by index into the few this store has seen, so they come back as the same objects.
+Marshal's format is the running interpreter's own; the file lives only as long as the process.
+"""
 
 from __future__ import annotations
 
-import io
-import pickle
+import marshal
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
+from moduletrace.analysis.races import Creation, StageSpan
+from moduletrace.analysis.report import ConsumerLag
 from moduletrace.spans import Resource
-
-if TYPE_CHECKING:
-    from moduletrace.analysis.races import Creation
 
 
 class Disk:
@@ -21,61 +26,73 @@ class Disk:
         for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -4096"):
             self._db.execute(f"PRAGMA {pragma}")
         self._db.execute("CREATE TABLE settled (module_id TEXT PRIMARY KEY, creations BLOB NOT NULL)")
-        # Resources are few and shared: stored once, by index, and given back as the same objects.
         self._resources: list[Resource] = []
         self._resource_index: dict[Resource, int] = {}
 
-    def put(self, items: Any) -> int:
+    def put(self, items: Iterable[tuple[str, tuple[Creation, ...]]]) -> list[tuple[str, tuple[Creation, ...]]]:
         """Store ``(module_id, creations)`` pairs (ids not on disk: a module back in flight was popped);
-        returns how many."""
-        buffer = io.BytesIO()
-        pickler = _Pickler(buffer, self)
-        rows = []
+        returns those it cannot store (a version marshal does not keep: from a caller's own spans)."""
+        dumps, encode = marshal.dumps, self._encode
+        rows: list[tuple[str, bytes]] = []
+        kept: list[tuple[str, tuple[Creation, ...]]] = []
         for module_id, creations in items:
-            buffer.seek(0)
-            buffer.truncate()
-            pickler.clear_memo()
-            pickler.dump(creations)
-            rows.append((module_id, buffer.getvalue()))
+            try:
+                rows.append((module_id, dumps(encode(creations))))
+            except ValueError:  # "unmarshallable object"
+                kept.append((module_id, creations))
         self._db.execute("BEGIN")
         self._db.executemany("INSERT INTO settled VALUES (?, ?)", rows)
         self._db.execute("COMMIT")
-        return len(rows)
+        return kept
 
     def pop(self, module_id: str) -> tuple[Creation, ...] | None:
         row = self._db.execute("SELECT creations FROM settled WHERE module_id = ?", (module_id,)).fetchone()
         if row is None:
             return None
         self._db.execute("DELETE FROM settled WHERE module_id = ?", (module_id,))
-        creations: tuple[Creation, ...] = _Unpickler(io.BytesIO(row[0]), self._resources).load()
-        return creations
+        return self._decode(marshal.loads(row[0]))
 
     def close(self) -> None:
         self._db.close()
 
-    def resource_id(self, resource: Resource) -> int:
+    def _encode(self, creations: tuple[Creation, ...]) -> Any:
+        stage = self._stage
+        return tuple(
+            (c.trace_id, c.start_ns, tuple(stage(r) for r in c.commits), tuple(stage(r) for r in c.caches))
+            for c in creations
+        )
+
+    def _stage(self, record: StageSpan) -> Any:
+        lag = record.lag
+        return (
+            record.span_id,
+            record.start_ns,
+            record.end_ns,
+            record.ok,
+            self._resource_id(record.resource),
+            record.error,
+            record.version,
+            None
+            if lag is None
+            else (lag.stage, lag.lag_ms, lag.lag_clock, lag.queue_depth, lag.system, lag.destination),
+        )
+
+    def _decode(self, stored: Any) -> tuple[Creation, ...]:
+        resources = self._resources
+
+        def stage(fields: Any) -> StageSpan:
+            span_id, start, end, ok, resource, error, version, lag = fields
+            lagged = None if lag is None else ConsumerLag(*lag)
+            return StageSpan(span_id, start, end, ok, resources[resource], error, version, lagged)
+
+        return tuple(
+            Creation(trace_id, start_ns, [stage(r) for r in commits], [stage(r) for r in caches])
+            for trace_id, start_ns, commits, caches in stored
+        )
+
+    def _resource_id(self, resource: Resource) -> int:
         index = self._resource_index.get(resource)
         if index is None:
             index = self._resource_index[resource] = len(self._resources)
             self._resources.append(resource)
         return index
-
-
-class _Pickler(pickle.Pickler):
-    def __init__(self, file: io.BytesIO, disk: Disk) -> None:
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self._disk = disk
-
-    def persistent_id(self, obj: Any) -> int | None:
-        if obj.__class__ is Resource:
-            return self._disk.resource_id(obj)
-        return None
-
-
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, resources: list[Resource]) -> None:
-        super().__init__(file)
-        self._resources = resources
-
-    def persistent_load(self, pid: Any) -> Resource:
-        return self._resources[int(pid)]

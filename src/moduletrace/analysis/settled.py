@@ -31,11 +31,12 @@ class SettledCreations:
             raise ValueError("in_memory must be at least 1")
         self._in_memory = in_memory
         self._memory: dict[str, tuple[Creation, ...]] = {}
+        self._pinned: dict[str, tuple[Creation, ...]] = {}  # what the disk cannot keep: held here
         self._disk: Disk | None = None
         self._on_disk = 0
 
     def __len__(self) -> int:
-        return len(self._memory) + self._on_disk
+        return len(self._memory) + len(self._pinned) + self._on_disk
 
     @property
     def on_disk(self) -> int:
@@ -52,6 +53,8 @@ class SettledCreations:
     def pop(self, module_id: str) -> tuple[Creation, ...] | None:
         """Take a module's summary out (its module comes back in flight), or None if it has none."""
         found = self._memory.pop(module_id, None)
+        if found is None and self._pinned:
+            found = self._pinned.pop(module_id, None)
         if found is None and self._on_disk:
             assert self._disk is not None
             found = self._disk.pop(module_id)
@@ -62,6 +65,7 @@ class SettledCreations:
     def close(self) -> None:
         """Drop everything (the disk file with it)."""
         self._memory = {}
+        self._pinned = {}
         if self._disk is not None:
             self._disk.close()
             self._disk = None
@@ -75,4 +79,6 @@ class SettledCreations:
             from moduletrace.analysis._spill import Disk  # pickle and sqlite3: only once a scan spills
 
             self._disk = Disk()
-        self._on_disk += self._disk.put((module_id, memory.pop(module_id)) for module_id in moving)
+        kept = self._disk.put([(module_id, memory.pop(module_id)) for module_id in moving])
+        self._on_disk += len(moving) - len(kept)
+        self._pinned.update(kept)
