@@ -2,6 +2,7 @@
 
     python benchmarks/bench_scan.py [--spans 140000 1000000] [--runs 5] [--data DIR] [--file F ...]
                                     [--compare OTHER/src]   # another checkout's code, in the same rounds
+                                    [--settle-after 5m]     # memory with the modules already judged
 
 Each command runs as a whole process (interpreter start, imports and exit included), on the same
 file, interleaved round by round (the order rotates each round), so a noisy machine slows all of
@@ -53,15 +54,18 @@ RACES = "races --format json"
 GENERIC_RACES = "races, generic decoder (no msgspec)"
 
 
-def commands(path: str, duckdb_threads: int | None, compare: str | None = None) -> dict[str, list[str]]:
+def commands(
+    path: str, duckdb_threads: int | None, compare: str | None = None, settle: str | None = None
+) -> dict[str, list[str]]:
     py = sys.executable
+    settling = ["--settle-after", settle] if settle else []
     out = {
-        RACES: [py, "-m", "moduletrace", "races", "--file", path, "--format", "json"],
+        RACES: [py, "-m", "moduletrace", "races", "--file", path, "--format", "json", *settling],
         BASELINE: [py, "-c", JSON_LOOP, path],
         "duckdb peer": [py, str(HERE / "duckdb_races.py"), path],
-        "diagnose": [py, "-m", "moduletrace", "diagnose", "--file", path],
+        "diagnose": [py, "-m", "moduletrace", "diagnose", "--file", path, *settling],
         "orjson.loads loop": [py, "-c", ORJSON_LOOP, path],
-        GENERIC_RACES: [py, "-c", GENERIC, "races", "--file", path, "--format", "json"],
+        GENERIC_RACES: [py, "-c", GENERIC, "races", "--file", path, "--format", "json", *settling],
     }
     if duckdb_threads is not None:
         out["duckdb peer"] += ["--threads", str(duckdb_threads)]
@@ -158,11 +162,16 @@ def check_answers(path: str) -> list[str]:
 
 
 def bench(
-    path: str, runs: int, names: list[str], duckdb_threads: int | None, compare: str | None = None
+    path: str,
+    runs: int,
+    names: list[str],
+    duckdb_threads: int | None,
+    compare: str | None = None,
+    settle: str | None = None,
 ) -> dict[str, Timings]:
     argvs = {
         name: argv
-        for name, argv in commands(path, duckdb_threads, compare).items()
+        for name, argv in commands(path, duckdb_threads, compare, settle).items()
         if name in names or (compare and name.endswith(f" @ {compare}"))
     }
     results = {name: Timings() for name in argvs}
@@ -276,6 +285,7 @@ def main() -> None:
     parser.add_argument("--no-check", action="store_true", help="skip checking that the answers agree")
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--compare", metavar="SRC", help="also time races and diagnose with this PYTHONPATH")
+    parser.add_argument("--settle-after", help="the commands' --settle-after (default: theirs, 1h)")
     args = parser.parse_args()
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
@@ -291,7 +301,7 @@ def main() -> None:
         print(f"\n{path}: {spans:,} spans, {size:.0f} MB, {args.runs} interleaved rounds, medians")
         if not args.no_check:
             check_answers(path)
-        rows = table(bench(path, args.runs, names, args.duckdb_threads, args.compare))
+        rows = table(bench(path, args.runs, names, args.duckdb_threads, args.compare, args.settle_after))
         targets(rows, spans)
         figures[path] = {"spans": spans, "mb": size, "rows": rows}
     if args.json:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import math
 import os
 import re
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from moduletrace._version import __version__
 from moduletrace.analysis.races import DEFAULT_SKEW_TOLERANCE_MS
-from moduletrace.cli.render import as_json, as_table, printable
+from moduletrace.cli.render import as_json, as_table, pretty_json, printable
 from moduletrace.errors import InputError, ModuleTraceError
 from moduletrace.scan import Scan, ScanOptions
 
@@ -377,7 +376,7 @@ def _races(args: argparse.Namespace) -> int:
     shown = report.failed_only() if args.failed_only else report
     link = read.trace_url if read.links else None
     if _format(args) == "json":
-        print(json.dumps(as_json(shown, link, read.partial), indent=2))
+        print(pretty_json(as_json(shown, link, read.partial)))
     else:
         print(as_table(shown, link, read.partial))
     return _exit(report.found_races, read.partial)
@@ -392,7 +391,7 @@ def _diagnose(args: argparse.Namespace) -> int:
     report, read = _run_scan(args, scan.diagnose)
     link = read.trace_url if read.links else None
     if _format(args) == "json":
-        print(json.dumps(diagnosis_json(report, link, read.partial), indent=2))
+        print(pretty_json(diagnosis_json(report, link, read.partial)))
     else:
         print(diagnosis_table(report, link, read.partial))
     return _exit(bool(report.diagnoses), read.partial)
@@ -486,7 +485,7 @@ def _demo(args: argparse.Namespace) -> int:
     if fmt == "json":
         document = demo_json(result)
         document["demo"]["report"] = str(page)
-        print(json.dumps(document, indent=2))
+        print(pretty_json(document))
     else:
         print(demo_table(result, options, seconds))
         print(f"Report (open it in a browser): {page}")
