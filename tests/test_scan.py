@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import sqlite3
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moduletrace.scan import Scan, _admitted
+from moduletrace.analysis.races import RaceDetector
+from moduletrace.analysis.races import wanted as race_wanted
+from moduletrace.scan import Scan, ScanOptions, _admitted, read
 from moduletrace.spans import Resource, Span
+from tests.analysis.test_settling import fillers
 
 HEX = "0123456789abcdef"
 MAX_NS = 2**64 - 1
@@ -63,3 +70,40 @@ def test_progress_ticks_once_per_4096_spans_read() -> None:
     for _ in range(100):
         _admitted([span] * 250, scan, lambda s: ticks.append(s.spans_read))
     assert ticks == [4250, 8250, 12500, 16500, 20500, 24750]  # the first count past each multiple of 4096
+
+
+class ListSource:
+    """Spans held in a list: the scan's own contract, with no format in between."""
+
+    def __init__(self, spans: list[Span]) -> None:
+        self.spans_ = spans
+        self.partial: list[str] = []
+
+    def describe(self) -> str:
+        return "a list"
+
+    def batches(self, wanted: object = None) -> Iterator[list[Span]]:
+        yield self.spans_
+
+    def spans_for_modules(self, module_ids: object, since_ns: int, wanted: object = None) -> Iterator[Span]:
+        return iter(())
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_scan_whose_settled_summaries_could_not_go_to_disk_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moduletrace.analysis import _spill
+
+    def unopenable() -> None:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(_spill, "Disk", unopenable)
+    # The builders' trace ids ("...tf1") are no hex: made hex, one for one, as the scan admits only those.
+    spans = [s._replace(trace_id=hashlib.md5(s.trace_id.encode()).hexdigest()) for s in fillers(120 * 60_000)]
+    detector = RaceDetector(settle_after_s=60, settled_in_memory=10)
+    warnings: list[str] = []
+    scan = read([ListSource(spans)], detector, race_wanted, ScanOptions(), warn=warnings.append)  # type: ignore[list-item]
+    assert scan.lifecycle_spans == len(spans)
+    assert len(warnings) == 1 and "kept in memory" in warnings[0] and "unable to open" in warnings[0]
+    assert detector.report().loads == 300  # judged all the same

@@ -112,6 +112,9 @@ class SpanSink(Protocol):
     @property
     def lifecycle_spans(self) -> int: ...
 
+    @property
+    def settled_problem(self) -> str: ...
+
 
 def open_sources(options: ScanOptions, warn: Callable[[str], None]) -> list[Source]:
     """The sources the options name, ready to read."""
@@ -197,6 +200,8 @@ def read(
             source.close()
     for reason, (count, first) in scan.rejected.items():
         warn(f"{count} span{'s' if count > 1 else ''} skipped: {reason} (first: {first})")
+    if sink.settled_problem:
+        warn(sink.settled_problem)
     scan.lifecycle_spans = sink.lifecycle_spans
     if not scan.lifecycle_spans:
         searched = "; ".join(s.describe() for s in sources) or "no source"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
+from moduletrace.analysis import _spill
+from moduletrace.analysis._spill import Disk
 from moduletrace.analysis.races import Creation, StageSpan
 from moduletrace.analysis.report import ConsumerLag
 from moduletrace.analysis.settled import SettledCreations
@@ -59,3 +63,62 @@ def test_a_summary_the_disk_cannot_keep_stays_in_memory() -> None:
     assert len(store) == 11 and store.on_disk == 8  # 2 in memory, 1 held back
     back = store.pop("m-odd")
     assert back is not None and back[0].commits[0].version is odd
+
+
+class FailingDisk:
+    """A fault, injected: the temporary file cannot be opened, written or read (no writable
+    temporary directory, a full disk). SQLite's own error type, as the real one raises."""
+
+    errors = sqlite3.Error
+
+    def __init__(self, fail_on: str, after: int = 0) -> None:
+        self.fail_on, self.after = fail_on, after
+        self.real = Disk()
+        self.errors = self.real.errors
+
+    def put(self, items: list[tuple[str, tuple[Creation, ...]]]) -> list[tuple[str, tuple[Creation, ...]]]:
+        if self.fail_on == "put" and self.after <= 0:
+            raise sqlite3.OperationalError("database or disk is full")
+        self.after -= 1
+        return self.real.put(items)
+
+    def pop(self, module_id: str) -> tuple[Creation, ...] | None:
+        if self.fail_on == "pop":
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.real.pop(module_id)
+
+
+def test_with_no_temporary_file_every_summary_stays_in_memory_and_the_problem_is_said(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def unopenable() -> None:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(_spill, "Disk", unopenable)
+    store = SettledCreations(in_memory=4)
+    for n in range(30):
+        store.put(f"m-{n}", summary(n))
+    assert len(store) == 30 and store.on_disk == 0
+    assert "unable to open database file" in store.problem and "TMPDIR" in store.problem
+    assert [store.pop(f"m-{n}") for n in range(30)] == [summary(n) for n in range(30)]
+
+
+def test_a_full_disk_keeps_the_batch_it_could_not_write_and_what_it_wrote_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_spill, "Disk", lambda: FailingDisk("put", after=1))
+    store = SettledCreations(in_memory=4)
+    for n in range(30):
+        store.put(f"m-{n}", summary(n))
+    assert "disk is full" in store.problem and store.on_disk == 2 and len(store) == 30
+    assert [store.pop(f"m-{n}") for n in range(30)] == [summary(n) for n in range(30)]
+
+
+def test_a_summary_that_cannot_be_read_back_is_missing_and_the_problem_is_said(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_spill, "Disk", lambda: FailingDisk("pop"))
+    store = SettledCreations(in_memory=2)
+    for n in range(10):
+        store.put(f"m-{n}", summary(n))
+    assert store.pop("m-0") is None and "could not be read back" in store.problem

@@ -17,9 +17,14 @@ from moduletrace.analysis.races import Creation, StageSpan
 from moduletrace.analysis.report import ConsumerLag
 from moduletrace.spans import Resource
 
+#: What a failing disk raises (sqlite3.Error: OperationalError for "unable to open", "disk is full").
+DiskError = sqlite3.Error
+
 
 class Disk:
     """A private temporary SQLite database (``sqlite3.connect("")``): gone when closed."""
+
+    errors = DiskError
 
     def __init__(self) -> None:
         self._db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
@@ -41,8 +46,13 @@ class Disk:
             except ValueError:  # "unmarshallable object"
                 kept.append((module_id, creations))
         self._db.execute("BEGIN")
-        self._db.executemany("INSERT INTO settled VALUES (?, ?)", rows)
-        self._db.execute("COMMIT")
+        try:
+            self._db.executemany("INSERT INTO settled VALUES (?, ?)", rows)
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            if self._db.in_transaction:  # what was stored before stays readable
+                self._db.execute("ROLLBACK")
+            raise
         return kept
 
     def pop(self, module_id: str) -> tuple[Creation, ...] | None:

@@ -269,6 +269,10 @@ class Diagnoser:
     def lifecycle_spans(self) -> int:
         return self.detector.lifecycle_spans
 
+    @property
+    def settled_problem(self) -> str:
+        return self.detector.settled_problem
+
     def report(
         self,
         module: str | None = None,

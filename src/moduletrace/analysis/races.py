@@ -233,6 +233,11 @@ class RaceDetector:
         return self._lifecycle
 
     @property
+    def settled_problem(self) -> str:
+        """Why settled modules' summaries stayed in memory or one was lost ("" when none): a warning."""
+        return self._summaries.problem
+
+    @property
     def settle_after_ns(self) -> int | None:
         return self._settle_after_ns
 

@@ -12,6 +12,7 @@ lookup per module that was not in flight when its span came.
 
 from __future__ import annotations
 
+import sys
 from itertools import islice
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,8 @@ class SettledCreations:
         self._pinned: dict[str, tuple[Creation, ...]] = {}  # what the disk cannot keep: held here
         self._disk: Disk | None = None
         self._on_disk = 0
+        #: Why summaries stopped going to disk (it could not be opened or written: all stay in memory).
+        self.problem = ""
 
     def __len__(self) -> int:
         return len(self._memory) + len(self._pinned) + self._on_disk
@@ -57,7 +60,11 @@ class SettledCreations:
             found = self._pinned.pop(module_id, None)
         if found is None and self._on_disk:
             assert self._disk is not None
-            found = self._disk.pop(module_id)
+            try:
+                found = self._disk.pop(module_id)
+            except self._disk.errors as exc:  # the load is then judged as one whose creation is unknown
+                self.problem = f"a settled module's summary could not be read back from its temporary file ({exc})"
+                return None
             if found is not None:
                 self._on_disk -= 1
         return found
@@ -73,12 +80,22 @@ class SettledCreations:
 
     def _spill(self) -> None:
         """Move the oldest half (settling order: the data's time order) to disk."""
-        memory = self._memory
-        moving = list(islice(memory, len(memory) // 2 or 1))
-        if self._disk is None:
-            from moduletrace.analysis._spill import Disk  # pickle and sqlite3: only once a scan spills
+        from moduletrace.analysis._spill import Disk, DiskError  # sqlite3: only once a scan spills
 
-            self._disk = Disk()
-        kept = self._disk.put([(module_id, memory.pop(module_id)) for module_id in moving])
+        memory = self._memory
+        moving = [(module_id, memory[module_id]) for module_id in islice(memory, len(memory) // 2 or 1)]
+        try:
+            if self._disk is None:
+                self._disk = Disk()
+            kept = self._disk.put(moving)
+        except DiskError as exc:  # no writable temporary directory, a full disk: memory as before
+            self.problem = (
+                f"settled modules' summaries could not go to a temporary file ({exc}): all are kept "
+                "in memory (set SQLITE_TMPDIR or TMPDIR to a writable directory with space)"
+            )
+            self._in_memory = sys.maxsize
+            return
+        for module_id, _ in moving:
+            del memory[module_id]
         self._on_disk += len(moving) - len(kept)
         self._pinned.update(kept)
