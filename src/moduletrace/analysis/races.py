@@ -496,9 +496,14 @@ class RaceDetector:
         return out
 
     def _judge_module(self, module_id: str, state: _Module, scope: LoadScope) -> Iterator[Judgement]:
+        judge = self._judge
+        if scope.service is None and scope.start_ns is None and scope.end_ns is None:  # every load
+            for read in self._reads(state):
+                yield _new(Judgement, (module_id, read[0], read, judge(module_id, state, read)))
+            return
         for read in self._reads(state):
             if scope.includes(read.load, read.window.start_ns):
-                yield Judgement(module_id, read.load, read, self._judge(module_id, state, read))
+                yield _new(Judgement, (module_id, read[0], read, judge(module_id, state, read)))
 
     def _scope_for(
         self, module: str | None, service: str | None, start_ns: int | None, end_ns: int | None
@@ -521,6 +526,9 @@ class RaceDetector:
         if not queries:
             for request in requests:
                 yield self._read(request, None)
+            return
+        if len(requests) == 1 and len(queries) == 1 and queries[0].parent_span_id == requests[0].span_id:
+            yield self._read(requests[0], queries[0])  # the usual module: one load, its query under it
             return
         request_ids = {r.span_id for r in requests}
         children: dict[str, list[Load]] = {}
@@ -569,40 +577,41 @@ class RaceDetector:
                     yield self._read(query, query)
 
     def _read(self, load: Load, query: Load | None) -> Read:
+        # Named tuples built with tuple.__new__ (their own __new__ is a Python frame): once per load.
         if query is None:
             seen = load.seen or _NOTHING_SEEN
-            return Read(load, Window(load.start_ns, load.end_ns), load.resource, _READ_SOURCES[LOAD_REQUEST], seen)
+            window = _new(Window, (load.start_ns, load.end_ns))
+            return _new(Read, (load, window, load.resource, _READ_SOURCES[LOAD_REQUEST], seen))
         if query is load:
             seen = load.seen or _NOTHING_SEEN
         else:
             seen = {**load.seen, **query.seen} if load.seen and query.seen else load.seen or query.seen or _NOTHING_SEEN
-            load = Load(
-                load.trace_id,
-                load.span_id,
-                load.parent_span_id,
-                load.start_ns,
-                load.end_ns,
-                load.failed or query.failed,
-                load.resource,
-                load.linked_traces,
-                load.seen,
-                query.span_id,
+            load = _new(
+                Load,
+                (
+                    load.trace_id,
+                    load.span_id,
+                    load.parent_span_id,
+                    load.start_ns,
+                    load.end_ns,
+                    load.failed or query.failed,
+                    load.resource,
+                    load.linked_traces,
+                    load.seen,
+                    query.span_id,
+                ),
             )
         statement = self._statements.get(query.span_id)
         if statement is not None:
-            return Read(load, Window(*statement), query.resource, _READ_SOURCES["db"], seen)
-        return Read(load, Window(query.start_ns, query.end_ns), query.resource, _READ_SOURCES[LOAD_DB_QUERY], seen)
+            return _new(Read, (load, _new(Window, statement), query.resource, _READ_SOURCES["db"], seen))
+        window = _new(Window, (query.start_ns, query.end_ns))
+        return _new(Read, (load, window, query.resource, _READ_SOURCES[LOAD_DB_QUERY], seen))
 
     def _judge(self, module_id: str, state: _Module, read: Read) -> Outcome:
         """The verdict for one load; None when it is clean (most loads: decided without the evidence)."""
         load = read.load
-
-        def unmatched(reason: str) -> Unmatched:
-            service = load.resource.service_name
-            return Unmatched(module_id, load.trace_id, load.span_id, service, read.window.start_ns, load.failed, reason)
-
         if not state.creations:
-            return unmatched("no creation spans for this module in the data")
+            return _unmatched(module_id, read, "no creation spans for this module in the data")
         read_start, read_end = read.window
         creation, matched_by = _creation_for(state, load, read_start)
         compare = self.clocks.compare
@@ -624,7 +633,9 @@ class RaceDetector:
                 clean = verdict == "clean" and not contradicted
             stages.append((stage, record, clock, saw, detail))
         if not stages:
-            return unmatched(f"creation in trace {creation.trace_id} is partial: " + ", ".join(missing))
+            return _unmatched(
+                module_id, read, f"creation in trace {creation.trace_id} is partial: " + ", ".join(missing)
+            )
         if clean:
             return None
         checks: list[StageCheck] = []
@@ -666,6 +677,12 @@ class RaceDetector:
             checks=tuple(checks),
             consumer_lag=tuple(lags),
         )
+
+
+def _unmatched(module_id: str, read: Read, reason: str) -> Unmatched:
+    load = read.load
+    service = load.resource.service_name
+    return Unmatched(module_id, load.trace_id, load.span_id, service, read.window.start_ns, load.failed, reason)
 
 
 def _consumer_lag(stage: str, attributes: Mapping[str, Any]) -> ConsumerLag:
@@ -770,10 +787,16 @@ def _creation_for(state: _Module, load: Load, read_start: int) -> tuple[Creation
     return chosen, MODULE_ID
 
 
-def _failed_commits(module_id: str, state: _Module) -> Iterator[FailedCommit]:
+def _failed_commits(module_id: str, state: _Module) -> list[FailedCommit]:
+    """The creations of a module none of whose commits succeeded (most have one, and it did)."""
+    out = []
     for creation in state.creations.values():
-        if creation.commits and not any(r.ok for r in creation.commits):
-            last = max(creation.commits, key=lambda r: r.end_ns)
-            yield FailedCommit(
-                module_id, creation.trace_id, last.span_id, last.resource.service_name, last.end_ns, last.error
+        commits = creation.commits
+        if commits and not (commits[0].ok or any(r.ok for r in commits)):
+            last = max(commits, key=lambda r: r.end_ns)
+            out.append(
+                FailedCommit(
+                    module_id, creation.trace_id, last.span_id, last.resource.service_name, last.end_ns, last.error
+                )
             )
+    return out
