@@ -87,6 +87,9 @@ class FailingDisk:
             raise sqlite3.OperationalError("disk I/O error")
         return self.real.pop(module_id)
 
+    def close(self) -> None:
+        self.real.close()
+
 
 def test_with_no_temporary_file_every_summary_stays_in_memory_and_the_problem_is_said(
     monkeypatch: pytest.MonkeyPatch,
@@ -114,11 +117,44 @@ def test_a_full_disk_keeps_the_batch_it_could_not_write_and_what_it_wrote_before
     assert [store.pop(f"m-{n}") for n in range(30)] == [summary(n) for n in range(30)]
 
 
-def test_a_summary_that_cannot_be_read_back_is_missing_and_the_problem_is_said(
+def test_a_disk_that_cannot_be_read_is_given_up_and_what_it_held_is_said_lost(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(_spill, "Disk", lambda: FailingDisk("pop"))
     store = SettledCreations(in_memory=2)
     for n in range(10):
         store.put(f"m-{n}", summary(n))
-    assert store.pop("m-0") is None and "could not be read back" in store.problem
+    on_disk = store.on_disk
+    assert store.pop("m-0") is None and store.on_disk == 0
+    assert f"{on_disk} settled modules' summaries were lost" in store.problem and "never a race" in store.problem
+    for n in range(10, 40):  # from then on, in memory
+        store.put(f"m-{n}", summary(n))
+    assert store.on_disk == 0 and store.pop("m-39") == summary(39)
+
+
+def test_a_full_disk_keeps_what_it_stored_before_readable() -> None:
+    # A real full disk: SQLite's own page limit on the store's file, reached by a later batch.
+    store = SettledCreations(in_memory=20)
+    for n in range(200):
+        store.put(f"m-{n}", summary(n))
+    assert store.on_disk > 150
+    disk = store._disk  # noqa: SLF001 - the fault is put into the real file
+    assert disk is not None
+    pages = disk._db.execute("PRAGMA page_count").fetchone()[0]  # noqa: SLF001
+    disk._db.execute(f"PRAGMA max_page_count = {pages}")  # noqa: SLF001
+    for n in range(200, 400):
+        store.put(f"m-{n}", summary(n))
+    assert "disk is full" in store.problem or "full" in store.problem
+    assert len(store) == 400
+    assert [store.pop(f"m-{n}") for n in range(400)] == [summary(n) for n in range(400)]
+
+
+def test_a_summary_damaged_on_disk_comes_back_empty_so_its_module_is_not_counted_twice() -> None:
+    store = SettledCreations(in_memory=2)
+    for n in range(10):
+        store.put(f"m-{n}", summary(n))
+    disk = store._disk  # noqa: SLF001 - the damage is put into the real file
+    assert disk is not None
+    disk._db.execute("UPDATE settled SET creations = x'00' WHERE module_id = 'm-0'")  # noqa: SLF001
+    assert store.pop("m-0") == () and "lost in its temporary file" in store.problem
+    assert store.pop("m-1") == summary(1)

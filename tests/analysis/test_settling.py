@@ -260,3 +260,16 @@ def test_any_time_ordered_incident_gives_the_same_diagnosis_settled_or_not(
 ) -> None:
     spans = failures(modules, seed)
     assert diagnosis(spans, horizon)[1] == diagnosis(spans, None)[1]
+
+
+def test_a_late_load_whose_summary_was_damaged_on_disk_is_unmatched_and_its_module_counted_once() -> None:
+    spans = creation("m-d", "td", commit_end_ms=20, cache_end_ms=30) + fillers(120 * MINUTE_MS)
+    detector = RaceDetector(settle_after_s=60, settled_in_memory=10)
+    detector.add_all(spans)
+    disk = detector._summaries._disk  # noqa: SLF001 - the damage is put into the real file
+    assert disk is not None
+    disk._db.execute("UPDATE settled SET creations = x'00' WHERE module_id = 'm-d'")  # noqa: SLF001
+    detector.add_all(load("m-d", "t-late", 5))  # would race its commit, were the summary there
+    result = detector.report()
+    assert result.races == [] and [u.module_id for u in result.unmatched] == ["m-d"]
+    assert result.modules == 301 and "never a race" in detector.settled_problem

@@ -21,6 +21,10 @@ from moduletrace.spans import Resource
 DiskError = sqlite3.Error
 
 
+class Undecodable(Exception):
+    """A summary was on disk but its bytes cannot be decoded (a damaged file): it is gone."""
+
+
 class Disk:
     """A private temporary SQLite database (``sqlite3.connect("")``): gone when closed."""
 
@@ -28,7 +32,8 @@ class Disk:
 
     def __init__(self) -> None:
         self._db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
-        for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -4096"):
+        # A journal in memory (not OFF: without one a rolled-back batch may corrupt what was stored).
+        for pragma in ("journal_mode = MEMORY", "synchronous = OFF", "cache_size = -4096"):
             self._db.execute(f"PRAGMA {pragma}")
         self._db.execute("CREATE TABLE settled (module_id TEXT PRIMARY KEY, creations BLOB NOT NULL)")
         self._resources: list[Resource] = []
@@ -56,11 +61,16 @@ class Disk:
         return kept
 
     def pop(self, module_id: str) -> tuple[Creation, ...] | None:
+        """The module's summary, taken off the disk; None if it is not there. Raises DiskError if the
+        file cannot be read, Undecodable if the summary was there but cannot be decoded."""
         row = self._db.execute("SELECT creations FROM settled WHERE module_id = ?", (module_id,)).fetchone()
         if row is None:
             return None
         self._db.execute("DELETE FROM settled WHERE module_id = ?", (module_id,))
-        return self._decode(marshal.loads(row[0]))
+        try:
+            return self._decode(marshal.loads(row[0]))
+        except (ValueError, EOFError, TypeError, IndexError) as exc:  # a damaged file's bytes
+            raise Undecodable(f"a stored summary cannot be decoded: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()

@@ -13,6 +13,7 @@ lookup per module that was not in flight when its span came.
 from __future__ import annotations
 
 import sys
+from contextlib import suppress
 from itertools import islice
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 
 #: Summaries kept in memory (about 0.5 KB each) before the oldest half moves to disk.
 DEFAULT_IN_MEMORY = 50_000
+
+
+_LOST = ": a later load of such a module finds no creation (reported unmatched, never a race)"
 
 
 class SettledCreations:
@@ -47,23 +51,42 @@ class SettledCreations:
         return self._on_disk
 
     def put(self, module_id: str, creations: tuple[Creation, ...]) -> None:
-        """Keep a settled module's summary (a module settles again after a late span: replaced)."""
+        """Keep a settled module's summary (not held already: a module back in flight was popped)."""
         memory = self._memory
         memory[module_id] = creations
         if len(memory) > self._in_memory:
             self._spill()
 
     def pop(self, module_id: str) -> tuple[Creation, ...] | None:
-        """Take a module's summary out (its module comes back in flight), or None if it has none."""
+        """Take a module's summary out (its module comes back in flight), or None if it has none.
+
+        A summary found on disk but undecodable comes out empty, ``()``: the module was settled (not
+        counted twice) and its later loads find no creation. A disk that cannot be read is given up.
+        """
         found = self._memory.pop(module_id, None)
         if found is None and self._pinned:
             found = self._pinned.pop(module_id, None)
         if found is None and self._on_disk:
+            from moduletrace.analysis._spill import Undecodable
+
             assert self._disk is not None
             try:
                 found = self._disk.pop(module_id)
-            except self._disk.errors as exc:  # the load is then judged as one whose creation is unknown
-                self.problem = f"a settled module's summary could not be read back from its temporary file ({exc})"
+            except Undecodable as exc:  # it was settled: not counted again; its creation is gone
+                self._on_disk -= 1
+                self.problem = (
+                    self.problem or f"a settled module's summary was lost in its temporary file ({exc})" + _LOST
+                )
+                return ()
+            except self._disk.errors as exc:  # the file cannot be read: what it holds is gone
+                self.problem = self.problem or (
+                    f"{self._on_disk} settled modules' summaries were lost with their temporary file ({exc})"
+                    + _LOST
+                    + "; those modules may be counted twice; the rest are kept in memory"
+                )
+                with suppress(self._disk.errors):
+                    self._disk.close()
+                self._disk, self._on_disk, self._in_memory = None, 0, sys.maxsize
                 return None
             if found is not None:
                 self._on_disk -= 1
@@ -89,9 +112,9 @@ class SettledCreations:
                 self._disk = Disk()
             kept = self._disk.put(moving)
         except DiskError as exc:  # no writable temporary directory, a full disk: memory as before
-            self.problem = (
-                f"settled modules' summaries could not go to a temporary file ({exc}): all are kept "
-                "in memory (set SQLITE_TMPDIR or TMPDIR to a writable directory with space)"
+            self.problem = self.problem or (
+                f"settled modules' summaries could not go to a temporary file ({exc}): from then on they "
+                "were kept in memory (set SQLITE_TMPDIR or TMPDIR to a writable directory with space)"
             )
             self._in_memory = sys.maxsize
             return
