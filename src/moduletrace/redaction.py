@@ -9,10 +9,11 @@ The text is attacker-sized (an exception message can be megabytes), so:
 
 - ``redact(text, limit=n)`` cuts *before* it scans: it scans at most ``n + 512`` characters
   (the extra lets a secret that straddles the cut be recognised from what follows it), and drops
-  a token cut in half rather than keep the first half of a secret;
+  a token cut in half rather than keep the first half of a secret (a mask, ``***``, stays);
 - every pattern is linear: each can start only at the beginning of a run of its characters
-  (a negative look-behind), and every repetition is bounded, so no input makes Python's
-  backtracking engine go quadratic.
+  (a negative look-behind), and each repetition runs over one character class (or alternatives
+  that begin differently), so no input makes Python's backtracking engine go quadratic; a secret
+  is masked whole however long it is (``user:password@`` to the last ``@`` of its run).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ _LOOKAHEAD = 512
 _MAX_PARTIAL = 256
 _ELLIPSIS = "\u2026"
 
-_QUOTED = r"""(?:"(?:[^"\\\n]|\\.){0,512}(?:"|$)|'(?:[^'\\\n]|\\.){0,512}(?:'|$))"""
+#: A quoted value, to its closing quote, else to the end of its line (over-redacting an unclosed one).
+_QUOTED = r"""(?:"(?:[^"\\\n]|\\.)*(?:"|(?=\n)|$)|'(?:[^'\\\n]|\\.)*(?:'|(?=\n)|$))"""
 
 #: (pattern, replacement, substrings one of which the text must hold for the pattern to match,
 #: whether to look for them in the lower-cased text).
@@ -44,18 +46,18 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str, tuple[str, ...], bool], ...] = (
         re.compile(
             r"(?i)(?<![\w.-])(?P<pre>(?:proxy-)?authorization['\"]?[ \t]{0,8}[=:][ \t]{0,8}['\"]?"
             r"(?:(?:bearer|basic|token|digest|negotiate|ntlm|apikey|key|aws4-hmac-sha256)[ \t]{1,8})?)"
-            r"(?!\*\*\*)[^\s'\",;]{1,4096}"
+            r"(?!\*\*\*)[^\s'\",;]+"
         ),
         r"\g<pre>***",
         ("authorization",),
         True,
     ),
     # A bare "Bearer xyz" / "Basic xyz" anywhere else.
-    (re.compile(r"(?i)(?<![\w-])(?P<pre>bearer)[ \t]{1,8}[^\s'\",;]{6,4096}"), r"\g<pre> ***", ("bearer",), True),
-    (re.compile(r"(?i)(?<![\w-])(?P<pre>basic)[ \t]{1,8}[A-Za-z0-9+/=._~-]{6,4096}"), r"\g<pre> ***", ("basic",), True),
+    (re.compile(r"(?i)(?<![\w-])(?P<pre>bearer)[ \t]{1,8}[^\s'\",;]{6,}"), r"\g<pre> ***", ("bearer",), True),
+    (re.compile(r"(?i)(?<![\w-])(?P<pre>basic)[ \t]{1,8}[A-Za-z0-9+/=._~-]{6,}"), r"\g<pre> ***", ("basic",), True),
     # Tokens recognisable by their shape alone: JSON Web Tokens (also cut after their second
     # segment), GitHub, Slack, Stripe and Google API keys, AWS access key ids.
-    (re.compile(r"(?<![\w-])eyJ[\w-]{5,4096}\.[\w-]{5,16384}(?:\.[\w-]{0,4096})?"), "***", ("eyj",), True),
+    (re.compile(r"(?<![\w-])eyJ[\w-]{5,}\.[\w-]{5,}(?:\.[\w-]*)?"), "***", ("eyj",), True),
     (
         re.compile(
             r"(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{20,255}|github_pat_\w{20,255}|xox[abposr]-[\w-]{10,255}"
@@ -82,11 +84,10 @@ _BARE_USERINFO = re.compile(r"(?<![\w.%+:/*-])[A-Za-z_][\w.%+-]{0,63}:(?!//)")
 _HOST = re.compile(r"[\w-]{1,63}(?:\.[\w-]{1,63}){0,8}(?![\w.@-])")
 #: Where a password in a URL ends at the latest.
 _URL_END = re.compile(r"[\s'\"<>]")
-_MAX_PASSWORD = 256
 
 #: key=value, key: value, 'key': 'value', "key": "value" (any key: `_SENSITIVE_KEY` judges it).
 _PAIR = re.compile(r"(?<![\w.-])(?P<key>[A-Za-z_][\w.-]{0,63})['\"]?[ \t]{0,8}[=:][ \t]{0,8}")
-_VALUE = re.compile(_QUOTED + r"|[^\s,;&'\"(){}\[\]<>]{1,512}")
+_VALUE = re.compile(_QUOTED + r"|[^\s,;&'\"(){}\[\]<>]+")
 #: Keys whose value is a secret: password, aws_secret_access_key, api-key, X-Amz-Signature ...
 _SENSITIVE_KEY = re.compile(
     r"(?i)pass(?:word|wd|phrase)?$|passw|pwd|secret|api[_-]?key|apikey|access[_-]?key|private[_-]?key"
@@ -138,14 +139,19 @@ def _scrub(text: str) -> str:
 
 def _redact_userinfo(text: str, prefix: re.Pattern[str], need_host: bool) -> str:
     """``user:password@host`` -> ``user:***@host``; the password runs to the *last* ``@`` before a
-    space or quote, so ``p@ss`` and ``pa/ss`` go whole (a URL with an ``@`` in its query loses a
-    little more than its password). Found with ``str.rfind``, not by backtracking."""
+    space or quote, however far, so ``p@ss``, ``pa/ss`` and long passwords go whole (a URL with an
+    ``@`` in its query loses its host and path too: over-redacted). Found with ``str.rfind``, not by
+    backtracking, once per run of non-space characters however many prefixes it holds: linear."""
     parts: list[str] = []
     position = 0
+    run_end = last_at = -1  # the end of the run the last match was in, and its last "@"
     while (match := prefix.search(text, position)) is not None:
         start = match.end()
-        end = _URL_END.search(text, start, start + _MAX_PASSWORD + 1)
-        at = text.rfind("@", start, end.start() if end is not None else start + _MAX_PASSWORD + 1)
+        if start >= run_end:
+            end = _URL_END.search(text, start)
+            run_end = end.start() if end is not None else len(text)
+            last_at = text.rfind("@", start, run_end)
+        at = last_at if last_at > start else -1
         if at <= start or text.startswith("***@", start) or (need_host and _HOST.match(text, at + 1) is None):
             parts.append(text[position:start])
             position = start
@@ -185,7 +191,9 @@ def _truncate(text: str, limit: int) -> str:
         return head + _ELLIPSIS  # the cut falls between two tokens
     start = max(0, len(head) - _MAX_PARTIAL)
     space = max(head.rfind(" ", start), head.rfind("\n", start), head.rfind("\t", start))
-    if space >= 0:
+    if head.endswith("***"):
+        pass  # the token at the cut was a secret, redacted: its mask stays
+    elif space >= 0:
         head = head[: space + 1]
     elif len(head) <= _MAX_PARTIAL:
         head = ""

@@ -96,6 +96,12 @@ SHAPES = [
     ("connect to postgresql://app:{}@db", "P@SS-7Q2X"),
     ("docs at https://example.com:8443/help; postgresql://app:{}@db:5432 refused", "P@SS-7Q2X"),
     ("connect to postgresql://app:{}@db failed", "Q7X-" * 64),
+    # Longer than any bound a pattern once had (256 in a URL, 512 in a pair, quoted or not).
+    ("connect to postgresql://app:{}@db failed", "Q7X-" * 150),
+    ("login with password={} denied", "HX7Q" * 175),
+    ("settings {{'password': '{}', 'user': 'app'}}", "HX7Q" * 175),
+    ("request headers Authorization: token {}", "QX7Z" * 300),
+    ("settings {{'password': '{}\nnext line", "HX7-Q2-ZZ9"),  # no closing quote on its line
 ]
 SHAPE_IDS = [
     "url-at",
@@ -115,7 +121,12 @@ SHAPE_IDS = [
     "bare-userinfo-ip",  # a host that begins with a one-character label
     "url-at-the-end",  # nothing after the URL: no space or quote ends it
     "second-url",  # the first URL holds no password, the second does
-    "url-256-chars",  # the longest password looked for
+    "url-256-chars",
+    "url-600-chars",
+    "password-pair-700-chars",
+    "quoted-password-700-chars",
+    "auth-token-1200-chars",
+    "quoted-password-unclosed",
 ]
 
 
@@ -185,15 +196,15 @@ READABLE = [
         "https://app:S3CRET@api.internal/export?ids="
         + ",".join(f"m-{i}" for i in range(60))
         + "&to=ops@example.com failed",
-        "https://app:***@api.internal/export?ids="
-        + ",".join(f"m-{i}" for i in range(60))
-        + "&to=ops@example.com failed",
-        id="an-at-sign-past-the-longest-password-is-not-its-end",
+        "https://app:***@example.com failed",
+        id="the-last-at-sign-of-the-url-ends-its-password-however-far",  # over-redacted: a long password may hold @
     ),
     pytest.param(
+        # With no "@" within 256 characters, the farthest one of the run ends the password: a path
+        # that looks like a long password is over-redacted rather than a long password kept.
         "https://api.internal:" + LONG_PATH + "@example.com failed",
-        "https://api.internal:" + LONG_PATH + "@example.com failed",
-        id="an-at-sign-257-characters-after-the-colon-ends-no-password",  # 256 ends one: url-256-chars
+        "https://api.internal:***@example.com failed",
+        id="an-at-sign-257-characters-after-the-colon-still-ends-a-password",  # see url-600-chars
     ),
     pytest.param(
         "postgresql://app:***@db/modules?user=ops@example.com refused",
@@ -276,7 +287,9 @@ def test_a_message_that_redaction_shortens_below_the_limit_keeps_its_words() -> 
 # --- property: wherever a secret sits in whatever text, no piece of it reaches a span ------------
 
 filler = st.text(alphabet=string.ascii_lowercase + "  \n.,:", max_size=40).map(lambda s: s * 40)
-values = st.text(alphabet=string.ascii_uppercase + string.digits + "@/+=!%-", min_size=8, max_size=40)
+values = st.text(alphabet=string.ascii_uppercase + string.digits + "@/+=!%-", min_size=8, max_size=40) | st.text(
+    alphabet=string.ascii_uppercase + string.digits + "@/+=!%-", min_size=250, max_size=900
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
