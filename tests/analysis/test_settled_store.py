@@ -8,7 +8,7 @@ import pytest
 
 from moduletrace.analysis import _spill
 from moduletrace.analysis._spill import Disk
-from moduletrace.analysis.races import Creation, StageSpan
+from moduletrace.analysis.creation import Creation, StageSpan
 from moduletrace.analysis.report import ConsumerLag
 from moduletrace.analysis.settled import SettledCreations
 from tests.support.builders import PROCESS_A, PROCESS_B

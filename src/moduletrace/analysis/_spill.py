@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from moduletrace.analysis.races import Creation, StageSpan
+from moduletrace.analysis.creation import Creation, StageSpan
 from moduletrace.analysis.report import ConsumerLag
 from moduletrace.spans import Resource
 

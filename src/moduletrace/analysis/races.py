@@ -23,6 +23,7 @@ from sys import intern
 from typing import Any, NamedTuple
 
 from moduletrace.analysis.clocks import ClockBasis, ClockOffsets, Clocks
+from moduletrace.analysis.creation import Creation, StageSpan
 from moduletrace.analysis.report import ConsumerLag, FailedCommit, Outcome, RaceReport, RaceVerdict, Unmatched
 from moduletrace.analysis.rule import StageCheck, Window, decide, judge_stage
 from moduletrace.analysis.settled import DEFAULT_IN_MEMORY, SettledCreations
@@ -75,38 +76,6 @@ _READ_SOURCES = {
     LOAD_DB_QUERY: SPAN_NAMES[LOAD_DB_QUERY],
     LOAD_REQUEST: SPAN_NAMES[LOAD_REQUEST],
 }
-
-
-class StageSpan(NamedTuple):
-    """A creation stage's span: its window, its clock, whether it succeeded, what it wrote."""
-
-    span_id: str
-    start_ns: int
-    end_ns: int
-    ok: bool
-    resource: Resource
-    error: str
-    version: Any = None  # DATA_VERSION on a commit, CACHE_VERSION on a cache update
-    lag: ConsumerLag | None = None  # run by a message consumer that recorded its lag
-
-
-@dataclass(slots=True)
-class Creation:
-    trace_id: str
-    start_ns: int | None = None
-    commits: list[StageSpan] = field(default_factory=list)
-    caches: list[StageSpan] = field(default_factory=list)
-
-    def first_ok(self, stage: str) -> StageSpan | None:
-        records = self.commits if stage == DB_COMMIT else self.caches
-        if len(records) == 1:
-            return records[0] if records[0].ok else None
-        return min((r for r in records if r.ok), key=_start, default=None)
-
-    def started(self) -> int:
-        if self.start_ns is not None:
-            return self.start_ns
-        return min((r.start_ns for r in (*self.commits, *self.caches)), default=0)
 
 
 class Load(NamedTuple):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from moduletrace.analysis._spill import Disk
-    from moduletrace.analysis.races import Creation
+    from moduletrace.analysis.creation import Creation
 
 #: Summaries kept in memory (about 0.5 KB each) before the oldest half moves to disk.
 DEFAULT_IN_MEMORY = 50_000
