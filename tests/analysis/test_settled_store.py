@@ -74,7 +74,7 @@ class FailingDisk:
     def __init__(self, fail_on: str, after: int = 0) -> None:
         self.fail_on, self.after = fail_on, after
         self.real = Disk()
-        self.errors = self.real.errors
+        self.errors, self.undecodable = self.real.errors, self.real.undecodable
 
     def put(self, items: list[tuple[str, tuple[Creation, ...]]]) -> list[tuple[str, tuple[Creation, ...]]]:
         if self.fail_on == "put" and self.after <= 0:

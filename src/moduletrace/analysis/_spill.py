@@ -29,6 +29,7 @@ class Disk:
     """A private temporary SQLite database (``sqlite3.connect("")``): gone when closed."""
 
     errors = DiskError
+    undecodable = Undecodable
 
     def __init__(self) -> None:
         self._db = sqlite3.connect("", isolation_level=None, check_same_thread=False)

@@ -112,6 +112,10 @@ class LoadScope:
     start_ns: int | None = None
     end_ns: int | None = None
 
+    def takes_every_load(self) -> bool:
+        """No service or window: every load of the modules it covers is in it."""
+        return self.service is None and self.start_ns is None and self.end_ns is None
+
     def includes(self, load: Load, read_start: int) -> bool:
         if self.service is not None and load.resource.service_name != self.service:
             return False
@@ -465,13 +469,9 @@ class RaceDetector:
         return out
 
     def _judge_module(self, module_id: str, state: _Module, scope: LoadScope) -> Iterator[Judgement]:
-        judge = self._judge
-        if scope.service is None and scope.start_ns is None and scope.end_ns is None:  # every load
-            for read in self._reads(state):
-                yield _new(Judgement, (module_id, read[0], read, judge(module_id, state, read)))
-            return
+        judge, every = self._judge, scope.takes_every_load()
         for read in self._reads(state):
-            if scope.includes(read.load, read.window.start_ns):
+            if every or scope.includes(read.load, read.window.start_ns):
                 yield _new(Judgement, (module_id, read[0], read, judge(module_id, state, read)))
 
     def _scope_for(

@@ -67,12 +67,10 @@ class SettledCreations:
         if found is None and self._pinned:
             found = self._pinned.pop(module_id, None)
         if found is None and self._on_disk:
-            from moduletrace.analysis._spill import Undecodable
-
             assert self._disk is not None
             try:
                 found = self._disk.pop(module_id)
-            except Undecodable as exc:  # it was settled: not counted again; its creation is gone
+            except self._disk.undecodable as exc:  # it was settled: not counted again; its creation is gone
                 self._on_disk -= 1
                 self.problem = (
                     self.problem or f"a settled module's summary was lost in its temporary file ({exc})" + _LOST

@@ -22,13 +22,12 @@ def pretty_json(document: object) -> str:
     """``json.dumps(document, indent=2)``, character for character, three times faster where msgspec
     is installed (``moduletrace[fast]``): the C encoder writes it compact, msgspec indents that text
     (numbers and escapes kept as written). ``json.dumps``'s own indenting runs in pure Python."""
-    compact = json.dumps(document)
     try:
         from msgspec.json import format as indent
     except ImportError:
         return json.dumps(document, indent=2)
     try:
-        return indent(compact, indent=2)
+        return indent(json.dumps(document), indent=2)
     except ValueError:  # NaN or Infinity, which json.dumps writes and JSON has not (DecodeError)
         return json.dumps(document, indent=2)
 
