@@ -144,14 +144,13 @@ def _redact_userinfo(text: str, prefix: re.Pattern[str], need_host: bool) -> str
     backtracking, once per run of non-space characters however many prefixes it holds: linear."""
     parts: list[str] = []
     position = 0
-    run_end = last_at = -1  # the end of the run the last match was in, and its last "@"
+    run_end = at = 0  # the end of the run the last match was in, and its last "@"
     while (match := prefix.search(text, position)) is not None:
         start = match.end()
         if start >= run_end:
             end = _URL_END.search(text, start)
             run_end = end.start() if end is not None else len(text)
-            last_at = text.rfind("@", start, run_end)
-        at = last_at if last_at > start else -1
+            at = text.rfind("@", start, run_end)
         if at <= start or text.startswith("***@", start) or (need_host and _HOST.match(text, at + 1) is None):
             parts.append(text[position:start])
             position = start

@@ -180,6 +180,11 @@ def test_a_secret_at_the_cut_of_a_long_message_never_reaches_the_span(
 LONG_PATH = "8443/export?q=" + "x" * 236 + "&to=ops"
 READABLE = [
     pytest.param(
+        "connect to postgresql://app:@db:5432/modules failed",
+        "connect to postgresql://app:@db:5432/modules failed",
+        id="an-empty-password-leaves-the-url-as-it-is",
+    ),
+    pytest.param(
         "postgresql://app:P@SS@db:5432/modules refused; headers {'Authorization': 'token ghp_"
         + "A" * 36
         + "'}; aws_secret_access_key=WJALR",
