@@ -19,7 +19,6 @@ import argparse
 import cProfile
 import gc
 import io
-import json
 import os
 import pstats
 import statistics
@@ -33,7 +32,7 @@ from moduletrace.analysis.diagnosis import Diagnoser
 from moduletrace.analysis.diagnosis import wanted as diagnosis_wanted
 from moduletrace.analysis.races import RaceDetector
 from moduletrace.analysis.races import wanted as race_wanted
-from moduletrace.cli.render import as_json
+from moduletrace.cli.render import as_json, pretty_json
 from moduletrace.sources import file as file_source
 from moduletrace.sources.file import FileSource
 from moduletrace.spans import Wanted
@@ -88,7 +87,7 @@ def main() -> None:
         state["report"] = state["detector"].report()  # type: ignore[attr-defined]
 
     def races_render() -> None:
-        json.dumps(as_json(state["report"]), indent=2)  # type: ignore[arg-type]
+        pretty_json(as_json(state["report"]))  # type: ignore[arg-type]  # as the command prints it
 
     def diagnose_scan() -> None:
         diagnoser = Diagnoser(RaceDetector(settle_after_s=options.settle_after_s))
