@@ -30,7 +30,7 @@ def races(
     if memory_limit is not None:
         connection.execute("SET memory_limit = ?", [memory_limit])
     rows = connection.execute(
-        SQL.read_text(), {"file": path, "tolerance_ns": int(skew_tolerance_ms * 1_000_000)}
+        SQL.read_text(), {"file": path, "tolerance_ns": round(skew_tolerance_ms * 1_000_000)}
     ).fetchall()
     out: dict[str, Any] = {name: [] for name in LISTS}
     loads = 0

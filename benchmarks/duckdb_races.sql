@@ -13,7 +13,9 @@
 -- (256 MiB there took the peak at 1M spans from 0.8 to 1.3 GB).
 --
 -- Not covered (the generated archives have none): span links (`matched_by: link`), duplicate span
--- ids across re-exported batches, the 256-character cut of module ids.
+-- ids across re-exported batches, the 256-character cut of module ids, versions written as text
+-- (`races` orders decimal texts and LSNs as positions and leaves other unequal texts undecided;
+-- this query compares texts as strings).
 
 WITH
 lines AS (

@@ -199,7 +199,9 @@ def read(
         for source in sources:
             source.close()
     for reason, (count, first) in scan.rejected.items():
-        warn(f"{count} span{'s' if count > 1 else ''} skipped: {reason} (first: {first})")
+        skipped = f"{count} span{'s' if count > 1 else ''} skipped: {reason} (first: {first})"
+        warn(skipped)
+        scan.partial.append(skipped)  # a skipped span may have been the race, or the failed load
     if sink.settled_problem:
         warn(sink.settled_problem)
     scan.lifecycle_spans = sink.lifecycle_spans
@@ -246,7 +248,7 @@ def _admitted(batch: list[Span], scan: Scan, tick: Callable[[Scan], None] | None
     kept = []
     for span in batch:
         start_ns, end_ns = span.start_ns, span.end_ns
-        if 0 <= start_ns <= end_ns <= _MAX_NS and _TRACE_ID(span.trace_id) and _SPAN_ID(span.span_id):
+        if 0 < start_ns <= end_ns <= _MAX_NS and _TRACE_ID(span.trace_id) and _SPAN_ID(span.span_id):
             parent = span.parent_span_id
             if not parent or _SPAN_ID(parent):
                 kept.append(span)
@@ -256,13 +258,13 @@ def _admitted(batch: list[Span], scan: Scan, tick: Callable[[Scan], None] | None
 
 
 def _admissible(batch: list[Span]) -> bool:
-    """Whether every span of the batch has times in 0 <= start <= end <= 2**64-1 and lower-case hex ids."""
+    """Whether every span of the batch has times in 0 < start <= end <= 2**64-1 and lower-case hex ids."""
     if not batch:
         return True
     try:
         starts = list(map(_START, batch))
         ends = list(map(_END, batch))
-        if not (min(starts) >= 0 and max(ends) <= _MAX_NS and all(map(le, starts, ends))):
+        if not (min(starts) > 0 and max(ends) <= _MAX_NS and all(map(le, starts, ends))):
             return False
         traces, spans, parents = list(map(_TRACE, batch)), list(map(_SPAN, batch)), list(map(_PARENT, batch))
         if {*map(len, traces)} != {32} or {*map(len, spans)} != {16} or not {*map(len, parents)} <= {0, 16}:
@@ -274,7 +276,9 @@ def _admissible(batch: list[Span]) -> bool:
 
 
 def _reject(scan: Scan, span: Span) -> None:
-    if not 0 <= span.start_ns <= _MAX_NS or not 0 <= span.end_ns <= _MAX_NS:
+    if span.start_ns == 0:
+        reason = "no start time (OTLP JSON leaves a zero time out: the span never had one)"
+    elif not 0 <= span.start_ns <= _MAX_NS or not 0 <= span.end_ns <= _MAX_NS:
         reason = "a time before 1970 or past what OTLP can hold"
     elif span.end_ns < span.start_ns:
         reason = "it ends before it starts"

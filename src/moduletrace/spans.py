@@ -94,7 +94,7 @@ class Span(NamedTuple):
 
 
 class CheckedSpans(list[Span]):
-    """Spans a source has already checked as the scan checks every span (times in 0..2**64-1, start
+    """Spans a source has already checked as the scan checks every span (times in 1..2**64-1, start
     before end, ids lower-case hex of 32/16 characters): the scan takes them as they come."""
 
     __slots__ = ()

@@ -117,6 +117,17 @@ def test_a_read_before_the_commit_on_another_host_beyond_tolerance_is_a_race_unl
     assert detect(spans, skew_tolerance_ms=15).ambiguous[0].reason == "clock"
 
 
+def test_a_gap_exactly_at_the_tolerance_decides_nothing_whatever_its_decimals() -> None:
+    # The read ends 1.001 ms before the commit begins, on another host. 1.001 ms is 1000999.99... ns in
+    # binary floating point: the tolerance must be taken as 1,001,000 ns, or the gap "exceeds" it.
+    spans = creation("m-11", "t11", commit_end_ms=20) + [
+        stage_span("load_request", "m-11", "t11", -3, -0.001, resource=PROCESS_B)
+    ]
+    (ambiguous,) = detect(spans, skew_tolerance_ms=1.001).ambiguous
+    assert ambiguous.reason == "clock" and ambiguous.margin_ms == {"db_commit": 1.001}
+    assert len(detect(spans, skew_tolerance_ms=1.000999).races) == 1
+
+
 def test_recorded_data_decides_whatever_the_clocks_say() -> None:
     seen_row = {"module.data.found": True}
     spans = creation("m-11", "t11", commit_end_ms=20) + load("m-11", "t11", -15, query_attributes=seen_row)
@@ -146,6 +157,40 @@ def test_an_older_observed_version_than_the_committed_one_is_a_miss() -> None:
     assert len(detect(spans).stale_reads) == 1
     spans[-1] = spans[-1]._replace(attributes={**spans[-1].attributes, "module.data.observed_version": 7})
     assert detect(spans).clean == 1
+
+
+def judged_with_versions(observed: object, committed: object) -> RaceReport:
+    # The read overlaps the commit: only the versions can decide it.
+    spans = [
+        stage_span("create_start", "m-15", "t15", 0, 30),
+        stage_span("db_commit", "m-15", "t15", 1, 20, attributes={"module.data.version": committed}),
+    ] + load("m-15", "t15", 10, query_attributes={"module.data.observed_version": observed})
+    return detect(spans)
+
+
+def test_versions_written_as_text_are_ordered_as_numbers_lsns_or_same_shaped_texts() -> None:
+    for observed, committed in [
+        ("10", "9"),  # decimal text: 10 is newer, not "older" as strings compare
+        (5, "4"),  # a number against its text
+        ("0/10000000", "0/9FFFFFF"),  # PostgreSQL LSNs: positions, not strings
+        ("2026-11-30T10:00:01Z", "2026-11-30T10:00:00Z"),  # one timestamp format: text order is time order
+        ("abc", "abc"),  # equal: the read saw what was written
+    ]:
+        assert judged_with_versions(observed, committed).clean == 1, (observed, committed)
+    for observed, committed in [
+        ("9", "10"),
+        ("0/9FFFFFF", "0/10000000"),
+        ("2026-11-30T09:59:59Z", "2026-11-30T10:00:00Z"),
+    ]:
+        (race,) = judged_with_versions(observed, committed).races
+        assert race.decided_by == "data", (observed, committed)
+
+
+def test_versions_that_cannot_be_ordered_decide_nothing() -> None:
+    # Unequal and of no common order: neither a hit nor a miss; the clocks (overlap) decide.
+    for observed, committed in [("v2-blue", "v1"), ("a1b2", "10"), (True, 3), (float("nan"), 1.0)]:
+        (ambiguous,) = judged_with_versions(observed, committed).ambiguous
+        assert ambiguous.reason == "overlap" and ambiguous.decided_by == "clocks", (observed, committed)
 
 
 def test_a_cache_miss_decides_the_cache_stage_only() -> None:

@@ -15,6 +15,7 @@ judged against and the stage windows, and keeps memory bounded:
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -176,7 +177,8 @@ class RaceDetector:
         ones on disk (:class:`~moduletrace.analysis.settled.SettledCreations`)."""
         self.derive_bounds = derive_bounds
         self.offsets = ClockOffsets()
-        self.clocks = Clocks(self.offsets, int(skew_tolerance_ms * 1_000_000), derive_bounds)
+        # round, not int: 1.001 ms is 1000999.99... in binary, and a gap at the bound must decide nothing
+        self.clocks = Clocks(self.offsets, round(skew_tolerance_ms * 1_000_000), derive_bounds)
         self.scope = scope or LoadScope()
         self._modules: dict[str, _Module] = {}
         # The database statement that narrows a query's read window: kept per query in flight
@@ -682,7 +684,8 @@ def _saw(stage: str, seen: Mapping[str, Any], record: StageSpan, tolerance_ns: i
             return False, f"{DATA_FOUND}=false{_replica_detail(seen, record)}"
         if observed is not None and written is not None:
             older = _older(observed, written)
-            return not older, f"observed version {observed}, committed {written}{_replica_detail(seen, record)}"
+            if older is not None:
+                return not older, f"observed version {observed}, committed {written}{_replica_detail(seen, record)}"
         if found is True:
             return True, f"{DATA_FOUND}=true"
         as_of = seen.get(DB_REPLICA_AS_OF_NS)
@@ -713,11 +716,49 @@ def _replica_detail(seen: Mapping[str, Any], record: StageSpan) -> str:
     return f"; the replica was{behind}: its data as of {-gap_ms:,.1f} ms after the commit ended"
 
 
-def _older(observed: Any, committed: Any) -> bool:
-    try:
-        return bool(observed < committed)
-    except TypeError:
-        return str(observed) != str(committed)
+def _older(observed: Any, committed: Any) -> bool | None:
+    """Whether the read saw a version older than the commit wrote; None when the two cannot be ordered.
+
+    Numbers compare as numbers, also when written as text ("10" is newer than "9"), and PostgreSQL
+    LSNs as positions ("0/10000000" is past "0/9FFFFFF"); other texts only when they have the same
+    shape (digits in the same places: timestamps in one format). Anything else, unless equal, says
+    nothing: the rule then goes on to ``found`` and the clocks, never to a guessed miss.
+    """
+    a, b = _version_position(observed), _version_position(committed)
+    if a is not None and b is not None:
+        return a < b
+    if observed == committed or str(observed) == str(committed):
+        return False
+    if isinstance(observed, str) and isinstance(committed, str) and _shape(observed) == _shape(committed):
+        return observed < committed
+    return None
+
+
+_LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})").fullmatch
+_DECIMAL = re.compile(r"[+-]?[0-9]+").fullmatch
+
+
+def _version_position(version: Any) -> int | float | None:
+    """A version as a number to order by: a number, a decimal text, or an LSN; else None."""
+    if isinstance(version, bool):
+        return None
+    if isinstance(version, (int, float)):
+        return version if version == version else None  # NaN orders nothing
+    if isinstance(version, str):
+        text = version.strip()
+        if _DECIMAL(text):
+            return int(text)
+        lsn = _LSN(text)
+        if lsn:
+            return int(lsn.group(1), 16) << 32 | int(lsn.group(2), 16)
+    return None
+
+
+def _shape(text: str) -> str:
+    return text.translate(_DIGITS_AS_ZERO)
+
+
+_DIGITS_AS_ZERO = str.maketrans("123456789", "000000000")
 
 
 def _start(record: StageSpan | Load) -> int:

@@ -150,7 +150,8 @@ class FileSource:
         done_before = self.bytes_done
         try:
             records = records_of(raw)
-            decoded = failed = 0
+            decoded = failed = skipped = 0
+            first_skipped = ""
             pending: list[str] = []  # warnings wait for a first good record: a wrong file is one error
             for number, record, last in records:
                 self.bytes_done = done_before + raw.tell()
@@ -168,6 +169,9 @@ class FileSource:
                     where = "last record" if last else f"record {number}"
                     reason = "cut short (collector killed mid-write?)" if last else _reason(exc)
                     message = f"{path}: {where} skipped: {reason}"
+                    skipped += 1
+                    if skipped == 1:
+                        first_skipped = message
                     if decoded:
                         self.warn(message)
                         continue
@@ -190,6 +194,10 @@ class FileSource:
                 yield spans
             if decoded == 0 and pending:
                 raise InputError(f"--file {path}: not OTLP JSON lines or OTLP records (nothing could be decoded)")
+            if skipped:
+                # What was not read may hold a race: finding nothing in the rest proves nothing.
+                more = f" ({skipped} records skipped)" if skipped > 1 else ""
+                self.partial.append(f"{first_skipped}{more}")
         except _CorruptStream as exc:
             raise InputError(f"--file {path}: {exc}") from None
         except (OSError, EOFError, zlib.error) as exc:

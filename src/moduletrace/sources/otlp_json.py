@@ -132,8 +132,7 @@ def decode(payload: Mapping[str, Any], resources: ResourceCache, wanted: Wanted 
                     span_id = span_id.lower() if len(span_id) == 16 else decode_id(span_id, 16)
                     try:
                         parent = raw["parentSpanId"]
-                        if len(parent) != 16:
-                            parent = decode_id(parent, 16)
+                        parent = parent.lower() if len(parent) == 16 else decode_id(parent, 16)
                     except KeyError:
                         parent = ""
                     try:
@@ -156,7 +155,7 @@ def decode(payload: Mapping[str, Any], resources: ResourceCache, wanted: Wanted 
                         Span(
                             trace_id,
                             span_id,
-                            parent.lower(),
+                            parent,
                             name,
                             kind,
                             start_ns,

@@ -174,7 +174,7 @@ class LineDecoder:
                     len(trace_id) != 32
                     or len(span_id) != 16
                     or (parent and len(parent) != 16)
-                    or not 0 <= start <= end <= _MAX_NS
+                    or not 0 < start <= end <= _MAX_NS
                 ):
                     raise _Unusual  # base64 or shortened ids, a time the scan would reject
                 ids += (trace_id, span_id, parent)  # lower-case hex, checked once per line: no .lower()
