@@ -199,6 +199,7 @@ class RaceDetector:
         self._summaries = SettledCreations(settled_in_memory)  # settled modules: their creations only
         self._settled_modules = 0  # counted as they settled (in the scope)
         self._settled_any = False
+        self._judged_on_tolerance = False  # set by _judge: a stage compared on the tolerance, not a bound
         #: Told the id and the judgements (in the scope) of each module as it settles: what a consumer
         #: around the detector (the diagnoser) needs of loads it will not see in ``judgements()``.
         self.on_settled: Callable[[str, list[Judgement]], None] | None = None
@@ -376,12 +377,23 @@ class RaceDetector:
                     self._settle(module_id, state)
 
     def _settle(self, module_id: str, state: _Module) -> None:
+        """Judge a module's loads now and keep only a summary of its creations, unless a span still to
+        come could change a verdict; then the module stays in flight (judged at the end, or settled
+        after a span of it comes again): a stage its creation lacks (an indexer that was down may
+        write the cache hours later), or a stage compared on the skew tolerance (pairs read later may
+        bound that clock offset elsewhere). Verdicts on a derived bound are kept: later pairs only
+        narrow it (an ambiguous load might then be decided; a decided one stays)."""
+        if (state.requests or state.queries) and self._stage_may_come(state):
+            return
+        self._judged_on_tolerance = False
+        judgements = list(self._judge_module(module_id, state, self.scope))
+        if self._judged_on_tolerance:
+            return
         settled = self._settled
         self._settled_any = True
         if not state.counted and self.scope.module in (None, module_id):
             self._settled_modules += 1
             settled.failed_commits.extend(_failed_commits(module_id, state))
-        judgements = list(self._judge_module(module_id, state, self.scope))
         for judgement in judgements:
             settled.tally(judgement.outcome, judgement.load.failed)
         if self.on_settled is not None:
@@ -392,6 +404,17 @@ class RaceDetector:
             self._queries.discard(query.span_id)
             self._statements.pop(query.span_id, None)
         del self._modules[module_id]
+
+    def _stage_may_come(self, state: _Module) -> bool:
+        """Whether a creation of the module lacks a stage it may still get (a creation whose commit
+        only failed gets no cache update). A service with no cache stage keeps its modules with loads
+        in flight: memory then follows all of them, as with ``settle_after_s=None``."""
+        for creation in state.creations.values():
+            if not creation.commits:
+                return True
+            if not creation.caches and creation.first_ok(DB_COMMIT) is not None:
+                return True
+        return False
 
     def modules_without_creation(self) -> list[str]:
         """Modules with loads but no creation span: their creation may lie in another trace."""
@@ -586,6 +609,8 @@ class RaceDetector:
         read_start, read_end = read.window
         creation, matched_by = _creation_for(state, load, read_start)
         compare = self.clocks.compare
+        # The tolerance as a clock basis: only while bounds may still be derived (else it is final).
+        tolerance: object = self.clocks.tolerance if self.derive_bounds else _NOT_A_BOUND
         stages: list[tuple[str, StageSpan, ClockBasis, bool | None, str]] = []
         missing = []
         clean = True
@@ -597,6 +622,8 @@ class RaceDetector:
                 continue
             saw, detail = _saw(stage, read.seen, record, self.clocks.tolerance.high_ns)
             clock = compare(record.resource, read.resource)
+            if clock.bound is tolerance:
+                self._judged_on_tolerance = True
             if clean:
                 verdict, _, contradicted = decide(
                     record.start_ns, record.end_ns, read_start, read_end, clock.bound, saw
@@ -648,6 +675,9 @@ class RaceDetector:
             checks=tuple(checks),
             consumer_lag=tuple(lags),
         )
+
+
+_NOT_A_BOUND = object()  # what no comparison's bound is
 
 
 def _unmatched(module_id: str, read: Read, reason: str) -> Unmatched:
