@@ -268,11 +268,13 @@ per_load AS (
         CASE WHEN bool_or(verdict = 'race') THEN 'races'
              WHEN bool_or(verdict = 'stale_read') THEN 'stale_reads'
              WHEN bool_or(verdict = 'ambiguous') THEN 'ambiguous'
-             WHEN bool_or(contradicted) THEN 'clocks_contradicted'
-             ELSE 'clean' END AS category
+             ELSE 'clean' END AS category,
+        bool_or(contradicted) AS contradicted
     FROM verdicts GROUP BY load_span_id, module_id
 )
 SELECT category, load_span_id, module_id FROM per_load WHERE category <> 'clean'
+UNION ALL
+SELECT 'clocks_contradicted', load_span_id, module_id FROM per_load WHERE contradicted
 UNION ALL
 SELECT 'unmatched', l.load_span_id, l.module_id FROM matched l
 WHERE l.creation IS NULL OR (l.creation.commit_ok IS NULL AND l.creation.cache_ok IS NULL)

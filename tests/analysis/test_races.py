@@ -141,6 +141,16 @@ def test_recorded_data_decides_whatever_the_clocks_say() -> None:
     assert race.decided_by == "data"
 
 
+def test_a_contradiction_on_one_stage_is_listed_even_when_another_stage_is_undecided() -> None:
+    # The read [-15, -13] ended before the commit [1, 20] began, yet saw the row (found=true): the data
+    # contradicts the clocks. The cache update [-14, 40] overlapped it: that stage is undecided.
+    spans = creation("m-16", "t16", commit_end_ms=20) + [stage_span("cache_update", "m-16", "t16", -14, 40)]
+    report = detect(spans + load("m-16", "t16", -15, query_attributes={"module.data.found": True}))
+    (ambiguous,) = report.ambiguous
+    assert report.contradicted == [ambiguous] and report.clean == 0 and report.loads == 1
+    assert [c.clocks_contradicted for c in ambiguous.checks] == [True, False]
+
+
 def test_a_read_after_the_commit_that_saw_no_row_is_a_stale_read() -> None:
     missed = {"module.data.found": False}
     spans = creation("m-13", "t13", commit_end_ms=20) + load("m-13", "t13", 30, query_attributes=missed)

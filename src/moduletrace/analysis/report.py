@@ -101,7 +101,8 @@ class RaceReport:
     races: list[RaceVerdict] = field(default_factory=list)
     ambiguous: list[RaceVerdict] = field(default_factory=list)
     stale_reads: list[RaceVerdict] = field(default_factory=list)
-    #: Clean by recorded data although the clocks said the read came first.
+    #: Loads whose recorded data contradicts the clocks (saw the write the clocks say it came before):
+    #: clean by the data, or listed under another verdict for another stage as well.
     contradicted: list[RaceVerdict] = field(default_factory=list)
     unmatched: list[Unmatched] = field(default_factory=list)
     failed_commits: list[FailedCommit] = field(default_factory=list)
@@ -121,15 +122,18 @@ class RaceReport:
             self.clean += 1
         elif isinstance(outcome, Unmatched):
             self.unmatched.append(outcome)
-        elif outcome.verdict == "race":
-            self.races.append(outcome)
-        elif outcome.verdict == "stale_read":
-            self.stale_reads.append(outcome)
-        elif outcome.verdict == "ambiguous":
-            self.ambiguous.append(outcome)
         else:
-            self.clean += 1
-            self.contradicted.append(outcome)
+            verdict = outcome.verdict
+            if verdict == "race":
+                self.races.append(outcome)
+            elif verdict == "stale_read":
+                self.stale_reads.append(outcome)
+            elif verdict == "ambiguous":
+                self.ambiguous.append(outcome)
+            else:
+                self.clean += 1
+            if verdict == "clean" or any(check.clocks_contradicted for check in outcome.checks):
+                self.contradicted.append(outcome)
 
     def sort(self) -> None:
         for verdicts in (self.races, self.ambiguous, self.stale_reads, self.contradicted, self.unmatched):

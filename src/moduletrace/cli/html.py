@@ -473,7 +473,7 @@ SECTIONS = (
     (
         "clocks_contradicted",
         "Clocks contradicted",
-        "Clean by recorded data although the clocks say the read came first",
+        "Recorded data saw the write the clocks say it read before (the data wins)",
         "timelines",
     ),
     ("failed_loads", "Failed loads", "Failed loads and their cause", "tables"),

@@ -236,7 +236,7 @@ def as_table(report: RaceReport, link: TraceLink | None = None, partial: list[st
         ("Loads that read before their module's commit or cache update", report.races),
         ("Stale reads: after the stage ended, yet the write was not seen", report.stale_reads),
         ("Undecided: the read overlapped the stage, or the gap is inside the clock bound", report.ambiguous),
-        ("Clean by recorded data although the clocks say the read came first", report.contradicted),
+        ("Recorded data contradicts the clocks (saw the write the clocks say it read before)", report.contradicted),
     )
     for title, verdicts in sections:
         if verdicts:
