@@ -15,7 +15,8 @@
 -- Not covered (the generated archives have none): span links (`matched_by: link`), duplicate span
 -- ids across re-exported batches, the 256-character cut of module ids, versions written as text
 -- (`races` orders decimal texts and LSNs as positions and leaves other unequal texts undecided;
--- this query compares texts as strings).
+-- this query compares texts as strings), nested loads of one module in one trace whose queries
+-- are not their requests' children (`races` gives such a query to the innermost request).
 
 WITH
 lines AS (

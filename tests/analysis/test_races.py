@@ -88,6 +88,30 @@ def test_the_read_window_narrows_to_the_database_client_span_inside_the_query() 
     assert ambiguous.read_source == "module_load_db_query"
 
 
+def test_a_query_under_another_span_belongs_to_the_innermost_request_it_started_in() -> None:
+    # Two loads of m-n in one trace, B nested in A; each query's parent is some other span (a handler,
+    # another service's), not the request. A [0, 200] reads at [150, 160]; B [50, 100] at [55, 60].
+    # The commit [70, 80]: B's read came before it (a race), A's after it (clean).
+    outer = stage_span("load_request", "m-n", "tn", 0, 200)
+    inner = stage_span("load_request", "m-n", "tn", 50, 100)
+    queries = [
+        stage_span("load_db_query", "m-n", "tn", 150, 160, parent="e" * 16),
+        stage_span("load_db_query", "m-n", "tn", 55, 60, parent="f" * 16),
+    ]
+    spans = [stage_span("create_start", "m-n", "tn", 0, 90), stage_span("db_commit", "m-n", "tn", 70, 80)]
+    report = detect(spans + [outer, inner, *queries])
+    (race,) = report.races
+    assert race.load_span_id == inner.span_id and race.margin_ms == {"db_commit": 10.0}
+    assert report.clean == 1 and report.loads == 2  # both queries claimed: no load of their own
+
+
+def test_a_query_inside_no_request_is_a_load_of_its_own() -> None:
+    request = stage_span("load_request", "m-o", "to", 30, 40)
+    stray = stage_span("load_db_query", "m-o", "to", -10, -8, parent="e" * 16)  # before the request
+    report = detect(creation("m-o", "to", commit_end_ms=20) + [request, stray])
+    assert [r.load_span_id for r in report.races] == [stray.span_id] and report.loads == 2
+
+
 def test_a_load_without_a_query_span_is_judged_on_its_request() -> None:
     spans = creation("m-7", "t7", commit_end_ms=20) + [stage_span("load_request", "m-7", "t7", -10, -5)]
     (race,) = detect(spans).races

@@ -16,7 +16,6 @@ judged against and the stage windows, and keeps memory bounded:
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -537,34 +536,36 @@ class RaceDetector:
                 candidates = children.get(request.span_id)
                 yield self._read(request, min(candidates, key=_start) if candidates else None)
             return
-        # A request takes the earliest stray of its trace that starts inside it; every stray inside
-        # a request is claimed. Sorted by start (stable: ties keep their order) and searched by
-        # bisection, with the claimed ranges merged once: linear in the loads, not quadratic.
-        by_start = {trace_id: sorted(group, key=_start) for trace_id, group in strays.items()}
-        starts = {trace_id: [q.start_ns for q in group] for trace_id, group in by_start.items()}
-        ranges: dict[str, list[tuple[int, int]]] = {}
+        # A stray belongs to the innermost request it started in (of the module, in its trace, with no
+        # child query): of the requests open at its start, the one that began last (a load nested in
+        # another load of the module reads in its own query, not the outer one's). One sweep per trace
+        # over the requests and the strays by start with a stack of open requests: linear after the
+        # sorts. A request reads in the earliest stray that belongs to it; a stray inside no request
+        # is a load of its own.
+        childless: dict[str, list[Load]] = {}
+        for request in requests:
+            if request.span_id not in children:
+                childless.setdefault(request.trace_id, []).append(request)
+        taken: dict[str, Load] = {}  # request span id -> its first stray
+        claimed: set[str] = set()
+        for trace_id, group in strays.items():
+            opening = sorted(childless.get(trace_id, ()), key=_outer_first)
+            if not opening:
+                continue
+            stack: list[Load] = []
+            index = 0
+            for query in sorted(group, key=_start):  # stable: ties keep their order
+                while index < len(opening) and opening[index].start_ns <= query.start_ns:
+                    stack.append(opening[index])
+                    index += 1
+                while stack and stack[-1].end_ns < query.start_ns:
+                    stack.pop()  # ended before this stray, and before every later one
+                if stack:
+                    claimed.add(query.span_id)
+                    taken.setdefault(stack[-1].span_id, query)
         for request in requests:
             candidates = children.get(request.span_id)
-            if candidates:
-                yield self._read(request, min(candidates, key=_start))
-                continue
-            first = None
-            group_starts = starts.get(request.trace_id)
-            if group_starts:
-                lo = bisect_left(group_starts, request.start_ns)
-                hi = bisect_right(group_starts, request.end_ns)
-                if lo < hi:
-                    first = by_start[request.trace_id][lo]
-                    ranges.setdefault(request.trace_id, []).append((lo, hi))
-            yield self._read(request, first)
-        claimed: set[str] = set()
-        for trace_id, spans in ranges.items():
-            group = by_start[trace_id]
-            reach = 0
-            for lo, hi in sorted(spans):
-                for index in range(max(lo, reach), hi):
-                    claimed.add(group[index].span_id)
-                reach = max(reach, hi)
+            yield self._read(request, min(candidates, key=_start) if candidates else taken.get(request.span_id))
         for group in strays.values():
             for query in group:
                 if query.span_id not in claimed:
@@ -793,6 +794,10 @@ _DIGITS_AS_ZERO = str.maketrans("123456789", "000000000")
 
 def _start(record: StageSpan | Load) -> int:
     return record.start_ns
+
+
+def _outer_first(request: Load) -> tuple[int, int]:
+    return request.start_ns, -request.end_ns  # of two that start together, the inner one opens last
 
 
 def _compact(creation: Creation) -> Creation:
