@@ -369,16 +369,16 @@ def _require_loads(loads: int, scan: Scan, options: ScanOptions, claim: str = "n
     """Zero loads judged is no answer: say what was searched and exit 3, never "no race"."""
     if loads:
         return
-    wanted = [
-        f"service {options.service}" if options.service else "",
-        f"module {options.module}" if options.module else "",
-    ]
-    if options.start_ns is not None or options.end_ns is not None:
-        wanted.append("in the window")
-    which = " ".join(w for w in wanted if w)
+    of = " ".join(
+        w
+        for w in (options.service and f"service {options.service}", options.module and f"module {options.module}")
+        if w
+    )
+    window = options.start_ns is not None or options.end_ns is not None
+    which = (f" of {of}" if of else "") + (" in the window" if window else "")
     searched = "; ".join(s.describe() for s in scan.sources)
     raise EmptyScanError(
-        f"no load{' of ' + which if which else ''} found in {searched} ({scan.lifecycle_spans} lifecycle spans "
+        f"no load{which} found in {searched} ({scan.lifecycle_spans} lifecycle spans "
         f"read{_partial(scan)}): nothing was judged, so this is no evidence of '{claim}'"
     )
 

@@ -86,6 +86,21 @@ def test_table_lists_each_raced_load_and_a_summary(tmp_path: Path, capsys: pytes
     )
 
 
+def test_table_gives_no_negative_lead_for_a_stage_the_data_says_was_missed_during_the_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # m-1's query [7.0, 7.1] us overlaps its commit [6, 10] us, but recorded found=false: a race by data.
+    path = racing_file(tmp_path)
+    text = path.read_text().replace('"startTimeUnixNano": "5000"', '"startTimeUnixNano": "7000"')
+    text = text.replace('"endTimeUnixNano": "5100"', '"endTimeUnixNano": "7100"')
+    record = json.loads(text.splitlines()[0])
+    query = record["resourceSpans"][0]["scopeSpans"][0]["spans"][2]
+    query["attributes"].append({"key": "module.data.found", "value": {"boolValue": False}})
+    path.write_text(json.dumps(record) + "\n" + text.splitlines()[1] + "\n")
+    code, out, _ = run(capsys, "races", "--file", str(path), "--format", "table")
+    assert code == 1 and "db_commit: missed (data), no clock lead" in out and "by -" not in out
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -224,6 +239,16 @@ def test_a_scan_that_read_no_lifecycle_span_is_not_a_silent_no_race(
     assert err.count("\n") == 1 and said in err and str(path) in err and "no evidence of 'no race'" in err
     code, _, err = run(capsys, "diagnose", "--file", str(path), *extra)
     assert code == 3 and said in err
+
+
+def test_an_empty_window_names_the_window_and_what_was_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = racing_file(tmp_path)
+    code, _, err = run(capsys, "races", "--file", str(path), "--since", "0s")
+    assert code == 3 and "no load in the window found in" in err
+    code, _, err = run(capsys, "races", "--file", str(path), "--since", "0s", "--module", "m-9")
+    assert code == 3 and "no load of module m-9 in the window found in" in err
 
 
 def test_failed_only_lists_only_failed_loads_and_counts_them_apart(

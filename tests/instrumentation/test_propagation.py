@@ -222,6 +222,18 @@ def test_an_unusable_carrier_is_logged_once_per_type_and_the_load_starts_from_th
     ]
 
 
+def test_an_empty_carrier_starts_the_load_from_the_current_context_without_a_warning(
+    spans: Recorded, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What carrier() returns with tracing off, and a FastAPI ModuleCarrier of a request without headers.
+    with moduletrace.load_request("m-12", parent={}):
+        pass
+    with moduletrace.load_request("m-12", parent={"x-other": "1"}):
+        pass
+    assert [load.parent for load in spans.named("module_load_request")] == [None, None]
+    assert caplog.records == []
+
+
 def test_a_carrier_object_whose_attributes_raise_is_logged_and_the_load_still_runs(
     spans: Recorded, lenient: None, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -204,7 +204,13 @@ def as_table(report: RaceReport, link: TraceLink | None = None, partial: list[st
         rows = []
         for v in verdicts:
             if v.verdict == "race":
-                what = ", ".join(f"{s} by {v.margin_ms[s]:.1f} ms" for s in v.preceded)
+                # A stage the data says was missed while the clocks give the read no lead over it
+                # (it overlapped) has no "by": a negative lead would read as a contradiction.
+                margins = v.margin_ms
+                what = ", ".join(
+                    f"{s} by {margins[s]:.1f} ms" if margins[s] > 0 else f"{s}: missed (data), no clock lead"
+                    for s in v.preceded
+                )
             else:
                 what = ", ".join(v.preceded) + (f" ({v.reason})" if v.reason else "")
             what += "".join(

@@ -71,6 +71,10 @@ def parent_span_context(parent: Parent) -> SpanContext | None:
     elif isinstance(parent, str):
         span_context = _extract({"traceparent": parent})
     elif isinstance(parent, Mapping):
+        if not any(str(key).lower() == "traceparent" for key in parent):
+            # No carrier at all (the creation ran with tracing off, or a request came without the
+            # headers): nothing to warn about, the load simply starts from the current context.
+            return None
         span_context = _extract_mapping(parent)
     else:
         span_context = _extract_object(parent)
