@@ -117,6 +117,23 @@ def test_file_default_sends_nothing_over_otlp_unless_an_endpoint_is_configured(t
     assert [type(e).__name__ for e in exporters] == ["OTLPJsonFileExporter"]
 
 
+def test_a_file_that_cannot_be_opened_is_one_warning_and_the_service_runs_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    path = blocker / "spans.jsonl"  # its folder is a file: it cannot be created
+    with caplog.at_level(logging.WARNING, logger="moduletrace"):
+        moduletrace.configure(file=path, instrument_httpx=False)
+        with moduletrace.create_start("m-1"):
+            pass
+        assert moduletrace.shutdown(timeout=5)
+    warnings = [r.getMessage() for r in caplog.records]
+    said = [m for m in warnings if m.startswith(f"moduletrace: cannot open {path} for writing")]
+    assert len(said) == 1, warnings  # once, though spans and metrics both write there
+    assert not any("internal error" in m for m in warnings) and not any(r.exc_info for r in caplog.records)
+
+
 def test_file_and_endpoint_export_to_both(tmp_path: Path) -> None:
     moduletrace.configure(file=tmp_path / "spans.jsonl", endpoint="http://127.0.0.1:1", instrument_httpx=False)
     exporters = [p.span_exporter for p in configure_module._state.processors]
@@ -252,7 +269,8 @@ def test_what_a_foreign_provider_keeps_is_named_once_with_the_variable_that_sets
         )
         moduletrace.configure(service_name="module-service", instrument_httpx=False)
     (ignored,) = [r.getMessage() for r in caplog.records if "ignored:" in r.getMessage()]
-    assert "service_name='module-service' (set OTEL_SERVICE_NAME)" in ignored
+    assert "service_name='module-service' (the provider's service.name is " in ignored
+    assert "it comes from OTEL_SERVICE_NAME)" in ignored
     assert "deployment.environment.name (set OTEL_RESOURCE_ATTRIBUTES)" in ignored
     assert "endpoint='http://127.0.0.1:1' (set OTEL_EXPORTER_OTLP_ENDPOINT)" in ignored
     # host and process added where they were missing, so the race rule can tell clocks apart
@@ -387,4 +405,6 @@ def test_metrics_over_grpc_without_the_extra_are_named_as_not_exported(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
     with caplog.at_level(logging.WARNING, logger="moduletrace"):
         moduletrace.configure(instrument_httpx=False)
-    assert "metrics are not exported" in caplog.text
+    assert (
+        "metrics are not sent over OTLP" in caplog.text and "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf" in caplog.text
+    )

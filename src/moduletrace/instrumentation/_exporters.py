@@ -87,7 +87,9 @@ def otlp_exporter(signal: Signal, endpoint: str | None, headers: Mapping[str, st
         except ImportError:
             warn_once(
                 f"grpc:{signal.name}",
-                "moduletrace: OTLP protocol grpc needs `pip install moduletrace[grpc]`; %s are not exported",
+                "moduletrace: OTLP protocol grpc (OTEL_EXPORTER_OTLP_PROTOCOL; the opentelemetry-instrument agent's "
+                "default) needs `pip install 'moduletrace[grpc]'`, or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf; "
+                "%s are not sent over OTLP (a file= still gets them)",
                 signal.what,
             )
             return None

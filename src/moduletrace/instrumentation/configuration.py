@@ -377,7 +377,10 @@ def _warn_ignored(
     attributes = provider.resource.attributes
     ignored: list[str] = []
     if service_name and attributes.get("service.name") != service_name:
-        ignored.append(f"service_name={service_name!r} (set OTEL_SERVICE_NAME)")
+        ignored.append(
+            f"service_name={service_name!r} (the provider's service.name is {attributes.get('service.name')!r}: "
+            "it comes from OTEL_SERVICE_NAME)"
+        )
     if resource_attributes:
         differing = sorted(k for k, v in resource_attributes.items() if attributes.get(k) != v)
         if differing:

@@ -11,6 +11,7 @@ the collector archives metrics beside spans.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import threading
@@ -23,7 +24,10 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, SpanContext
 from opentelemetry.trace.status import StatusCode
 
-from moduletrace.instrumentation._guard import logger
+from moduletrace.instrumentation._guard import logger, warn_once
+
+_CLOSED = io.StringIO()  # where a file that could not be opened writes: nowhere (closed)
+_CLOSED.close()
 
 
 class _LinesFile:
@@ -31,10 +35,18 @@ class _LinesFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
         self._lock = threading.Lock()
-        self._file: Any = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self._file: Any = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+        except OSError as exc:  # the service's path, not our bug: one line, and the service runs on
+            warn_once(
+                f"file:{self.path}",
+                "moduletrace: cannot open %s for writing (%s): nothing is written there; other exporters still run",
+                self.path,
+                exc.strerror or exc,
+            )
+            self._file = _CLOSED
 
     def append(self, document: dict[str, Any], what: str) -> bool:
         line = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
