@@ -58,6 +58,9 @@ def test_jaeger_shows_the_same_races_as_the_archive(pipeline: Pipeline) -> None:
     for a, b in zip(from_jaeger["races"], from_file["races"], strict=True):
         assert abs(a["margin_ms"]["db_commit"] - b["margin_ms"]["db_commit"]) < 0.01
     assert from_jaeger["races"][0]["trace_url"].startswith(pipeline.jaeger.query_url + "/trace/")
+    # Each lifecycle operation's search answers with the same whole traces: read once, not counted as
+    # duplicate spans (a re-exported batch would be).
+    assert from_jaeger["summary"]["duplicate_spans"] == from_file["summary"]["duplicate_spans"] == 0
 
 
 def test_jaeger_filters_by_service_and_module(pipeline: Pipeline) -> None:

@@ -64,6 +64,10 @@ class JaegerSource(BackendSource):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._services: list[str] | None = None
+        # Traces already given whole: each search (per service and lifecycle operation) answers with
+        # whole traces, so a trace matching five operations would come five times (and its spans
+        # be counted as duplicates, as a re-exported batch is).
+        self._delivered: set[str] = set()
 
     def trace_url(self, trace_id: str) -> str:
         return f"{self.backend.base_url}/trace/{trace_id}"
@@ -131,7 +135,14 @@ class JaegerSource(BackendSource):
             self.partial.append(
                 f"{service}/{operation}: more than {self.limit} traces between {_rfc3339(start)} and {_rfc3339(end)}"
             )
-        yield from spans
+        yield from self._new(spans)
+
+    def _new(self, spans: Iterable[Span]) -> list[Span]:
+        """The spans of traces not given before (answers hold whole traces), remembering them."""
+        delivered = self._delivered
+        fresh = [span for span in spans if span.trace_id not in delivered]
+        delivered.update(span.trace_id for span in fresh)
+        return fresh
 
     # -- by module id -------------------------------------------------------------------------
 
@@ -154,7 +165,7 @@ class JaegerSource(BackendSource):
                 body = self.backend.json(self.backend.get("/api/traces", params))
                 traces = body.get("data") if isinstance(body, dict) else None
                 for trace in traces if isinstance(traces, list) else []:
-                    yield from legacy_trace_spans(trace, self.resources, wanted)
+                    yield from self._new(legacy_trace_spans(trace, self.resources, wanted))
 
 
 def _trace_count(result: Any) -> set[str]:
