@@ -112,6 +112,18 @@ def test_a_query_inside_no_request_is_a_load_of_its_own() -> None:
     assert [r.load_span_id for r in report.races] == [stray.span_id] and report.loads == 2
 
 
+def test_a_report_for_one_service_counts_the_modules_of_its_loads() -> None:
+    spans = creation("m-s1", "ts1", commit_end_ms=20) + load("m-s1", "ts1", 30)  # loaded by module-service
+    spans += creation("m-s2", "ts2", commit_end_ms=20) + load("m-s2", "ts2", 30, resource=PROCESS_B)
+    spans += creation("m-s3", "ts3", commit_end_ms=20)  # never loaded
+    detector = RaceDetector()
+    detector.add_all(spans)
+    one = detector.report(service="canvas-service")
+    assert (one.loads, one.modules) == (1, 1)
+    every = detector.report()
+    assert (every.loads, every.modules) == (2, 3)
+
+
 def test_a_load_without_a_query_span_is_judged_on_its_request() -> None:
     spans = creation("m-7", "t7", commit_end_ms=20) + [stage_span("load_request", "m-7", "t7", -10, -5)]
     (race,) = detect(spans).races

@@ -91,6 +91,9 @@ def test_creations_outside_the_window_are_found_by_module_id(jaeger: Jaeger) -> 
     assert report["summary"]["loads"] == 2 and report["summary"]["unmatched"] == 0
     matched = {r["module_id"]: (r["matched_by"], r["same_trace"]) for r in report["races"]}
     assert matched == {"linked-1": ("link", False), "lost-1": ("module.id", False)}
+    for race in report["races"]:  # the creation's own trace is a link away too
+        assert race["creation_trace_url"] == f"{jaeger.query_url}/trace/{race['creation_trace_id']}"
+        assert race["creation_trace_id"] != race["trace_id"]
     # Without the second lookup (lookback shorter than the creations' age) they stay unmatched.
     _, narrow, _ = races("--jaeger", jaeger.query_url, "--since", "30m", "--lookback", "1m")
     assert sorted(u["module_id"] for u in narrow["unmatched"]) == ["linked-1", "lost-1"]

@@ -391,7 +391,7 @@ class RaceDetector:
         settled = self._settled
         self._settled_any = True
         if not state.counted and self.scope.module in (None, module_id):
-            self._settled_modules += 1
+            self._settled_modules += self.scope.takes_every_load() or bool(judgements)
             settled.failed_commits.extend(_failed_commits(module_id, state))
         for judgement in judgements:
             settled.tally(judgement.outcome, judgement.load.failed)
@@ -457,15 +457,19 @@ class RaceDetector:
             inconsistent_clocks=self.offsets.inconsistent_pairs(),
         )
         tally = report.tally
+        every = scope.takes_every_load()
         for module_id in self._selected(scope.module):
             state = self._modules[module_id]
-            if not state.counted:  # else counted, its failed commits reported, as it settled
-                report.modules += 1
-                report.failed_commits.extend(_failed_commits(module_id, state))
+            judged = False
             for judgement in self._judge_module(module_id, state, scope):
+                judged = True
                 tally(judgement.outcome, judgement.load.failed)
                 if each is not None:
                     each(judgement)
+            if not state.counted:  # else counted, its failed commits reported, as it settled
+                # With a service or a window, the modules those loads are of; else every module.
+                report.modules += every or judged
+                report.failed_commits.extend(_failed_commits(module_id, state))
         report.sort()
         return report
 

@@ -39,10 +39,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_duration(text: str, flag: str = "--since") -> float:
-    """'90s', '15m', '2h', '1d' -> seconds."""
+    """'500ms', '90s', '15m', '2h', '1d', '1w' -> seconds."""
     match = _DURATION.match(text)
     if not match:
-        raise InputError(f"{flag} {text!r}: expected a duration like 90s, 15m, 2h or 1d")
+        raise InputError(f"{flag} {text!r}: expected a duration like 500ms, 90s, 15m, 2h, 1d or 1w")
     seconds = float(match.group(1)) * _UNITS[match.group(2)]
     if not seconds <= _MAX_DURATION_S:
         raise InputError(f"{flag} {text!r}: at most 1000 years")

@@ -101,6 +101,8 @@ def _verdict(v: RaceVerdict, link: TraceLink | None) -> dict[str, Any]:
         out["reason"] = v.reason
     if link is not None:
         out["trace_url"] = link(v.trace_id)
+        if v.creation_trace_id != v.trace_id:  # matched by link or module id: its creation is elsewhere
+            out["creation_trace_url"] = link(v.creation_trace_id)
     return out
 
 
