@@ -105,6 +105,18 @@ def test_a_query_under_another_span_belongs_to_the_innermost_request_it_started_
     assert report.clean == 1 and report.loads == 2  # both queries claimed: no load of their own
 
 
+def test_a_request_reads_in_its_first_query_a_child_or_a_stray_of_its_own() -> None:
+    # R [0, 100] has a child query at [50, 60] and, under a handler span, a stray at [10, 20]: both are
+    # R's; it read first in the stray, before the commit [30, 40]: one load, a race.
+    request = stage_span("load_request", "m-q", "tq", 0, 100)
+    child = stage_span("load_db_query", "m-q", "tq", 50, 60, parent=request.span_id)
+    stray = stage_span("load_db_query", "m-q", "tq", 10, 20, parent="e" * 16)
+    spans = [stage_span("create_start", "m-q", "tq", 0, 45), stage_span("db_commit", "m-q", "tq", 30, 40)]
+    report = detect(spans + [request, child, stray])
+    (race,) = report.races
+    assert race.load_span_id == request.span_id and race.margin_ms == {"db_commit": 10.0} and report.loads == 1
+
+
 def test_a_query_inside_no_request_is_a_load_of_its_own() -> None:
     request = stage_span("load_request", "m-o", "to", 30, 40)
     stray = stage_span("load_db_query", "m-o", "to", -10, -8, parent="e" * 16)  # before the request
@@ -234,7 +246,16 @@ def test_versions_written_as_text_are_ordered_as_numbers_lsns_or_same_shaped_tex
 
 def test_versions_that_cannot_be_ordered_decide_nothing() -> None:
     # Unequal and of no common order: neither a hit nor a miss; the clocks (overlap) decide.
-    for observed, committed in [("v2-blue", "v1"), ("a1b2", "10"), (True, 3), (float("nan"), 1.0)]:
+    for observed, committed in [
+        ("v2-blue", "v1"),
+        ("a1b2", "10"),
+        (True, 3),
+        (True, 1),  # a flag is no version 1
+        (float("nan"), 1.0),
+        (float("nan"), float("nan")),
+        ("1.10", "1.9"),  # a decimal or a release number: no order is safe
+        ("0/5", 100),  # an LSN against a number
+    ]:
         (ambiguous,) = judged_with_versions(observed, committed).ambiguous
         assert ambiguous.reason == "overlap" and ambiguous.decided_by == "clocks", (observed, committed)
 

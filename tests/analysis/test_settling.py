@@ -34,7 +34,7 @@ def incident(modules: int, seed: int) -> list[Span]:
     RPC between the two hosts first bounds their clock offset (else loads on B would be compared on
     the tolerance, and a module so compared waits to the end: pairs read later could bound it)."""
     rng = random.Random(seed)
-    spans: list[Span] = rpc("rpc", PROCESS_A, PROCESS_B, (-5, 5), (-1, 1))
+    spans: list[Span] = rpc("rpc", PROCESS_A, PROCESS_B, (-1, 1), (0, 0))
     for n in range(modules):
         at = n * MINUTE_MS
         module = f"m-{n}"
@@ -129,6 +129,47 @@ def test_a_cache_update_hours_after_its_loads_still_decides_them() -> None:
         detector.add_all([*spans, *fillers(275 * MINUTE_MS), cache])
         (race,) = detector.report().races
         assert race.module_id == "m-s" and race.preceded == ["cache_update"], settle_after_s
+
+
+def test_a_cache_update_retried_hours_later_still_decides_the_loads_before_it() -> None:
+    # The first cache update failed; the indexer's retry succeeds 2.5 hours later. A load at [1000,
+    # 1002] read before it: a race on cache_update, however long the retry took.
+    spans = creation("m-r", "tr", commit_end_ms=20) + [span("cache_update", "m-r", "tr", 20, 30, failed=True)]
+    spans += load("m-r", "tr", 1000)
+    retry = span("cache_update", "m-r", "tr", 150 * MINUTE_MS, 150 * MINUTE_MS + 10)
+    for settle_after_s in (None, 60):
+        detector = RaceDetector(settle_after_s=settle_after_s)
+        detector.add_all([*spans, *fillers(149 * MINUTE_MS), retry])
+        (race,) = detector.report().races
+        assert race.module_id == "m-r" and race.preceded == ["cache_update"], settle_after_s
+
+
+def test_a_load_a_narrower_bound_read_later_could_decide_waits_for_it() -> None:
+    # An early pair bounds clock(B) - clock(A) to [-9, 9] ms; the read on B ends 6 ms before the
+    # commit on A began: undecided (clock). A pair 2.5 hours later narrows the bound to [-1, 1]: a race.
+    early = rpc("r1", PROCESS_A, PROCESS_B, (-10, 10), (1, 1))  # theta in [1 - 10, 1 + 10] = [-9, 11]
+    spans = creation("m-b", "tb", commit_end_ms=20, cache_end_ms=30)
+    spans += [span("load_request", "m-b", "tb", -10, -5, resource=PROCESS_B)]
+    at = 150 * MINUTE_MS
+    late = rpc("r2", PROCESS_A, PROCESS_B, (at, at + 2), (at + 1, at + 1))  # theta in [-1, 1]
+    for settle_after_s in (None, 60):
+        detector = RaceDetector(settle_after_s=settle_after_s)
+        detector.add_all([*early, *spans, *fillers(at), *late])
+        (race,) = detector.report().races
+        assert race.module_id == "m-b" and race.checks[0].basis == "derived bound", settle_after_s
+
+
+def test_a_failed_commit_of_a_module_created_again_after_it_settled_is_reported() -> None:
+    spans = creation("m-c", "t1", commit_end_ms=20, cache_end_ms=30) + load("m-c", "t1", 50)
+    again = [
+        span("create_start", "m-c", "t2", 150 * MINUTE_MS, 150 * MINUTE_MS + 30),
+        span("db_commit", "m-c", "t2", 150 * MINUTE_MS + 1, 150 * MINUTE_MS + 20, failed=True),
+    ]
+    for settle_after_s in (None, 60):
+        detector = RaceDetector(settle_after_s=settle_after_s)
+        detector.add_all([*spans, *fillers(149 * MINUTE_MS), *again])
+        report = detector.report()
+        assert [(f.module_id, f.trace_id[-2:]) for f in report.failed_commits] == [("m-c", "t2")], settle_after_s
 
 
 def test_a_failed_creation_settles_though_it_has_no_cache_update() -> None:
@@ -240,7 +281,7 @@ def failures(modules: int, seed: int) -> list[Span]:
     timeout on the query, a 401 on an HTTP call inside the load (another span of its trace), no
     creation at all, or nothing known; some loads come in a trace of their own, by module id."""
     rng = random.Random(seed)
-    spans: list[Span] = rpc("rpc", PROCESS_A, PROCESS_B, (-5, 5), (-1, 1))  # bounds the hosts' offset
+    spans: list[Span] = rpc("rpc", PROCESS_A, PROCESS_B, (-1, 1), (0, 0))  # bounds the hosts' offset
     for n in range(modules):
         at = n * MINUTE_MS
         module, trace = f"m-{n}", f"t{n}"

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 from moduletrace.analysis.clocks import ClockBasis, ClockOffsets, Clocks
 from moduletrace.analysis.creation import Creation, StageSpan
 from moduletrace.analysis.report import ConsumerLag, FailedCommit, Outcome, RaceReport, RaceVerdict, Unmatched
-from moduletrace.analysis.rule import StageCheck, Window, decide, judge_stage
+from moduletrace.analysis.rule import StageCheck, Window, decide, judge_stage, settled_by_narrower_bounds
 from moduletrace.analysis.settled import DEFAULT_IN_MEMORY, SettledCreations
 from moduletrace.conventions import (
     CACHE_HIT,
@@ -140,7 +140,9 @@ class _Module:
     queries: list[Load] = field(default_factory=list)
     span_ids: set[str] = field(default_factory=set)  # duplicates (a re-exported batch) are dropped
     bucket: int = -1  # the time bucket of its latest lifecycle span (settling)
-    counted: bool = False  # settled before: counted, its failed commits reported (then)
+    counted: bool = False  # settled before: counted (then)
+    #: Creations back from the summary of a settlement: their failed commits were reported then.
+    reported: frozenset[str] = frozenset()
 
 
 def module_id_of(attributes: Mapping[str, Any]) -> str | None:
@@ -198,7 +200,7 @@ class RaceDetector:
         self._summaries = SettledCreations(settled_in_memory)  # settled modules: their creations only
         self._settled_modules = 0  # counted as they settled (in the scope)
         self._settled_any = False
-        self._judged_on_tolerance = False  # set by _judge: a stage compared on the tolerance, not a bound
+        self._provisional = False  # set by _judge: a comparison later client/server pairs could change
         #: Told the id and the judgements (in the scope) of each module as it settles: what a consumer
         #: around the detector (the diagnoser) needs of loads it will not see in ``judgements()``.
         self.on_settled: Callable[[str, list[Judgement]], None] | None = None
@@ -252,6 +254,7 @@ class RaceDetector:
                 if summary is not None:  # a late span of a settled module: it comes back in flight
                     module.creations = {c.trace_id: c for c in summary}
                     module.counted = True
+                    module.reported = frozenset(module.creations)
         span_ids = module.span_ids
         if span_id in span_ids:
             self._duplicates += 1
@@ -379,19 +382,20 @@ class RaceDetector:
         """Judge a module's loads now and keep only a summary of its creations, unless a span still to
         come could change a verdict; then the module stays in flight (judged at the end, or settled
         after a span of it comes again): a stage its creation lacks (an indexer that was down may
-        write the cache hours later), or a stage compared on the skew tolerance (pairs read later may
-        bound that clock offset elsewhere). Verdicts on a derived bound are kept: later pairs only
-        narrow it (an ambiguous load might then be decided; a decided one stays)."""
+        write the cache hours later), or a stage compared across clocks whose answer later pairs could
+        change: on the skew tolerance (a derived bound may lie elsewhere), or on a derived bound that a
+        narrower one (later pairs only narrow it) could decide otherwise."""
         if (state.requests or state.queries) and self._stage_may_come(state):
             return
-        self._judged_on_tolerance = False
+        self._provisional = False
         judgements = list(self._judge_module(module_id, state, self.scope))
-        if self._judged_on_tolerance:
+        if self._provisional:
             return
         settled = self._settled
         self._settled_any = True
-        if not state.counted and self.scope.module in (None, module_id):
-            self._settled_modules += self.scope.takes_every_load() or bool(judgements)
+        if self.scope.module in (None, module_id):
+            if not state.counted:
+                self._settled_modules += self.scope.takes_every_load() or bool(judgements)
             settled.failed_commits.extend(_failed_commits(module_id, state))
         for judgement in judgements:
             settled.tally(judgement.outcome, judgement.load.failed)
@@ -405,13 +409,14 @@ class RaceDetector:
         del self._modules[module_id]
 
     def _stage_may_come(self, state: _Module) -> bool:
-        """Whether a creation of the module lacks a stage it may still get (a creation whose commit
-        only failed gets no cache update). A service with no cache stage keeps its modules with loads
-        in flight: memory then follows all of them, as with ``settle_after_s=None``."""
+        """Whether a creation of the module lacks a stage it may still get: its commit, or after a
+        successful commit a successful cache update (an indexer retries; a creation whose commit only
+        failed gets none). A service with no cache stage keeps its modules with loads in flight:
+        memory then follows all of them, as with ``settle_after_s=None``."""
         for creation in state.creations.values():
             if not creation.commits:
                 return True
-            if not creation.caches and creation.first_ok(DB_COMMIT) is not None:
+            if creation.first_ok(CACHE_UPDATE) is None and creation.first_ok(DB_COMMIT) is not None:
                 return True
         return False
 
@@ -466,10 +471,10 @@ class RaceDetector:
                 tally(judgement.outcome, judgement.load.failed)
                 if each is not None:
                     each(judgement)
-            if not state.counted:  # else counted, its failed commits reported, as it settled
+            if not state.counted:  # else counted as it settled
                 # With a service or a window, the modules those loads are of; else every module.
                 report.modules += every or judged
-                report.failed_commits.extend(_failed_commits(module_id, state))
+            report.failed_commits.extend(_failed_commits(module_id, state))
         report.sort()
         return report
 
@@ -540,20 +545,19 @@ class RaceDetector:
                 candidates = children.get(request.span_id)
                 yield self._read(request, min(candidates, key=_start) if candidates else None)
             return
-        # A stray belongs to the innermost request it started in (of the module, in its trace, with no
-        # child query): of the requests open at its start, the one that began last (a load nested in
-        # another load of the module reads in its own query, not the outer one's). One sweep per trace
-        # over the requests and the strays by start with a stack of open requests: linear after the
-        # sorts. A request reads in the earliest stray that belongs to it; a stray inside no request
-        # is a load of its own.
-        childless: dict[str, list[Load]] = {}
+        # A stray belongs to the innermost request of the module in its trace that was running when it
+        # started: of the requests open at its start, the one that began last (a load nested in another
+        # load of the module reads in its own query, not the outer one's). One sweep per trace over the
+        # requests and the strays by start with a stack of open requests: linear after the sorts. A
+        # request reads in its first query, a child or a stray of its own; a stray inside no request is
+        # a load of its own.
+        by_trace: dict[str, list[Load]] = {}
         for request in requests:
-            if request.span_id not in children:
-                childless.setdefault(request.trace_id, []).append(request)
+            by_trace.setdefault(request.trace_id, []).append(request)
         taken: dict[str, Load] = {}  # request span id -> its first stray
         claimed: set[str] = set()
         for trace_id, group in strays.items():
-            opening = sorted(childless.get(trace_id, ()), key=_outer_first)
+            opening = sorted(by_trace.get(trace_id, ()), key=_outer_first)
             if not opening:
                 continue
             stack: list[Load] = []
@@ -568,8 +572,11 @@ class RaceDetector:
                     claimed.add(query.span_id)
                     taken.setdefault(stack[-1].span_id, query)
         for request in requests:
-            candidates = children.get(request.span_id)
-            yield self._read(request, min(candidates, key=_start) if candidates else taken.get(request.span_id))
+            candidates = children.get(request.span_id, [])
+            stray = taken.get(request.span_id)
+            if stray is not None:
+                candidates = [*candidates, stray]
+            yield self._read(request, min(candidates, key=_start) if candidates else None)
         for group in strays.values():
             for query in group:
                 if query.span_id not in claimed:
@@ -614,8 +621,10 @@ class RaceDetector:
         read_start, read_end = read.window
         creation, matched_by = _creation_for(state, load, read_start)
         compare = self.clocks.compare
-        # The tolerance as a clock basis: only while bounds may still be derived (else it is final).
+        # Across clocks, a comparison later pairs could change: on the tolerance (a derived bound may lie
+        # elsewhere), or on a derived bound that a narrower one could decide otherwise.
         tolerance: object = self.clocks.tolerance if self.derive_bounds else _NOT_A_BOUND
+        final = settled_by_narrower_bounds if self.derive_bounds else _always
         stages: list[tuple[str, StageSpan, ClockBasis, bool | None, str]] = []
         missing = []
         clean = True
@@ -627,8 +636,10 @@ class RaceDetector:
                 continue
             saw, detail = _saw(stage, read.seen, record, self.clocks.tolerance.high_ns)
             clock = compare(record.resource, read.resource)
-            if clock.bound is tolerance:
-                self._judged_on_tolerance = True
+            if clock.bound is tolerance or (
+                clock.bound is not None and not final(record.start_ns, record.end_ns, read_start, read_end, clock.bound)
+            ):
+                self._provisional = True
             if clean:
                 verdict, _, contradicted = decide(
                     record.start_ns, record.end_ns, read_start, read_end, clock.bound, saw
@@ -683,6 +694,10 @@ class RaceDetector:
 
 
 _NOT_A_BOUND = object()  # what no comparison's bound is
+
+
+def _always(*_: object) -> bool:
+    return True
 
 
 def _unmatched(module_id: str, read: Read, reason: str) -> Unmatched:
@@ -754,15 +769,22 @@ def _replica_detail(seen: Mapping[str, Any], record: StageSpan) -> str:
 def _older(observed: Any, committed: Any) -> bool | None:
     """Whether the read saw a version older than the commit wrote; None when the two cannot be ordered.
 
-    Numbers compare as numbers, also when written as text ("10" is newer than "9"), and PostgreSQL
-    LSNs as positions ("0/10000000" is past "0/9FFFFFF"); other texts only when they have the same
-    shape (digits in the same places: timestamps in one format). Anything else, unless equal, says
-    nothing: the rule then goes on to ``found`` and the clocks, never to a guessed miss.
+    Numbers compare as numbers, also whole numbers written as text ("10" is newer than "9"), and
+    PostgreSQL LSNs with LSNs, as positions ("0/10000000" is past "0/9FFFFFF"); other texts only
+    with texts of the same shape (digits in the same places: timestamps in one format). Anything
+    else, unless it is the same value of the same kind, says nothing: the rule then goes on to
+    ``found`` and the clocks, never to a guessed miss.
     """
     a, b = _version_position(observed), _version_position(committed)
     if a is not None and b is not None:
-        return a < b
-    if observed == committed or str(observed) == str(committed):
+        return a[1] < b[1] if a[0] == b[0] else None
+    if a is not None or b is not None:  # a number or an LSN against something else
+        return None
+    if isinstance(observed, bool) or isinstance(committed, bool):
+        return False if observed is committed else None  # True is no version 1
+    if isinstance(observed, float) or isinstance(committed, float):
+        return None  # NaN, which equals nothing
+    if observed == committed:
         return False
     if isinstance(observed, str) and isinstance(committed, str) and _shape(observed) == _shape(committed):
         return observed < committed
@@ -770,22 +792,23 @@ def _older(observed: Any, committed: Any) -> bool | None:
 
 
 _LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})").fullmatch
-_DECIMAL = re.compile(r"[+-]?[0-9]+").fullmatch
+_WHOLE = re.compile(r"[+-]?[0-9]+").fullmatch
+_NUMBER, _POSITION = 0, 1
 
 
-def _version_position(version: Any) -> int | float | None:
-    """A version as a number to order by: a number, a decimal text, or an LSN; else None."""
+def _version_position(version: Any) -> tuple[int, int | float] | None:
+    """A version as (kind, value) to order by: a number (or a whole number as text), or an LSN."""
     if isinstance(version, bool):
         return None
     if isinstance(version, (int, float)):
-        return version if version == version else None  # NaN orders nothing
+        return (_NUMBER, version) if version == version else None  # NaN orders nothing
     if isinstance(version, str):
         text = version.strip()
-        if _DECIMAL(text):
-            return int(text)
+        if _WHOLE(text):
+            return _NUMBER, int(text)
         lsn = _LSN(text)
         if lsn:
-            return int(lsn.group(1), 16) << 32 | int(lsn.group(2), 16)
+            return _POSITION, int(lsn.group(1), 16) << 32 | int(lsn.group(2), 16)
     return None
 
 
@@ -839,9 +862,10 @@ def _creation_for(state: _Module, load: Load, read_start: int) -> tuple[Creation
 def _failed_commits(module_id: str, state: _Module) -> list[FailedCommit]:
     """The creations of a module none of whose commits succeeded (most have one, and it did)."""
     out = []
+    reported = state.reported
     for creation in state.creations.values():
         commits = creation.commits
-        if commits and not (commits[0].ok or any(r.ok for r in commits)):
+        if commits and not (commits[0].ok or any(r.ok for r in commits)) and creation.trace_id not in reported:
             last = max(commits, key=lambda r: r.end_ns)
             out.append(
                 FailedCommit(

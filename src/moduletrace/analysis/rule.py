@@ -110,6 +110,19 @@ def decide(
     return "ambiguous", ("clock" if (margin + high > 0 or after - low > 0) else "overlap"), False
 
 
+def settled_by_narrower_bounds(
+    written_start: int, written_end: int, read_start: int, read_end: int, bound: OffsetBound
+) -> bool:
+    """Whether every narrower bound gives :func:`decide` the same answer as ``bound`` (more client/server
+    pairs only narrow a derived bound): neither "the read ended before the stage began" nor "began
+    after it ended" holds for some offsets of the bound and not for all."""
+    margin = written_start - read_end
+    after = read_start - written_end
+    before_open = margin + bound.high_ns > 0 >= margin + bound.low_ns
+    after_open = after - bound.low_ns > 0 >= after - bound.high_ns
+    return not (before_open or after_open)
+
+
 def _explain(
     stage: str,
     span_id: str,
