@@ -101,6 +101,11 @@ def test_a_load_whose_creation_comes_later_is_not_judged_early() -> None:
     assert race.module_id == "m-1" and race.matched_by == "module.id"
 
 
+def kept_and_settled(spans: list[Span], *settle_after_s: float) -> list[RaceReport]:
+    """The report keeping everything, then settling after each horizon (60 s unless given)."""
+    return [report(spans, horizon) for horizon in (None, *(settle_after_s or (60,)))]
+
+
 def test_a_load_compared_on_the_tolerance_is_judged_again_with_pairs_read_later() -> None:
     # The read (host B) ends 6 ms before the commit (host A) began: beyond the 5 ms tolerance, a race.
     # But a client/server pair read 2.5 hours of data later bounds clock(B) - clock(A) to [-9, -7] ms:
@@ -110,11 +115,8 @@ def test_a_load_compared_on_the_tolerance_is_judged_again_with_pairs_read_later(
         "rpc", PROCESS_A, PROCESS_B, (150 * MINUTE_MS + 107, 150 * MINUTE_MS + 109), (150 * MINUTE_MS + 100,) * 2
     )
     everything = [*spans, *fillers(150 * MINUTE_MS), *pair]
-    for settle_after_s in (None, 60, 3600):
-        detector = RaceDetector(settle_after_s=settle_after_s)
-        detector.add_all(everything)
-        result = detector.report()
-        assert result.races == [], settle_after_s
+    for result in kept_and_settled(everything, 60, 3600):
+        assert result.races == []
         (ambiguous,) = result.ambiguous
         assert ambiguous.reason == "overlap" and ambiguous.checks[0].basis == "derived bound"
 
@@ -124,11 +126,9 @@ def test_a_cache_update_hours_after_its_loads_still_decides_them() -> None:
     # later. Judged when the module settled, without its cache update, the load would be clean.
     spans = creation("m-s", "ts", commit_end_ms=20) + load("m-s", "ts", 30)
     cache = span("cache_update", "m-s", "ts", 276 * MINUTE_MS, 276 * MINUTE_MS + 10)
-    for settle_after_s in (None, 60):
-        detector = RaceDetector(settle_after_s=settle_after_s)
-        detector.add_all([*spans, *fillers(275 * MINUTE_MS), cache])
-        (race,) = detector.report().races
-        assert race.module_id == "m-s" and race.preceded == ["cache_update"], settle_after_s
+    for result in kept_and_settled([*spans, *fillers(275 * MINUTE_MS), cache]):
+        (race,) = result.races
+        assert race.module_id == "m-s" and race.preceded == ["cache_update"]
 
 
 def test_a_cache_update_retried_hours_later_still_decides_the_loads_before_it() -> None:
@@ -137,11 +137,9 @@ def test_a_cache_update_retried_hours_later_still_decides_the_loads_before_it() 
     spans = creation("m-r", "tr", commit_end_ms=20) + [span("cache_update", "m-r", "tr", 20, 30, failed=True)]
     spans += load("m-r", "tr", 1000)
     retry = span("cache_update", "m-r", "tr", 150 * MINUTE_MS, 150 * MINUTE_MS + 10)
-    for settle_after_s in (None, 60):
-        detector = RaceDetector(settle_after_s=settle_after_s)
-        detector.add_all([*spans, *fillers(149 * MINUTE_MS), retry])
-        (race,) = detector.report().races
-        assert race.module_id == "m-r" and race.preceded == ["cache_update"], settle_after_s
+    for result in kept_and_settled([*spans, *fillers(149 * MINUTE_MS), retry]):
+        (race,) = result.races
+        assert race.module_id == "m-r" and race.preceded == ["cache_update"]
 
 
 def test_a_load_a_narrower_bound_read_later_could_decide_waits_for_it() -> None:
@@ -152,11 +150,9 @@ def test_a_load_a_narrower_bound_read_later_could_decide_waits_for_it() -> None:
     spans += [span("load_request", "m-b", "tb", -10, -5, resource=PROCESS_B)]
     at = 150 * MINUTE_MS
     late = rpc("r2", PROCESS_A, PROCESS_B, (at, at + 2), (at + 1, at + 1))  # theta in [-1, 1]
-    for settle_after_s in (None, 60):
-        detector = RaceDetector(settle_after_s=settle_after_s)
-        detector.add_all([*early, *spans, *fillers(at), *late])
-        (race,) = detector.report().races
-        assert race.module_id == "m-b" and race.checks[0].basis == "derived bound", settle_after_s
+    for result in kept_and_settled([*early, *spans, *fillers(at), *late]):
+        (race,) = result.races
+        assert race.module_id == "m-b" and race.checks[0].basis == "derived bound"
 
 
 def test_a_failed_commit_of_a_module_created_again_after_it_settled_is_reported() -> None:
@@ -165,11 +161,8 @@ def test_a_failed_commit_of_a_module_created_again_after_it_settled_is_reported(
         span("create_start", "m-c", "t2", 150 * MINUTE_MS, 150 * MINUTE_MS + 30),
         span("db_commit", "m-c", "t2", 150 * MINUTE_MS + 1, 150 * MINUTE_MS + 20, failed=True),
     ]
-    for settle_after_s in (None, 60):
-        detector = RaceDetector(settle_after_s=settle_after_s)
-        detector.add_all([*spans, *fillers(149 * MINUTE_MS), *again])
-        report = detector.report()
-        assert [(f.module_id, f.trace_id[-2:]) for f in report.failed_commits] == [("m-c", "t2")], settle_after_s
+    for result in kept_and_settled([*spans, *fillers(149 * MINUTE_MS), *again]):
+        assert [(f.module_id, f.trace_id[-2:]) for f in result.failed_commits] == [("m-c", "t2")]
 
 
 def test_a_failed_creation_settles_though_it_has_no_cache_update() -> None:
