@@ -200,7 +200,9 @@ class RaceDetector:
         self._summaries = SettledCreations(settled_in_memory)  # settled modules: their creations only
         self._settled_modules = 0  # counted as they settled (in the scope)
         self._settled_any = False
-        self._provisional = False  # set by _judge: a comparison later client/server pairs could change
+        #: While a module is judged to settle (else None): set by _judge when a comparison across
+        #: clocks could be answered otherwise by client/server pairs read later.
+        self._provisional: bool | None = None
         #: Told the id and the judgements (in the scope) of each module as it settles: what a consumer
         #: around the detector (the diagnoser) needs of loads it will not see in ``judgements()``.
         self.on_settled: Callable[[str, list[Judgement]], None] | None = None
@@ -387,9 +389,10 @@ class RaceDetector:
         narrower one (later pairs only narrow it) could decide otherwise."""
         if (state.requests or state.queries) and self._stage_may_come(state):
             return
-        self._provisional = False
+        self._provisional = False if self.derive_bounds else None  # without derived bounds all is final
         judgements = list(self._judge_module(module_id, state, self.scope))
-        if self._provisional:
+        provisional, self._provisional = self._provisional, None
+        if provisional:
             return
         settled = self._settled
         self._settled_any = True
@@ -621,10 +624,6 @@ class RaceDetector:
         read_start, read_end = read.window
         creation, matched_by = _creation_for(state, load, read_start)
         compare = self.clocks.compare
-        # Across clocks, a comparison later pairs could change: on the tolerance (a derived bound may lie
-        # elsewhere), or on a derived bound that a narrower one could decide otherwise.
-        tolerance: object = self.clocks.tolerance if self.derive_bounds else _NOT_A_BOUND
-        final = settled_by_narrower_bounds if self.derive_bounds else _always
         stages: list[tuple[str, StageSpan, ClockBasis, bool | None, str]] = []
         missing = []
         clean = True
@@ -636,10 +635,13 @@ class RaceDetector:
                 continue
             saw, detail = _saw(stage, read.seen, record, self.clocks.tolerance.high_ns)
             clock = compare(record.resource, read.resource)
-            if clock.bound is tolerance or (
-                clock.bound is not None and not final(record.start_ns, record.end_ns, read_start, read_end, clock.bound)
-            ):
-                self._provisional = True
+            if self._provisional is False and clock.bound is not None:
+                # Judging to settle: a comparison later pairs could change keeps the module in flight,
+                # on the tolerance (a derived bound may lie elsewhere) or on a derived bound that a
+                # narrower one could decide otherwise.
+                self._provisional = clock.bound is self.clocks.tolerance or not settled_by_narrower_bounds(
+                    record.start_ns, record.end_ns, read_start, read_end, clock.bound
+                )
             if clean:
                 verdict, _, contradicted = decide(
                     record.start_ns, record.end_ns, read_start, read_end, clock.bound, saw
@@ -691,13 +693,6 @@ class RaceDetector:
             checks=tuple(checks),
             consumer_lag=tuple(lags),
         )
-
-
-_NOT_A_BOUND = object()  # what no comparison's bound is
-
-
-def _always(*_: object) -> bool:
-    return True
 
 
 def _unmatched(module_id: str, read: Read, reason: str) -> Unmatched:
